@@ -1,0 +1,90 @@
+# tide — build, test, run.  `make` builds ./tide; `make test` installs deps, builds, tests.
+CC      ?= cc
+VERSION ?= 0.1.0
+BUILD   ?= build
+OPT     ?= -O2
+PKGS     = lua5.4 libcurl libpq libedit
+CJSON_A ?= $(firstword $(wildcard /usr/lib/*/liblua5.4-cjson.a /usr/lib/liblua5.4-cjson.a))
+PYTHON  ?= /usr/bin/python3
+CFLAGS  += -std=c11 -D_GNU_SOURCE -DTIDE_VERSION=\"$(VERSION)\" $(OPT) -g -Wall -Wextra -Werror -pthread \
+           $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -Isrc -I$(BUILD)
+LDLIBS  += $(CJSON_A) $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread
+TIDE    ?= ./tide
+
+SRCS    := $(wildcard src/*.c)
+OBJS    := $(SRCS:src/%.c=$(BUILD)/%.o) $(BUILD)/embedded.o
+LIBOBJS := $(filter-out $(BUILD)/main.o,$(OBJS))
+LUA     := $(shell find lua -name '*.lua' | sort)
+SCN     := $(wildcard scenarios/*.lua)
+EMBED   := $(foreach f,$(LUA),$(subst /,.,$(patsubst lua/%.lua,%,$(f)))=$(f)) \
+           $(foreach f,$(SCN),scenario:$(patsubst scenarios/%.lua,%,$(f))=$(f))
+UNIT    := $(patsubst tests/unit/%.c,$(BUILD)/%,$(wildcard tests/unit/test_*.c))
+
+DEBS = gcc make pkg-config liblua5.4-dev libcurl4-openssl-dev lua-cjson-dev libpq-dev \
+       libedit-dev nginx wrk postgresql redis-server python3-flask python3-celery \
+       python3-redis python3-psycopg2 python3-pytest python3-pexpect gunicorn valgrind
+
+.PHONY: all deps test unit systest asan run bench clean
+all: tide
+
+tide: $(OBJS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
+
+$(BUILD)/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/embed: tools/embed.c | $(BUILD)
+	$(CC) -std=c11 -O1 -Wall -Wextra -Werror -o $@ $<
+
+$(BUILD)/embedded.c: $(BUILD)/embed $(LUA) $(SCN)
+	$(BUILD)/embed $@ $(EMBED)
+
+$(BUILD)/embedded.o: $(BUILD)/embedded.c src/embedded.h
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/test_%: tests/unit/test_%.c $(LIBOBJS) tests/unit/check.h
+	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(LIBOBJS) $(LDLIBS)
+
+$(BUILD):
+	mkdir -p $@
+
+# Installs the Debian packages tide builds and tests with; quiet and quick when present.
+deps:
+	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+	  grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  sudo=$$( [ $$(id -u) -eq 0 ] || echo sudo ); \
+	  echo "installing:" $$missing; \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+unit: $(UNIT)
+	@for t in $(UNIT); do echo "== $$t"; $$t || exit 1; done
+
+systest: tide
+	TIDE=$(abspath $(TIDE)) $(PYTHON) -m pytest -q -x tests/system
+
+test: deps
+	$(MAKE) tide unit
+	$(MAKE) systest
+
+asan:
+	$(MAKE) BUILD=build-asan TIDE=./tide-asan OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	  LDFLAGS="-fsanitize=address,undefined" tide-asan-bin
+	ASAN_OPTIONS=detect_leaks=1 $(MAKE) BUILD=build-asan TIDE=./tide-asan \
+	  OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	  LDFLAGS="-fsanitize=address,undefined" unit systest
+
+.PHONY: tide-asan-bin
+tide-asan-bin: $(OBJS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o tide-asan $(OBJS) $(LDLIBS)
+
+run: deps tide
+	tests/run-smoke.sh
+
+bench: deps tide
+	tests/bench/vs-wrk.sh
+
+clean:
+	rm -rf build build-asan tide tide-asan

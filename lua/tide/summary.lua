@@ -1,0 +1,267 @@
+-- The end-of-test summary (stdout) and the JSON results (k6's summary shape,
+-- plus each trend's histogram so runs can be merged later).
+local json = require "cjson"
+local hist = require "tide.hist"
+
+local M = {}
+
+local PERCENTILES = { 90, 95, 99 }
+
+-- Tags come as a table; the summary cares about the request name.
+local function tag_label(tags, key)
+  return string.format("%s{%s:%s}", "", key, tags[key])
+end
+
+local function merged(series, pick)
+  local h = hist.new()
+  for _, s in ipairs(series) do
+    if not pick or pick(s.tags) then h:merge(s.hist) end
+  end
+  return h
+end
+
+local function sum_counter(series, pick)
+  local v, n = 0, 0
+  for _, s in ipairs(series) do
+    if not pick or pick(s.tags) then v, n = v + s.value, n + s.count end
+  end
+  return v, n
+end
+
+local function sum_rate(series, pick)
+  local p, t = 0, 0
+  for _, s in ipairs(series) do
+    if not pick or pick(s.tags) then p, t = p + s.passes, t + s.total end
+  end
+  return p, t
+end
+
+local function gauge(series)
+  local v, lo, hi = 0, nil, nil
+  for _, s in ipairs(series) do
+    v = v + s.value
+    lo = math.min(lo or s.min, s.min)
+    hi = math.max(hi or s.max, s.max)
+  end
+  return v, lo or 0, hi or 0
+end
+
+-- k6 reports time trends in milliseconds.
+local function trend_values(h, time)
+  local scale = time and 1e-3 or 1
+  local v = {
+    count = h:count(), avg = h:mean() * scale, min = h:min() * scale,
+    med = h:percentile(50) * scale, max = h:max() * scale,
+  }
+  for _, p in ipairs(PERCENTILES) do v[("p(%d)"):format(p)] = h:percentile(p) * scale end
+  return v
+end
+
+local function metric_values(m, elapsed, pick)
+  if m.type == "trend" then
+    local h = merged(m.series, pick)
+    return trend_values(h, m.contains == "time"), h
+  elseif m.type == "counter" then
+    local v = sum_counter(m.series, pick)
+    return { count = v, rate = elapsed > 0 and v / elapsed or 0 }
+  elseif m.type == "rate" then
+    local p, t = sum_rate(m.series, pick)
+    return { rate = t > 0 and p / t or 0, passes = p, fails = t - p }
+  else
+    local v, lo, hi = gauge(m.series)
+    return { value = v, min = lo, max = hi }
+  end
+end
+
+local function names_of(report)
+  local seen, names = {}, {}
+  local m = report.metrics.http_reqs
+  for _, s in ipairs(m and m.series or {}) do
+    local n = s.tags.name
+    if n and not seen[n] then seen[n] = true; names[#names + 1] = n end
+  end
+  table.sort(names)
+  return names
+end
+
+local function by_name(name)
+  return function(tags) return tags.name == name end
+end
+
+-- ---------------------------------------------------------------- JSON
+
+local function json_metric(m, elapsed, pick)
+  local values, h = metric_values(m, elapsed, pick)
+  local out = { type = m.type, contains = m.contains, values = values }
+  if h then out.histogram = h:encode() end
+  return out
+end
+
+function M.to_json(report)
+  local out = {}
+  local names = names_of(report)
+  for name, m in pairs(report.metrics) do
+    if #m.series > 0 then
+      out[name] = json_metric(m, report.elapsed)
+      if name:match("^http_") then
+        for _, n in ipairs(names) do
+          out[name .. tag_label({ name = n }, "name")] = json_metric(m, report.elapsed, by_name(n))
+        end
+      end
+    end
+  end
+  return {
+    metrics = out,
+    state = { testRunDurationMs = report.elapsed * 1e3, interrupted = report.interrupted },
+    tide = {
+      version = report.version, scenario = report.scenario, executor = report.executor,
+      vus = report.vus, iterations = report.iterations, duration = report.duration,
+      threads = report.threads, target = report.target,
+    },
+  }
+end
+
+-- ---------------------------------------------------------------- text
+
+local function ms(us)
+  if us >= 1e6 then return ("%.2fs"):format(us / 1e6) end
+  if us >= 1e3 then return ("%.2fms"):format(us / 1e3) end
+  return ("%dµs"):format(math.floor(us + 0.5))
+end
+
+local function bytes(n)
+  local units = { "B", "kB", "MB", "GB", "TB" }
+  local i = 1
+  while n >= 1000 and i < #units do n, i = n / 1000, i + 1 end
+  return (i == 1 and "%d %s" or "%.1f %s"):format(n, units[i])
+end
+
+-- Display width of UTF-8 text (µ counts as one column).
+local function width(s) return utf8.len(s) or #s end
+
+local function pad(s, n, left)
+  local fill = string.rep(" ", math.max(0, n - width(s)))
+  return left and s .. fill or fill .. s
+end
+
+local COLUMNS = { "reqs", "req/s", "failed", "min", "avg", "med", "p90", "p95", "p99", "max" }
+
+local function request_row(label, report, pick)
+  local m = report.metrics
+  local h = merged(m.http_req_duration.series, pick)
+  local reqs = sum_counter(m.http_reqs.series, pick)
+  local fp, ft = sum_rate(m.http_req_failed.series, pick)
+  local rate = report.elapsed > 0 and reqs / report.elapsed or 0
+  return { label, ("%d"):format(reqs), ("%.1f"):format(rate),
+           ("%.2f%%"):format(ft > 0 and 100 * fp / ft or 0),
+           ms(h:min()), ms(h:mean()), ms(h:percentile(50)), ms(h:percentile(90)),
+           ms(h:percentile(95)), ms(h:percentile(99)), ms(h:max()) }
+end
+
+local function table_lines(rows)
+  local w = {}
+  for _, r in ipairs(rows) do
+    for i, c in ipairs(r) do w[i] = math.max(w[i] or 0, width(c)) end
+  end
+  local lines = {}
+  for _, r in ipairs(rows) do
+    local cells = {}
+    for i, c in ipairs(r) do cells[i] = pad(c, w[i], i == 1) end
+    lines[#lines + 1] = "  " .. table.concat(cells, "  ")
+  end
+  return lines
+end
+
+local function errors_lines(report)
+  local counts, keys = {}, {}
+  for _, s in ipairs(report.metrics.http_reqs.series) do
+    local e = s.tags.error or (tonumber(s.tags.status) or 0) >= 400 and ("HTTP " .. s.tags.status)
+    if e then
+      local k = ("%s  %s"):format(s.tags.name, e)
+      if not counts[k] then keys[#keys + 1] = k end
+      counts[k] = (counts[k] or 0) + s.value
+    end
+  end
+  table.sort(keys)
+  local lines = {}
+  for _, k in ipairs(keys) do lines[#lines + 1] = ("  %6d  %s"):format(counts[k], k) end
+  return lines
+end
+
+local function header(report)
+  local shape
+  if report.executor == "constant-vus" then
+    shape = ("%d VUs for %gs"):format(report.vus, report.duration)
+  elseif report.executor == "per-vu-iterations" then
+    shape = ("%d VUs × %d iterations"):format(report.vus, report.iterations)
+  else
+    shape = ("%d iterations shared by %d VUs"):format(report.iterations, report.vus)
+  end
+  return {
+    ("tide %s  %s  (%s: %s, %d thread%s)"):format(report.version, report.scenario,
+      report.executor, shape, report.threads, report.threads == 1 and "" or "s"),
+    report.target ~= "" and ("target %s"):format(report.target) or nil,
+  }
+end
+
+local function iteration_lines(report)
+  local m, e = report.metrics, report.elapsed
+  local n = sum_counter(m.iterations.series)
+  local h = merged(m.iteration_duration.series)
+  local lines = {
+    ("  iterations   %d  (%.1f/s)   duration avg %s  p95 %s  max %s"):format(
+      n, e > 0 and n / e or 0, ms(h:mean()), ms(h:percentile(95)), ms(h:max())),
+  }
+  local errs = sum_counter(m.iteration_errors.series)
+  local cut = sum_counter(m.iterations_interrupted.series)
+  if errs > 0 or cut > 0 then
+    lines[#lines + 1] = ("  iteration_errors %d   interrupted %d"):format(errs, cut)
+  end
+  local sent, recv = sum_counter(m.data_sent.series), sum_counter(m.data_received.series)
+  lines[#lines + 1] = ("  data         sent %s  received %s   elapsed %.2fs%s"):format(
+    bytes(sent), bytes(recv), e, report.interrupted and "  (interrupted)" or "")
+  local trunc = sum_counter(m.http_body_truncated.series)
+  if trunc > 0 then
+    lines[#lines + 1] = ("  bodies truncated at max_body: %d"):format(trunc)
+  end
+  return lines
+end
+
+function M.text(report)
+  local out = header(report)
+  out[#out + 1] = ""
+  local names = names_of(report)
+  if #names > 0 then
+    local rows = { { "request", table.unpack(COLUMNS, 1) } }
+    for _, n in ipairs(names) do rows[#rows + 1] = request_row(n, report, by_name(n)) end
+    if #names > 1 then rows[#rows + 1] = request_row("total", report) end
+    for _, l in ipairs(table_lines(rows)) do out[#out + 1] = l end
+    local errs = errors_lines(report)
+    if #errs > 0 then
+      out[#out + 1] = ""
+      out[#out + 1] = "  failures (count, request, reason):"
+      for _, l in ipairs(errs) do out[#out + 1] = l end
+    end
+    out[#out + 1] = ""
+  end
+  for _, l in ipairs(iteration_lines(report)) do out[#out + 1] = l end
+  return table.concat(out, "\n") .. "\n"
+end
+
+local function write_file(path, text)
+  local f, err = io.open(path, "w")
+  if not f then error(("cannot write %s: %s"):format(path, err), 0) end
+  local ok, werr = f:write(text)
+  f:close()
+  if not ok then error(("cannot write %s: %s"):format(path, werr), 0) end
+end
+
+-- Prints and writes what was asked; returns the exit code it implies.
+function M.finish(report, outputs)
+  if not outputs.quiet then io.stdout:write(M.text(report)) end
+  if outputs.json then write_file(outputs.json, json.encode(M.to_json(report)) .. "\n") end
+  io.stdout:flush()
+  return 0
+end
+
+return M

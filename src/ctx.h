@@ -1,0 +1,48 @@
+#ifndef TIDE_CTX_H
+#define TIDE_CTX_H
+#include <curl/curl.h>
+#include <lua.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "loop.h"
+#include "shard.h"
+
+struct metrics;
+struct req;
+
+/* Whose cookies a request carries: a virtual user, or the caller of a
+ * blocking call (setup, teardown, the prompt). */
+struct agent {
+    struct req *req;    /* its own easy handle, made on first use */
+    CURLSH *share;      /* made on first batch, so batch requests share the jar */
+};
+
+/* One per Lua state (per engine thread, plus the main thread's). Stored as
+ * the first upvalue of every tide C function. */
+struct tctx {
+    lua_State *L;
+    struct loop *loop;
+    struct shard **shards;
+    unsigned nshards;
+    struct metrics *metrics;
+    struct agent agent;         /* for calls made outside a virtual user */
+    struct req *pool;           /* idle handles for batches */
+    struct req *all;            /* every handle made, for cleanup */
+    size_t max_body;
+    bool in_load;               /* a loop is running VUs: blocking calls are refused */
+    int (*interrupts)(void);    /* Ctrl-C presses, for blocking calls */
+};
+
+/* Registered in every state: http, tide core module, cjson. */
+void tctx_open_libs(lua_State *L, struct tctx *ctx);
+bool tctx_init(struct tctx *ctx, lua_State *L, unsigned nshards);
+void tctx_free(struct tctx *ctx);
+void agent_free(struct tctx *ctx, struct agent *ag);
+
+static inline struct tctx *tctx_get(lua_State *L)
+{
+    return lua_touserdata(L, lua_upvalueindex(1));
+}
+
+#endif

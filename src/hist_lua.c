@@ -1,0 +1,449 @@
+#include "hist_lua.h"
+
+#include <lauxlib.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "hist.h"
+
+#define HIST_MT "tide.hist"
+
+/* Userdata holds a pointer, not the struct, so ownership can be handed over
+ * (hist_lua_push) and the box can exist before the histogram does: the box is
+ * created first, so a failing allocation never leaks a histogram. */
+typedef struct hist *hist_box;
+
+/* ---- encode ---------------------------------------------------------- */
+
+/* Counts and sums are uint64; only absurd ones exceed int64 and become floats. */
+static void push_u64(lua_State *L, uint64_t v)
+{
+    if (v <= (uint64_t)INT64_MAX)
+        lua_pushinteger(L, (lua_Integer)v);
+    else
+        lua_pushnumber(L, (lua_Number)v);
+}
+
+struct slot_writer {
+    lua_State *L;
+    lua_Integer n;
+};
+
+static void count_slot(void *ud, uint32_t index, uint64_t count)
+{
+    (void)index, (void)count;
+    ++*(lua_Integer *)ud;
+}
+
+static void write_slot(void *ud, uint32_t index, uint64_t count)
+{
+    struct slot_writer *w = ud;
+    lua_pushinteger(w->L, index);
+    lua_rawseti(w->L, -2, ++w->n);
+    push_u64(w->L, count);
+    lua_rawseti(w->L, -2, ++w->n);
+}
+
+static void set_u64(lua_State *L, const char *key, uint64_t v)
+{
+    push_u64(L, v);
+    lua_setfield(L, -2, key);
+}
+
+void hist_lua_encode(lua_State *L, const struct hist *h)
+{
+    luaL_checkstack(L, 3, "tide.hist encode");
+    lua_createtable(L, 0, 8);
+    lua_pushliteral(L, "us");
+    lua_setfield(L, -2, "unit");
+    set_u64(L, "count", hist_count(h));
+    set_u64(L, "min", hist_min(h));
+    set_u64(L, "max", hist_max(h));
+    set_u64(L, "sum", hist_sum(h));
+    lua_pushnumber(L, hist_sumsq(h));
+    lua_setfield(L, -2, "sumsq");
+    set_u64(L, "clamped", hist_clamped(h));
+
+    lua_Integer used = 0;
+    hist_foreach(h, count_slot, &used);
+    lua_createtable(L, (int)(2 * used), 0);
+    struct slot_writer w = { L, 0 };
+    hist_foreach(h, write_slot, &w);
+    lua_setfield(L, -2, "slots");
+}
+
+/* ---- decode ---------------------------------------------------------- */
+
+/* Accepts integers and integral floats in [0, 2^64). */
+static bool to_u64(lua_State *L, int idx, uint64_t *out)
+{
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        return false;
+    if (lua_isinteger(L, idx)) {
+        lua_Integer i = lua_tointeger(L, idx);
+        *out = (uint64_t)i;
+        return i >= 0;
+    }
+    lua_Number d = lua_tonumber(L, idx);
+    if (!(d >= 0 && d < 0x1p64 && d == floor(d)))
+        return false;
+    *out = (uint64_t)d;
+    return true;
+}
+
+struct header {
+    uint64_t count, min, max, sum, clamped;
+    double sumsq;
+};
+
+/* Raw access so metamethods of a hostile table cannot raise or run code. */
+static int raw_field(lua_State *L, int t, const char *key)
+{
+    lua_pushstring(L, key);
+    return lua_rawget(L, t);
+}
+
+static bool field_u64(lua_State *L, int t, const char *key, uint64_t *out)
+{
+    raw_field(L, t, key);
+    bool ok = to_u64(L, -1, out);
+    lua_pop(L, 1);
+    return ok;
+}
+
+static const char *read_header(lua_State *L, int t, struct header *hd)
+{
+    raw_field(L, t, "unit");
+    bool unit_ok = lua_type(L, -1) == LUA_TSTRING && lua_rawlen(L, -1) == 2 &&
+                   strcmp(lua_tostring(L, -1), "us") == 0;
+    lua_pop(L, 1);
+    if (!unit_ok)
+        return "unit must be \"us\"";
+    if (!field_u64(L, t, "count", &hd->count))
+        return "count must be a non-negative integer";
+    if (!field_u64(L, t, "min", &hd->min) || !field_u64(L, t, "max", &hd->max))
+        return "min and max must be non-negative integers";
+    if (!field_u64(L, t, "sum", &hd->sum))
+        return "sum must be a non-negative integer";
+    if (!field_u64(L, t, "clamped", &hd->clamped))
+        return "clamped must be a non-negative integer";
+    raw_field(L, t, "sumsq");
+    hd->sumsq = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : -1;
+    lua_pop(L, 1);
+    if (!(hd->sumsq >= 0 && isfinite(hd->sumsq)))
+        return "sumsq must be a non-negative number";
+    return NULL;
+}
+
+/* Reads the pair at slots[2k-1], slots[2k]; slots table is at the top. */
+static bool read_pair(lua_State *L, lua_Integer k, uint64_t *index, uint64_t *count)
+{
+    lua_rawgeti(L, -1, 2 * k - 1);
+    lua_rawgeti(L, -2, 2 * k);
+    bool ok = to_u64(L, -2, index) && to_u64(L, -1, count);
+    lua_pop(L, 2);
+    return ok;
+}
+
+/* Fills h from the slots table at the top; *first and *last get the extreme
+ * non-empty indexes (UINT64_MAX/0 when there are none). */
+static const char *read_slots(lua_State *L, struct hist *h, uint64_t *first, uint64_t *last)
+{
+    lua_Integer npairs = (lua_Integer)(lua_rawlen(L, -1) / 2);
+    if (lua_rawlen(L, -1) % 2)
+        return "slots must hold index, count pairs (odd length: truncated?)";
+    uint64_t prev = 0, total = 0, index, count;
+    *first = UINT64_MAX;
+    *last = 0;
+    for (lua_Integer k = 1; k <= npairs; k++) {
+        if (!read_pair(L, k, &index, &count))
+            return "slots entries must be non-negative integers";
+        if (index >= hist_slots())
+            return "slot index out of range";
+        if (k > 1 && index <= prev)
+            return "slot indexes must be strictly ascending";
+        if (__builtin_add_overflow(total, count, &total))
+            return "slot counts overflow";
+        if (!hist_add_slot(h, (uint32_t)index, count))
+            return "out of memory";
+        if (count && *first == UINT64_MAX)
+            *first = index;
+        if (count)
+            *last = index;
+        prev = index;
+    }
+    return NULL;
+}
+
+static const char *check_consistency(const struct header *hd, const struct hist *h,
+                                     uint64_t first, uint64_t last)
+{
+    if (hist_count(h) != hd->count)
+        return "slot counts do not sum to count";
+    if (hd->clamped > hd->count || (hd->clamped && hd->max != HIST_MAX_US))
+        return "clamped inconsistent with count/max";
+    if (hd->count && (hd->min > hd->max || hd->max > HIST_MAX_US))
+        return "min/max out of range";
+    if (hd->count && (hist_slot_of(hd->min) != first || hist_slot_of(hd->max) != last))
+        return "min/max do not match the first/last slots";
+    return NULL;
+}
+
+static const char *decode_into(lua_State *L, struct hist *h, const struct header *hd)
+{
+    uint64_t first, last;
+    const char *err = read_slots(L, h, &first, &last);
+    if (!err)
+        err = check_consistency(hd, h, first, last);
+    if (!err && hd->count) {
+        hist_set_stats(h, hd->min, hd->max, hd->sum, hd->sumsq);
+        hist_set_clamped(h, hd->clamped);
+    }
+    return err;
+}
+
+/* Validates the header and leaves the slots table on the stack. */
+static const char *read_input(lua_State *L, int t, struct header *hd)
+{
+    if (lua_type(L, t) != LUA_TTABLE)
+        return "histogram must be a table";
+    if (!lua_checkstack(L, 4))
+        return "Lua stack overflow";
+    const char *err = read_header(L, t, hd);
+    if (err)
+        return err;
+    if (raw_field(L, t, "slots") != LUA_TTABLE)
+        return "slots must be a table";
+    return NULL;
+}
+
+struct hist *hist_lua_decode(lua_State *L, int idx, const char **err)
+{
+    int top = lua_gettop(L);
+    struct header hd;
+    struct hist *h = NULL;
+    /* Everything that may allocate on the Lua side (and so raise) happens
+     * before h exists, so h cannot leak. */
+    if (!(*err = read_input(L, lua_absindex(L, idx), &hd)) && !(h = hist_new()))
+        *err = "out of memory";
+    if (h && (*err = decode_into(L, h, &hd))) {
+        hist_free(h);
+        h = NULL;
+    }
+    lua_settop(L, top);
+    return h;
+}
+
+/* ---- userdata -------------------------------------------------------- */
+
+static hist_box *new_box(lua_State *L);
+
+struct hist *hist_lua_check(lua_State *L, int idx)
+{
+    hist_box *box = luaL_checkudata(L, idx, HIST_MT);
+    if (!*box)
+        luaL_argerror(L, idx, "tide.hist already freed");
+    return *box;
+}
+
+static int box_new_protected(lua_State *L)
+{
+    struct hist *h = lua_touserdata(L, 1);
+    *new_box(L) = h;
+    return 1;
+}
+
+void hist_lua_push(lua_State *L, struct hist *h)
+{
+    /* Protected so that h is freed rather than leaked if Lua runs out of
+     * memory: ownership passes to us on entry either way. */
+    if (!lua_checkstack(L, 2)) {
+        hist_free(h);
+        luaL_error(L, "tide.hist: stack overflow");
+    }
+    lua_pushcfunction(L, box_new_protected);
+    lua_pushlightuserdata(L, h);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        hist_free(h);
+        lua_error(L);
+    }
+}
+
+static void raise_oom(lua_State *L)
+{
+    luaL_error(L, "tide.hist: out of memory");
+}
+
+/* Microseconds: integers as they are, floats rounded to the nearest µs;
+ * anything past 2^63 is far beyond HIST_MAX_US and clamps anyway. */
+static uint64_t check_us(lua_State *L, int arg)
+{
+    if (lua_isinteger(L, arg)) {
+        lua_Integer v = lua_tointeger(L, arg);
+        luaL_argcheck(L, v >= 0, arg, "latency must be >= 0");
+        return (uint64_t)v;
+    }
+    lua_Number d = luaL_checknumber(L, arg);
+    luaL_argcheck(L, d >= 0, arg, "latency must be >= 0");
+    return d >= 0x1p63 ? UINT64_MAX : (uint64_t)(d + 0.5);
+}
+
+static int l_record(lua_State *L)
+{
+    struct hist *h = hist_lua_check(L, 1);
+    uint64_t us = check_us(L, 2);
+    lua_Integer n = luaL_optinteger(L, 3, 1);
+    luaL_argcheck(L, n >= 0, 3, "count must be >= 0");
+    if (!hist_record_n(h, us, (uint64_t)n))
+        raise_oom(L);
+    return 0;
+}
+
+static int l_count(lua_State *L)
+{
+    push_u64(L, hist_count(hist_lua_check(L, 1)));
+    return 1;
+}
+
+static int l_min(lua_State *L)
+{
+    push_u64(L, hist_min(hist_lua_check(L, 1)));
+    return 1;
+}
+
+static int l_max(lua_State *L)
+{
+    push_u64(L, hist_max(hist_lua_check(L, 1)));
+    return 1;
+}
+
+static int l_sum(lua_State *L)
+{
+    push_u64(L, hist_sum(hist_lua_check(L, 1)));
+    return 1;
+}
+
+static int l_mean(lua_State *L)
+{
+    lua_pushnumber(L, hist_mean(hist_lua_check(L, 1)));
+    return 1;
+}
+
+static int l_stdev(lua_State *L)
+{
+    lua_pushnumber(L, hist_stdev(hist_lua_check(L, 1)));
+    return 1;
+}
+
+static int l_percentile(lua_State *L)
+{
+    struct hist *h = hist_lua_check(L, 1);
+    lua_Number p = luaL_checknumber(L, 2);
+    luaL_argcheck(L, p >= 0 && p <= 100, 2, "percentile must be in [0, 100]");
+    lua_pushnumber(L, hist_percentile(h, p));
+    return 1;
+}
+
+static int l_merge(lua_State *L)
+{
+    struct hist *dst = hist_lua_check(L, 1);
+    if (!hist_merge(dst, hist_lua_check(L, 2)))
+        raise_oom(L);
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int l_encode(lua_State *L)
+{
+    hist_lua_encode(L, hist_lua_check(L, 1));
+    return 1;
+}
+
+static int l_clone(lua_State *L)
+{
+    struct hist *h = hist_lua_check(L, 1);
+    hist_box *box = new_box(L);
+    if (!(*box = hist_clone(h)))
+        raise_oom(L);
+    return 1;
+}
+
+static int l_gc(lua_State *L)
+{
+    hist_box *box = lua_touserdata(L, 1);
+    hist_free(*box);
+    *box = NULL;
+    return 0;
+}
+
+static int l_tostring(lua_State *L)
+{
+    struct hist *h = hist_lua_check(L, 1);
+    lua_pushfstring(L, "tide.hist: count=%I min=%I p50=%f p99=%f max=%I",
+                    (lua_Integer)hist_count(h), (lua_Integer)hist_min(h),
+                    (lua_Number)hist_percentile(h, 50), (lua_Number)hist_percentile(h, 99),
+                    (lua_Integer)hist_max(h));
+    return 1;
+}
+
+static const luaL_Reg methods[] = {
+    { "record", l_record }, { "count", l_count },   { "min", l_min },
+    { "max", l_max },       { "mean", l_mean },     { "stdev", l_stdev },
+    { "sum", l_sum },       { "percentile", l_percentile },
+    { "merge", l_merge },   { "encode", l_encode }, { "clone", l_clone },
+    { NULL, NULL },
+};
+
+static const luaL_Reg metamethods[] = {
+    { "__gc", l_gc },   { "__tostring", l_tostring },
+    { "__len", l_count }, { NULL, NULL },
+};
+
+/* Created on first use by any entry point, so hist_lua_push works even if
+ * the module was never required. */
+static void push_metatable(lua_State *L)
+{
+    if (!luaL_newmetatable(L, HIST_MT))
+        return;
+    luaL_setfuncs(L, metamethods, 0);
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+}
+
+static hist_box *new_box(lua_State *L)
+{
+    hist_box *box = lua_newuserdatauv(L, sizeof *box, 0);
+    *box = NULL;
+    push_metatable(L);
+    lua_setmetatable(L, -2);
+    return box;
+}
+
+static int l_new(lua_State *L)
+{
+    hist_box *box = new_box(L);
+    if (!(*box = hist_new()))
+        raise_oom(L);
+    return 1;
+}
+
+static int l_decode(lua_State *L)
+{
+    const char *err;
+    hist_box *box = new_box(L);
+    if (!(*box = hist_lua_decode(L, 1, &err)))
+        luaL_error(L, "tide.hist.decode: %s", err);
+    return 1;
+}
+
+int luaopen_tide_hist(lua_State *L)
+{
+    static const luaL_Reg module[] = {
+        { "new", l_new }, { "decode", l_decode }, { NULL, NULL },
+    };
+    push_metatable(L);
+    lua_pop(L, 1);
+    luaL_newlib(L, module);
+    return 1;
+}

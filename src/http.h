@@ -1,0 +1,14 @@
+#ifndef TIDE_HTTP_H
+#define TIDE_HTTP_H
+#include <lua.h>
+
+#include "ctx.h"
+
+/* tide.http: requests on libcurl easy handles, yielding inside a virtual
+ * user and blocking (on a private loop) elsewhere. Expects upvalue 1 = ctx. */
+int luaopen_tide_http(lua_State *L);
+
+/* Frees every easy handle the context made (after its shards are idle). */
+void http_free_all(struct tctx *ctx);
+
+#endif

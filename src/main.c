@@ -1,0 +1,65 @@
+/* tide: the command line. */
+#include "run.h"
+
+#include <curl/curl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+static volatile sig_atomic_t interrupts;
+
+static void on_interrupt(int sig)
+{
+    (void)sig;
+    if (interrupts < 100)
+        interrupts++;
+}
+
+static int interrupt_count(void)
+{
+    return interrupts;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "tide %s — a load tester you script in Lua\n\n"
+            "usage:\n"
+            "  tide run SCENARIO [options]   run a scenario (a file, or scenarios/NAME.lua)\n"
+            "  tide run --help               the run options\n"
+            "  tide --version\n\n"
+            "exit codes: 0 pass, 1 a threshold or required check failed, 2 bad command line\n"
+            "or options, 3 the script failed, 4 results not stored where asked, 130 interrupted\n",
+            TIDE_VERSION);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return EXIT_PASS;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("tide %s (%s)\n", TIDE_VERSION, curl_version());
+        return EXIT_PASS;
+    }
+    if (strcmp(cmd, "run") != 0) {
+        fprintf(stderr, "tide: unknown command '%s' (valid: run, --help, --version)\n", cmd);
+        return EXIT_USAGE;
+    }
+    struct sigaction sa = {.sa_handler = on_interrupt};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    struct signals sig = {.interrupts = interrupt_count};
+    int rc = cmd_run(argc - 2, argv + 2, &sig);
+    curl_global_cleanup();
+    return rc;
+}

@@ -1,0 +1,371 @@
+#include "metrics.h"
+#include "hist.h"
+#include "hist_lua.h"
+
+#include <lauxlib.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct series {
+    union {
+        struct { double sum; uint64_t n; } counter;
+        struct { double value, min, max; bool set; } gauge;
+        struct { uint64_t passes, total; } rate;
+        struct hist *trend;
+    } u;
+};
+
+struct metric {
+    char *name;
+    enum metric_type type;
+    enum metric_contains contains;
+    struct series **by_tag;     /* indexed by tag set id */
+    size_t ntags;
+};
+
+struct tagset {
+    char *key;
+    size_t len;
+    uint64_t hash;
+};
+
+struct metrics {
+    struct metric *metrics;
+    size_t nmetrics;
+    struct tagset *tags;
+    size_t ntags, tags_cap;
+    int *table;                 /* open addressing: tag set id + 1 */
+    size_t table_cap;
+};
+
+static const struct { const char *name; enum metric_type t; enum metric_contains c; } builtin[] = {
+    [M_HTTP_REQS] = {"http_reqs", METRIC_COUNTER, CONTAINS_DEFAULT},
+    [M_HTTP_REQ_DURATION] = {"http_req_duration", METRIC_TREND, CONTAINS_TIME},
+    [M_HTTP_REQ_WAITING] = {"http_req_waiting", METRIC_TREND, CONTAINS_TIME},
+    [M_HTTP_REQ_CONNECTING] = {"http_req_connecting", METRIC_TREND, CONTAINS_TIME},
+    [M_HTTP_REQ_TLS] = {"http_req_tls_handshaking", METRIC_TREND, CONTAINS_TIME},
+    [M_HTTP_REQ_FAILED] = {"http_req_failed", METRIC_RATE, CONTAINS_DEFAULT},
+    [M_HTTP_BODY_TRUNCATED] = {"http_body_truncated", METRIC_COUNTER, CONTAINS_DEFAULT},
+    [M_DATA_SENT] = {"data_sent", METRIC_COUNTER, CONTAINS_DATA},
+    [M_DATA_RECEIVED] = {"data_received", METRIC_COUNTER, CONTAINS_DATA},
+    [M_ITERATIONS] = {"iterations", METRIC_COUNTER, CONTAINS_DEFAULT},
+    [M_ITERATION_DURATION] = {"iteration_duration", METRIC_TREND, CONTAINS_TIME},
+    [M_ITERATION_ERRORS] = {"iteration_errors", METRIC_COUNTER, CONTAINS_DEFAULT},
+    [M_ITERATIONS_INTERRUPTED] = {"iterations_interrupted", METRIC_COUNTER, CONTAINS_DEFAULT},
+    [M_VUS] = {"vus", METRIC_GAUGE, CONTAINS_DEFAULT},
+    [M_VUS_MAX] = {"vus_max", METRIC_GAUGE, CONTAINS_DEFAULT},
+};
+
+struct metrics *metrics_new(void)
+{
+    struct metrics *m = calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    for (int i = 0; i < M_BUILTIN_COUNT; i++)
+        if (metrics_define(m, builtin[i].name, builtin[i].t, builtin[i].c) != i) {
+            metrics_free(m);
+            return NULL;
+        }
+    return m;
+}
+
+static void series_free(struct series *s, enum metric_type t)
+{
+    if (s && t == METRIC_TREND)
+        hist_free(s->u.trend);
+    free(s);
+}
+
+void metrics_free(struct metrics *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->nmetrics; i++) {
+        struct metric *mt = &m->metrics[i];
+        for (size_t j = 0; j < mt->ntags; j++)
+            series_free(mt->by_tag[j], mt->type);
+        free(mt->by_tag);
+        free(mt->name);
+    }
+    for (size_t i = 0; i < m->ntags; i++)
+        free(m->tags[i].key);
+    free(m->metrics);
+    free(m->tags);
+    free(m->table);
+    free(m);
+}
+
+int metrics_find(const struct metrics *m, const char *name)
+{
+    for (size_t i = 0; i < m->nmetrics; i++)
+        if (strcmp(m->metrics[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+int metrics_define(struct metrics *m, const char *name, enum metric_type t, enum metric_contains c)
+{
+    int id = metrics_find(m, name);
+    if (id >= 0)
+        return m->metrics[id].type == t ? id : -1;
+    struct metric *grown = realloc(m->metrics, (m->nmetrics + 1) * sizeof *grown);
+    if (!grown)
+        return -1;
+    m->metrics = grown;
+    struct metric *mt = &m->metrics[m->nmetrics];
+    memset(mt, 0, sizeof *mt);
+    if (!(mt->name = strdup(name)))
+        return -1;
+    mt->type = t;
+    mt->contains = c;
+    return (int)m->nmetrics++;
+}
+
+static uint64_t hash_key(const char *key, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)key[i]) * 1099511628211ULL;
+    return h;
+}
+
+static bool table_grow(struct metrics *m)
+{
+    size_t cap = m->table_cap ? m->table_cap * 2 : 64;
+    int *t = calloc(cap, sizeof *t);
+    if (!t)
+        return false;
+    for (size_t i = 0; i < m->ntags; i++) {
+        size_t j = m->tags[i].hash & (cap - 1);
+        while (t[j])
+            j = (j + 1) & (cap - 1);
+        t[j] = (int)i + 1;
+    }
+    free(m->table);
+    m->table = t;
+    m->table_cap = cap;
+    return true;
+}
+
+static int tagset_insert(struct metrics *m, const char *key, size_t len, uint64_t h, size_t slot)
+{
+    if (m->ntags == m->tags_cap) {
+        size_t cap = m->tags_cap ? m->tags_cap * 2 : 16;
+        struct tagset *t = realloc(m->tags, cap * sizeof *t);
+        if (!t)
+            return -1;
+        m->tags = t;
+        m->tags_cap = cap;
+    }
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return -1;
+    memcpy(copy, key, len);
+    copy[len] = '\0';
+    m->tags[m->ntags] = (struct tagset){copy, len, h};
+    m->table[slot] = (int)m->ntags + 1;
+    return (int)m->ntags++;
+}
+
+int metrics_tagset(struct metrics *m, const char *key, size_t len)
+{
+    if ((m->ntags + 1) * 2 > m->table_cap && !table_grow(m))
+        return -1;
+    uint64_t h = hash_key(key, len);
+    size_t j = h & (m->table_cap - 1);
+    while (m->table[j]) {
+        const struct tagset *t = &m->tags[m->table[j] - 1];
+        if (t->hash == h && t->len == len && memcmp(t->key, key, len) == 0)
+            return m->table[j] - 1;
+        j = (j + 1) & (m->table_cap - 1);
+    }
+    return tagset_insert(m, key, len, h, j);
+}
+
+static struct series *series_get(struct metric *mt, int tagset)
+{
+    if ((size_t)tagset >= mt->ntags) {
+        size_t n = mt->ntags ? mt->ntags : 8;
+        while (n <= (size_t)tagset)
+            n *= 2;
+        struct series **g = realloc(mt->by_tag, n * sizeof *g);
+        if (!g)
+            return NULL;
+        memset(g + mt->ntags, 0, (n - mt->ntags) * sizeof *g);
+        mt->by_tag = g;
+        mt->ntags = n;
+    }
+    struct series *s = mt->by_tag[tagset];
+    if (s)
+        return s;
+    if (!(s = calloc(1, sizeof *s)))
+        return NULL;
+    if (mt->type == METRIC_TREND && !(s->u.trend = hist_new())) {
+        free(s);
+        return NULL;
+    }
+    return mt->by_tag[tagset] = s;
+}
+
+static void series_add(struct series *s, enum metric_type t, double v)
+{
+    switch (t) {
+    case METRIC_COUNTER:
+        s->u.counter.sum += v;
+        s->u.counter.n++;
+        break;
+    case METRIC_GAUGE:
+        if (!s->u.gauge.set || v < s->u.gauge.min)
+            s->u.gauge.min = v;
+        if (!s->u.gauge.set || v > s->u.gauge.max)
+            s->u.gauge.max = v;
+        s->u.gauge.value = v;
+        s->u.gauge.set = true;
+        break;
+    case METRIC_RATE:
+        s->u.rate.passes += v != 0;
+        s->u.rate.total++;
+        break;
+    case METRIC_TREND:
+        hist_record(s->u.trend, v <= 0 ? 0 : (uint64_t)llround(v));
+        break;
+    }
+}
+
+void metrics_add(struct metrics *m, int metric, int tagset, double value)
+{
+    if (metric < 0 || tagset < 0)
+        return;
+    struct metric *mt = &m->metrics[metric];
+    struct series *s = series_get(mt, tagset);
+    if (s)
+        series_add(s, mt->type, value);
+}
+
+static void series_merge(struct series *d, const struct series *s, enum metric_type t)
+{
+    switch (t) {
+    case METRIC_COUNTER:
+        d->u.counter.sum += s->u.counter.sum;
+        d->u.counter.n += s->u.counter.n;
+        break;
+    case METRIC_GAUGE:
+        /* gauges are summed across threads: each thread owns a share of the VUs */
+        if (!s->u.gauge.set)
+            break;
+        d->u.gauge.value += s->u.gauge.value;
+        d->u.gauge.min = d->u.gauge.set ? d->u.gauge.min + s->u.gauge.min : s->u.gauge.min;
+        d->u.gauge.max = d->u.gauge.set ? d->u.gauge.max + s->u.gauge.max : s->u.gauge.max;
+        d->u.gauge.set = true;
+        break;
+    case METRIC_RATE:
+        d->u.rate.passes += s->u.rate.passes;
+        d->u.rate.total += s->u.rate.total;
+        break;
+    case METRIC_TREND:
+        hist_merge(d->u.trend, s->u.trend);
+        break;
+    }
+}
+
+bool metrics_merge(struct metrics *dst, const struct metrics *src)
+{
+    for (size_t i = 0; i < src->nmetrics; i++) {
+        const struct metric *sm = &src->metrics[i];
+        int id = metrics_define(dst, sm->name, sm->type, sm->contains);
+        if (id < 0)
+            return false;
+        for (size_t j = 0; j < sm->ntags; j++) {
+            if (!sm->by_tag[j])
+                continue;
+            int tag = metrics_tagset(dst, src->tags[j].key, src->tags[j].len);
+            struct series *d = tag < 0 ? NULL : series_get(&dst->metrics[id], tag);
+            if (!d)
+                return false;
+            series_merge(d, sm->by_tag[j], sm->type);
+        }
+    }
+    return true;
+}
+
+static void push_tags(lua_State *L, const struct tagset *t)
+{
+    lua_newtable(L);
+    const char *p = t->key, *end = t->key + t->len;
+    while (p < end) {
+        const char *kv = memchr(p, TAG_KV, (size_t)(end - p));
+        const char *sep = memchr(p, TAG_SEP, (size_t)(end - p));
+        if (!sep)
+            sep = end;
+        if (kv && kv < sep) {
+            lua_pushlstring(L, p, (size_t)(kv - p));
+            lua_pushlstring(L, kv + 1, (size_t)(sep - kv - 1));
+            lua_rawset(L, -3);
+        }
+        p = sep + 1;
+    }
+}
+
+static void push_series(lua_State *L, const struct series *s, enum metric_type t)
+{
+    switch (t) {
+    case METRIC_COUNTER:
+        lua_pushnumber(L, s->u.counter.sum);
+        lua_setfield(L, -2, "value");
+        lua_pushinteger(L, (lua_Integer)s->u.counter.n);
+        lua_setfield(L, -2, "count");
+        break;
+    case METRIC_GAUGE:
+        lua_pushnumber(L, s->u.gauge.value);
+        lua_setfield(L, -2, "value");
+        lua_pushnumber(L, s->u.gauge.min);
+        lua_setfield(L, -2, "min");
+        lua_pushnumber(L, s->u.gauge.max);
+        lua_setfield(L, -2, "max");
+        break;
+    case METRIC_RATE:
+        lua_pushinteger(L, (lua_Integer)s->u.rate.passes);
+        lua_setfield(L, -2, "passes");
+        lua_pushinteger(L, (lua_Integer)s->u.rate.total);
+        lua_setfield(L, -2, "total");
+        break;
+    case METRIC_TREND: {
+        struct hist *copy = hist_clone(s->u.trend);
+        if (!copy)
+            luaL_error(L, "out of memory");
+        hist_lua_push(L, copy);
+        lua_setfield(L, -2, "hist");
+        break;
+    }
+    }
+}
+
+static const char *const type_names[] = {"counter", "gauge", "rate", "trend"};
+static const char *const contains_names[] = {"default", "time", "data"};
+
+void metrics_push(lua_State *L, const struct metrics *m)
+{
+    lua_createtable(L, 0, (int)m->nmetrics);
+    for (size_t i = 0; i < m->nmetrics; i++) {
+        const struct metric *mt = &m->metrics[i];
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, type_names[mt->type]);
+        lua_setfield(L, -2, "type");
+        lua_pushstring(L, contains_names[mt->contains]);
+        lua_setfield(L, -2, "contains");
+        lua_newtable(L);
+        int n = 0;
+        for (size_t j = 0; j < mt->ntags; j++) {
+            if (!mt->by_tag[j])
+                continue;
+            lua_newtable(L);
+            push_tags(L, &m->tags[j]);
+            lua_setfield(L, -2, "tags");
+            push_series(L, mt->by_tag[j], mt->type);
+            lua_rawseti(L, -2, ++n);
+        }
+        lua_setfield(L, -2, "series");
+        lua_setfield(L, -2, mt->name);
+    }
+}

@@ -1,0 +1,61 @@
+#ifndef TIDE_METRICS_H
+#define TIDE_METRICS_H
+#include <lua.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Per-thread metric registry: metrics by name, each with one series per tag
+ * set. Tag sets are interned to small ids, so the hot path does one hash
+ * lookup per request and then indexes arrays. Merged by the main thread. */
+
+enum metric_type { METRIC_COUNTER, METRIC_GAUGE, METRIC_RATE, METRIC_TREND };
+enum metric_contains { CONTAINS_DEFAULT, CONTAINS_TIME, CONTAINS_DATA };
+
+/* Built-in metrics, defined in this order by metrics_new. */
+enum {
+    M_HTTP_REQS,
+    M_HTTP_REQ_DURATION,
+    M_HTTP_REQ_WAITING,
+    M_HTTP_REQ_CONNECTING,
+    M_HTTP_REQ_TLS,
+    M_HTTP_REQ_FAILED,
+    M_HTTP_BODY_TRUNCATED,
+    M_DATA_SENT,
+    M_DATA_RECEIVED,
+    M_ITERATIONS,
+    M_ITERATION_DURATION,
+    M_ITERATION_ERRORS,
+    M_ITERATIONS_INTERRUPTED,
+    M_VUS,
+    M_VUS_MAX,
+    M_BUILTIN_COUNT
+};
+
+struct metrics;
+
+struct metrics *metrics_new(void);
+void metrics_free(struct metrics *m);
+
+/* Returns the metric id; an existing name must have the same type (else -1). */
+int metrics_define(struct metrics *m, const char *name, enum metric_type t, enum metric_contains c);
+int metrics_find(const struct metrics *m, const char *name);
+
+/* Tag set key: "k\x1fv\x1ek\x1fv", keys sorted. Returns its id (-1 on OOM). */
+int metrics_tagset(struct metrics *m, const char *key, size_t len);
+
+/* counter: adds; gauge: sets; rate: counts value != 0 as a pass;
+ * trend: records (time trends in microseconds). */
+void metrics_add(struct metrics *m, int metric, int tagset, double value);
+
+bool metrics_merge(struct metrics *dst, const struct metrics *src);
+
+/* Pushes { [name] = { type=, contains=, series = { {tags={...}, ...}, ... } } }
+ * with counters {value, count}, gauges {value, min, max}, rates {passes, total}
+ * and trends {hist = tide.hist userdata (a copy)}. */
+void metrics_push(lua_State *L, const struct metrics *m);
+
+#define TAG_KV '\x1f'
+#define TAG_SEP '\x1e'
+
+#endif

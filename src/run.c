@@ -1,0 +1,522 @@
+/* `tide run`: options, setup, the engine threads, teardown, the summary. */
+#include "run.h"
+#include "clock.h"
+#include "ctx.h"
+#include "engine.h"
+#include "metrics.h"
+#include "options.h"
+#include "scenario.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define MAX_CLI_ENV 256
+
+struct cli {
+    const char *scenario;
+    const char *json_out;
+    bool quiet;
+    char *env[MAX_CLI_ENV];     /* environ, then --env, later ones win */
+    int nenv;
+};
+
+struct session {
+    struct cli cli;
+    struct options opt;
+    char path[4096];
+    lua_State *L;
+    struct tctx ctx;
+    const struct signals *sig;
+    int mod;                    /* stack index of the scenario module */
+    int data;                   /* stack index of setup()'s result */
+    double elapsed;
+    int interrupted;
+};
+
+void run_usage(void)
+{
+    printf("usage: tide run SCENARIO [options]\n\n"
+           "SCENARIO is a Lua file, or NAME for scenarios/NAME.lua (also looked up in the\n"
+           "directories of $TIDE_PATH, then among the scenarios built into tide).\n"
+           "Options override the scenario's `options` table:\n"
+           "  --vus N              virtual users (default 1)\n"
+           "  --duration D         how long (30s, 1m30s); max duration for iteration executors\n"
+           "  --iterations N       iterations (per user for per-vu-iterations)\n"
+           "  --executor NAME      shared-iterations | per-vu-iterations | constant-vus\n"
+           "  --graceful-stop D    time running iterations get to finish at the end (30s)\n"
+           "  --threads N          engine threads (default: one per core)\n"
+           "  --target URL         the service under test: ctx.target / vu.target\n"
+           "  --env KEY=VALUE      seen in ctx.env / vu.env (repeatable; the process\n"
+           "                       environment is there too)\n"
+           "  --max-body SIZE      keep at most SIZE of each response body (64MB)\n"
+           "  --out json=FILE      write the results (k6 summary shape + histograms)\n"
+           "  --quiet              no summary on stdout\n");
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "tide run: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n");
+    return EXIT_USAGE;
+}
+
+static int parse_out(struct cli *c, const char *v)
+{
+    if (strncmp(v, "json=", 5) == 0 && v[5]) {
+        c->json_out = v + 5;
+        return 0;
+    }
+    return usage_error("--out: expected json=FILE, got '%s' (valid kinds: json)", v);
+}
+
+/* Splits "--key=value" / "--key value". */
+static const char *option_value(int argc, char **argv, int *i, char *key, size_t klen)
+{
+    const char *a = argv[*i] + 2, *eq = strchr(a, '=');
+    size_t n = eq ? (size_t)(eq - a) : strlen(a);
+    snprintf(key, klen, "%.*s", (int)n, a);
+    if (eq)
+        return eq + 1;
+    return *i + 1 < argc ? argv[++*i] : NULL;
+}
+
+static const char *const run_flags[] = {"vus", "duration", "iterations", "executor", "threads",
+                                        "target", "graceful-stop", "max-body", NULL};
+
+static int parse_flag(struct session *s, int argc, char **argv, int *i)
+{
+    char key[64];
+    if (strcmp(argv[*i], "--quiet") == 0 || strcmp(argv[*i], "-q") == 0)
+        return s->cli.quiet = true, 0;
+    const char *v = option_value(argc, argv, i, key, sizeof key);
+    bool known = strcmp(key, "env") == 0 || strcmp(key, "out") == 0;
+    for (int k = 0; run_flags[k] && !known; k++)
+        known = strcmp(key, run_flags[k]) == 0;
+    if (!known)
+        return usage_error("unknown option '%s' (valid: --vus --duration --iterations --executor "
+                           "--graceful-stop --threads --target --env --max-body --out --quiet)", argv[*i]);
+    if (!v)
+        return usage_error("--%s needs a value", key);
+    if (strcmp(key, "out") == 0)
+        return parse_out(&s->cli, v);
+    if (strcmp(key, "env") == 0) {
+        if (!strchr(v, '=') || v[0] == '=')
+            return usage_error("--env: expected KEY=VALUE, got '%s'", v);
+        if (s->cli.nenv >= MAX_CLI_ENV)
+            return usage_error("--env: too many (%s)", v);
+        s->cli.env[s->cli.nenv++] = (char *)v;
+        return 0;
+    }
+    return 0; /* scenario options are applied after the scenario's own */
+}
+
+static int parse_cli(struct session *s, int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            run_usage();
+            exit(EXIT_PASS);
+        }
+        if (strncmp(argv[i], "-", 1) != 0) {
+            if (s->cli.scenario)
+                return usage_error("unexpected argument '%s' (one scenario per run)", argv[i]);
+            s->cli.scenario = argv[i];
+            continue;
+        }
+        int rc = parse_flag(s, argc, argv, &i);
+        if (rc)
+            return rc;
+    }
+    if (!s->cli.scenario)
+        return usage_error("%s", "which scenario? usage: tide run SCENARIO [options]");
+    return 0;
+}
+
+/* The run options on the command line, applied over the scenario's options. */
+static int apply_cli_options(struct session *s, int argc, char **argv)
+{
+    char key[64], err[OPTIONS_ERR];
+    for (int i = 0; i < argc; i++) {
+        if (strncmp(argv[i], "--", 2) != 0 || strcmp(argv[i], "--quiet") == 0)
+            continue;
+        const char *v = option_value(argc, argv, &i, key, sizeof key);
+        if (strcmp(key, "env") == 0 || strcmp(key, "out") == 0)
+            continue;
+        if (!options_set_cli(&s->opt, key, v, err))
+            return usage_error("%s", err);
+    }
+    return 0;
+}
+
+static char **build_env(const struct cli *c)
+{
+    size_t n = 0;
+    while (environ && environ[n])
+        n++;
+    char **env = calloc(n + (size_t)c->nenv + 1, sizeof *env);
+    if (!env)
+        return NULL;
+    memcpy(env, environ, n * sizeof *env);
+    memcpy(env + n, c->env, (size_t)c->nenv * sizeof *env);
+    return env;
+}
+
+static int open_scenario(struct session *s)
+{
+    char err[4096];
+    if (!scenario_resolve(s->cli.scenario, s->path, sizeof s->path))
+        return usage_error("no scenario '%s' (looked for a file, scenarios/NAME.lua, "
+                           "$TIDE_PATH and the built-in ones)", s->cli.scenario);
+    s->L = luaL_newstate();
+    if (!s->L || !tctx_init(&s->ctx, s->L, 1)) {
+        fprintf(stderr, "tide: out of memory\n");
+        return EXIT_SCRIPT;
+    }
+    tctx_open_libs(s->L, &s->ctx);
+    s->ctx.interrupts = s->sig->interrupts;
+    int rc = scenario_load(s->L, s->path, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "tide: %s%s\n", rc == EXIT_SCRIPT ? "scenario failed to load: " : "", err);
+        return rc;
+    }
+    s->mod = lua_gettop(s->L);
+    return 0;
+}
+
+static int read_options(struct session *s, int argc, char **argv)
+{
+    char err[OPTIONS_ERR];
+    options_init(&s->opt);
+    lua_getfield(s->L, s->mod, "options");
+    bool ok = lua_isnil(s->L, -1) || options_from_lua(s->L, -1, &s->opt, err);
+    lua_pop(s->L, 1);
+    if (!ok)
+        return usage_error("%s", err);
+    int rc = apply_cli_options(s, argc, argv);
+    if (rc)
+        return rc;
+    if (!options_finish(&s->opt, (unsigned)sysconf(_SC_NPROCESSORS_ONLN), err))
+        return usage_error("%s", err);
+    s->ctx.max_body = s->opt.max_body;
+    return 0;
+}
+
+/* Each VU holds a socket (more in batches): say so now rather than failing
+ * connections one by one under load. */
+static int check_fd_limit(const struct options *o)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 0;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    unsigned long long need = (unsigned long long)o->vus + 64 + 8ull * o->threads;
+    if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur) {
+        fprintf(stderr, "tide run: %lld VUs need about %llu file descriptors, but the limit is %llu "
+                        "(raise it with ulimit -n, or run fewer VUs)\n",
+                o->vus, need, (unsigned long long)rl.rlim_cur);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* ctx for setup and teardown: target, env, vus, options. */
+static void push_ctx(struct session *s, char *const *env)
+{
+    lua_State *L = s->L;
+    lua_createtable(L, 0, 4);
+    if (s->opt.target[0]) {
+        lua_pushstring(L, s->opt.target);
+        lua_setfield(L, -2, "target");
+    }
+    lua_newtable(L);
+    for (char *const *p = env; *p; p++) {
+        const char *eq = strchr(*p, '=');
+        if (eq) {
+            lua_pushlstring(L, *p, (size_t)(eq - *p));
+            lua_pushstring(L, eq + 1);
+            lua_rawset(L, -3);
+        }
+    }
+    lua_setfield(L, -2, "env");
+    lua_pushinteger(L, s->opt.vus);
+    lua_setfield(L, -2, "vus");
+    lua_pushstring(L, executor_name(s->opt.executor));
+    lua_setfield(L, -2, "executor");
+}
+
+/* Calls module[name](ctx, data?) with a traceback; false and a message on error. */
+static bool call_hook(struct session *s, const char *name, int ctx_idx, bool with_data, int nres)
+{
+    lua_State *L = s->L;
+    lua_pushcfunction(L, scenario_traceback);
+    lua_getfield(L, s->mod, name);
+    lua_pushvalue(L, ctx_idx);
+    if (with_data)
+        lua_pushvalue(L, s->data);
+    if (lua_pcall(L, with_data ? 2 : 1, nres, -3 - with_data) == LUA_OK) {
+        lua_remove(L, -1 - nres);
+        return true;
+    }
+    fprintf(stderr, "tide: %s failed: %s\n", name, lua_tostring(L, -1));
+    lua_pop(L, 2);
+    return false;
+}
+
+static int run_setup(struct session *s, int ctx_idx, const char **json, size_t *json_len)
+{
+    lua_State *L = s->L;
+    *json = NULL;
+    lua_getfield(L, s->mod, "setup");
+    bool has = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (has && !call_hook(s, "setup", ctx_idx, false, 1))
+        return EXIT_SCRIPT;
+    if (!has)
+        lua_pushnil(L);
+    s->data = lua_gettop(L);
+    if (lua_isnil(L, -1))
+        return 0;
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_getfield(L, -1, "cjson");
+    lua_getfield(L, -1, "encode");
+    lua_pushvalue(L, s->data);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        fprintf(stderr, "tide: setup returned data that cannot be copied to the engine threads "
+                        "as JSON: %s\n", lua_tostring(L, -1));
+        return EXIT_SCRIPT;
+    }
+    *json = lua_tolstring(L, -1, json_len); /* stays on the stack for the run */
+    return 0;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static bool all_done(struct engine *eng, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (!atomic_load(&eng[i].done))
+            return false;
+    return true;
+}
+
+/* Waits for the engines, turning Ctrl-C into stop levels (1: finish, 2: cut). */
+static void supervise(struct session *s, struct run *run, struct engine *eng, unsigned n)
+{
+    int seen = 0;
+    while (!all_done(eng, n)) {
+        sleep_ms(20);
+        int now = s->sig->interrupts();
+        if (now == seen)
+            continue;
+        seen = now;
+        if (seen == 1)
+            fprintf(stderr, "\ntide: stopping: running iterations get %gs to finish "
+                            "(Ctrl-C again to stop now)\n", s->opt.graceful_stop);
+        atomic_store(&run->stop_level, seen >= 2 ? 2 : 1);
+        for (unsigned i = 0; i < n; i++)
+            engine_poke(&eng[i]);
+    }
+    s->interrupted = seen;
+}
+
+static void split_vus(struct engine *eng, unsigned n, struct run *run, long long vus)
+{
+    unsigned first = 1;
+    for (unsigned i = 0; i < n; i++) {
+        eng[i].run = run;
+        eng[i].index = i;
+        eng[i].first_vu = first;
+        eng[i].nvus = (unsigned)(vus / n + ((long long)i < vus % n));
+        first += eng[i].nvus;
+    }
+}
+
+static int start_engines(struct run *run, struct engine *eng, unsigned n)
+{
+    unsigned spawned = 0;
+    pthread_barrier_init(&run->barrier, NULL, n + 1);
+    while (spawned < n && engine_spawn(&eng[spawned]))
+        spawned++;
+    if (spawned < n) { /* the barrier counts on all of them: fail before waiting */
+        fprintf(stderr, "tide: cannot start engine thread %u\n", spawned);
+        exit(EXIT_SCRIPT);
+    }
+    pthread_barrier_wait(&run->barrier);
+    int rc = 0;
+    if (atomic_load(&run->failed_threads)) {
+        for (unsigned i = 0; i < n; i++)
+            if (eng[i].error[0]) {
+                fprintf(stderr, "tide: engine thread %u: %s\n", i, eng[i].error);
+                break;
+            }
+        rc = EXIT_SCRIPT;
+    }
+    run->start_ns = clock_now_ns();
+    pthread_barrier_wait(&run->barrier);
+    return rc;
+}
+
+static int run_load(struct session *s, const char *json, size_t json_len, char **env,
+                    struct metrics *results)
+{
+    unsigned n = s->opt.threads;
+    struct run run = {.opt = &s->opt, .scenario_path = s->path, .setup_json = json,
+                      .setup_json_len = json_len, .env = env};
+    struct engine *eng = calloc(n, sizeof *eng);
+    if (!eng)
+        return EXIT_SCRIPT;
+    split_vus(eng, n, &run, s->opt.vus);
+    int rc = start_engines(&run, eng, n);
+    if (rc == 0)
+        supervise(s, &run, eng, n);
+    for (unsigned i = 0; i < n; i++)
+        engine_join(&eng[i]);
+    s->elapsed = (double)(clock_now_ns() - run.start_ns) / 1e9;
+    for (unsigned i = 0; i < n; i++) {
+        if (eng[i].started && !metrics_merge(results, eng[i].ctx.metrics))
+            rc = EXIT_SCRIPT;
+        engine_free(&eng[i]);
+    }
+    pthread_barrier_destroy(&run.barrier);
+    free(eng);
+    return rc;
+}
+
+static void push_report(struct session *s, struct metrics *results)
+{
+    lua_State *L = s->L;
+    lua_createtable(L, 0, 8);
+    metrics_push(L, results);
+    lua_setfield(L, -2, "metrics");
+    lua_pushnumber(L, s->elapsed);
+    lua_setfield(L, -2, "elapsed");
+    lua_pushstring(L, s->path);
+    lua_setfield(L, -2, "scenario");
+    lua_pushstring(L, executor_name(s->opt.executor));
+    lua_setfield(L, -2, "executor");
+    lua_pushinteger(L, s->opt.vus);
+    lua_setfield(L, -2, "vus");
+    lua_pushinteger(L, s->opt.iterations);
+    lua_setfield(L, -2, "iterations");
+    lua_pushnumber(L, s->opt.iterations ? 0 : s->opt.duration);
+    lua_setfield(L, -2, "duration");
+    lua_pushinteger(L, s->opt.threads);
+    lua_setfield(L, -2, "threads");
+    lua_pushstring(L, s->opt.target);
+    lua_setfield(L, -2, "target");
+    lua_pushboolean(L, s->interrupted > 0);
+    lua_setfield(L, -2, "interrupted");
+    lua_pushliteral(L, TIDE_VERSION);
+    lua_setfield(L, -2, "version");
+}
+
+/* Hands the results to lua/tide/summary.lua: print, then write outputs. */
+static int summarise(struct session *s, struct metrics *results)
+{
+    lua_State *L = s->L;
+    lua_pushcfunction(L, scenario_traceback);
+    int h = lua_gettop(L);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "tide.summary");
+    if (lua_pcall(L, 1, 1, h) != LUA_OK) {
+        fprintf(stderr, "tide: %s\n", lua_tostring(L, -1));
+        return EXIT_SCRIPT;
+    }
+    lua_getfield(L, -1, "finish");
+    push_report(s, results);
+    lua_createtable(L, 0, 2);
+    lua_pushboolean(L, s->cli.quiet);
+    lua_setfield(L, -2, "quiet");
+    if (s->cli.json_out) {
+        lua_pushstring(L, s->cli.json_out);
+        lua_setfield(L, -2, "json");
+    }
+    if (lua_pcall(L, 2, 1, h) != LUA_OK) {
+        fprintf(stderr, "tide: writing results failed: %s\n", lua_tostring(L, -1));
+        return EXIT_STORE;
+    }
+    return (int)lua_tointeger(L, -1);
+}
+
+static int check_out_path(const char *path)
+{
+    if (!path)
+        return 0;
+    FILE *f = fopen(path, "a");
+    if (!f) {
+        fprintf(stderr, "tide run: --out json=%s: cannot write: %s\n", path, strerror(errno));
+        return EXIT_USAGE;
+    }
+    fclose(f);
+    return 0;
+}
+
+static int run_session(struct session *s, int argc, char **argv)
+{
+    int rc = parse_cli(s, argc, argv);
+    if (!rc)
+        rc = open_scenario(s);
+    if (!rc)
+        rc = read_options(s, argc, argv);
+    if (!rc)
+        rc = check_out_path(s->cli.json_out);
+    if (!rc)
+        rc = check_fd_limit(&s->opt);
+    char **env = rc ? NULL : build_env(&s->cli);
+    if (rc || !env)
+        return rc ? rc : EXIT_SCRIPT;
+    push_ctx(s, env);
+    int ctx_idx = lua_gettop(s->L);
+    const char *json;
+    size_t json_len = 0;
+    rc = run_setup(s, ctx_idx, &json, &json_len);
+    if (rc) {
+        free(env);
+        return s->sig->interrupts() ? EXIT_INTERRUPTED : rc;
+    }
+    struct metrics *results = metrics_new();
+    int load_rc = results ? run_load(s, json, json_len, env, results) : EXIT_SCRIPT;
+    free(env);
+    lua_getfield(s->L, s->mod, "teardown");
+    bool has_teardown = !lua_isnil(s->L, -1);
+    lua_pop(s->L, 1);
+    bool teardown_ok = !has_teardown || call_hook(s, "teardown", ctx_idx, true, 0);
+    int sum_rc = results ? summarise(s, results) : EXIT_SCRIPT;
+    metrics_free(results);
+    if (s->interrupted)
+        return EXIT_INTERRUPTED;
+    if (load_rc || !teardown_ok)
+        return load_rc ? load_rc : EXIT_SCRIPT;
+    return sum_rc;
+}
+
+int cmd_run(int argc, char **argv, const struct signals *sig)
+{
+    struct session *s = calloc(1, sizeof *s);
+    if (!s)
+        return EXIT_SCRIPT;
+    s->sig = sig;
+    int rc = run_session(s, argc, argv);
+    if (s->L) {
+        lua_close(s->L);
+        tctx_free(&s->ctx);
+    }
+    free(s);
+    return rc;
+}
