@@ -101,6 +101,9 @@ static struct req *req_new(struct tctx *ctx)
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_COOKIEFILE, "");
+    /* no proxy from the environment: load goes straight to the target, and
+     * libcurl would otherwise read six variables on every request */
+    curl_easy_setopt(e, CURLOPT_PROXY, "");
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_USERAGENT, "tide/" TIDE_VERSION);
@@ -632,25 +635,25 @@ static double us_between(curl_off_t from, curl_off_t to)
 static void record(struct req *r)
 {
     CURL *e = r->x.easy;
-    curl_off_t dns = 0, conn = 0, tls = 0, pre = 0, start = 0, total = 0, sent = 0, recv = 0;
+    curl_off_t dns = 0, conn = 0, tls = 0, start = 0, total = 0, sent = 0, recv = 0;
     long hdr = 0, reqsize = 0;
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &r->status);
     curl_easy_getinfo(e, CURLINFO_NAMELOOKUP_TIME_T, &dns);
     curl_easy_getinfo(e, CURLINFO_CONNECT_TIME_T, &conn);
     curl_easy_getinfo(e, CURLINFO_APPCONNECT_TIME_T, &tls);
-    curl_easy_getinfo(e, CURLINFO_PRETRANSFER_TIME_T, &pre);
     curl_easy_getinfo(e, CURLINFO_STARTTRANSFER_TIME_T, &start);
     curl_easy_getinfo(e, CURLINFO_TOTAL_TIME_T, &total);
     curl_easy_getinfo(e, CURLINFO_SIZE_UPLOAD_T, &sent);
     curl_easy_getinfo(e, CURLINFO_SIZE_DOWNLOAD_T, &recv);
     curl_easy_getinfo(e, CURLINFO_HEADER_SIZE, &hdr);
     curl_easy_getinfo(e, CURLINFO_REQUEST_SIZE, &reqsize);
-    double connecting = us_between(dns, conn), tls_us = tls ? us_between(conn, tls) : 0;
-    double waiting = start ? us_between(pre, start) : 0;
-    /* k6's http_req_duration: sending + waiting + receiving, without connection set-up */
-    double duration = us_between(pre, total);
-    if (!pre)
-        duration = (double)total;
+    /* libcurl 7.88 takes its pretransfer time late on reused connections, so
+     * measure from the moment the connection was ready (0 when reused): k6's
+     * http_req_duration, i.e. sending + waiting + receiving. */
+    curl_off_t ready = tls ? tls : conn;
+    double connecting = conn ? us_between(dns, conn) : 0, tls_us = tls ? us_between(conn, tls) : 0;
+    double waiting = start ? us_between(ready, start) : 0;
+    double duration = us_between(ready, total);
     r->timings[0] = (double)dns / 1e3;
     r->timings[1] = connecting / 1e3;
     r->timings[2] = tls_us / 1e3;
