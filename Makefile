@@ -9,7 +9,7 @@ PYTHON  ?= /usr/bin/python3
 CFLAGS  += -std=c11 -D_GNU_SOURCE -DTIDE_VERSION=\"$(VERSION)\" $(OPT) -g -Wall -Wextra -Werror -pthread \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -Isrc -I$(BUILD)
 LDLIBS  += $(CJSON_A) $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread
-TIDE    ?= ./tide
+BIN     ?= tide
 
 SRCS    := $(wildcard src/*.c)
 OBJS    := $(SRCS:src/%.c=$(BUILD)/%.o) $(BUILD)/embedded.o
@@ -25,9 +25,9 @@ DEBS = gcc make pkg-config liblua5.4-dev libcurl4-openssl-dev lua-cjson-dev libp
        python3-redis python3-psycopg2 python3-pytest python3-pexpect gunicorn valgrind
 
 .PHONY: all deps test unit systest asan run bench clean
-all: tide
+all: $(BIN)
 
-tide: $(OBJS)
+$(BIN): $(OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
 
 $(BUILD)/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)
@@ -62,28 +62,23 @@ deps:
 unit: $(UNIT)
 	@for t in $(UNIT); do echo "== $$t"; $$t || exit 1; done
 
-systest: tide
-	TIDE=$(abspath $(TIDE)) $(PYTHON) -m pytest -q -x tests/system
+systest: $(BIN)
+	TIDE=$(abspath $(BIN)) $(PYTHON) -m pytest -q -x tests/system
 
 test: deps
-	$(MAKE) tide unit
+	$(MAKE) $(BIN) unit
 	$(MAKE) systest
 
+# The same tests on a build with AddressSanitizer + UndefinedBehaviorSanitizer.
+ASAN_FLAGS = BUILD=build-asan BIN=tide-asan LDFLAGS="-fsanitize=address,undefined" \
+  OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
 asan:
-	$(MAKE) BUILD=build-asan TIDE=./tide-asan OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-	  LDFLAGS="-fsanitize=address,undefined" tide-asan-bin
-	ASAN_OPTIONS=detect_leaks=1 $(MAKE) BUILD=build-asan TIDE=./tide-asan \
-	  OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-	  LDFLAGS="-fsanitize=address,undefined" unit systest
+	$(MAKE) $(ASAN_FLAGS) tide-asan unit systest
 
-.PHONY: tide-asan-bin
-tide-asan-bin: $(OBJS)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o tide-asan $(OBJS) $(LDLIBS)
-
-run: deps tide
+run: deps $(BIN)
 	tests/run-smoke.sh
 
-bench: deps tide
+bench: deps $(BIN)
 	tests/bench/vs-wrk.sh
 
 clean:
