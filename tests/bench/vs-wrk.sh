@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# tide vs wrk against a local nginx that answers "hello\n".
+#
+#   tests/bench/vs-wrk.sh            (from the repo root; builds ./tide first)
+#
+# Phase 1, 50 connections: requests per CPU-second of each generator (user+sys
+# of the generator process only), median over ROUNDS alternating pairs.
+# Phase 2, 5000 connections: requests per second, and tide's peak RSS per VU.
+# Exits 1 when a target is missed, so it can gate a release by hand.
+#
+# Knobs: DURATION (seconds per run, 10), ROUNDS (3), TIDE (binary; default:
+# `make -s tide` and ./tide), WRK (wrk), NGINX (nginx), KEEP=1 keeps the temp dir.
+# Targets: TARGET_CPU (0.45), TARGET_RPS (0.6), TARGET_KB_PER_VU (25).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+DURATION=${DURATION:-10}
+DURATION=${DURATION%s}
+ROUNDS=${ROUNDS:-3}
+WRK=${WRK:-wrk}
+NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
+PY=/usr/bin/python3
+TARGET_CPU=${TARGET_CPU:-0.45}
+TARGET_RPS=${TARGET_RPS:-0.6}
+TARGET_KB_PER_VU=${TARGET_KB_PER_VU:-25}
+BIG=5000
+# every run is bounded: the generator's own duration plus this much slack
+SLACK=60
+
+if [ -z "${TIDE:-}" ]; then
+    make -s -C "$ROOT" tide
+    TIDE=$ROOT/tide
+fi
+for tool in "$WRK" "$NGINX" "$TIDE" /usr/bin/time "$PY"; do
+    command -v "$tool" >/dev/null || { echo "vs-wrk: $tool not found" >&2; exit 2; }
+done
+
+# ---------------------------------------------------------------- nginx
+ulimit -n "$(ulimit -Hn)"
+
+TMP=$(mktemp -d /tmp/tide-vs-wrk.XXXXXX)
+NGINX_PID=
+cleanup() {
+    if [ -n "$NGINX_PID" ] && kill -0 "$NGINX_PID" 2>/dev/null; then
+        kill "$NGINX_PID" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$NGINX_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$NGINX_PID" 2>/dev/null || true
+    fi
+    if [ "${KEEP:-0}" = 1 ]; then echo "vs-wrk: kept $TMP" >&2; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+URL="http://127.0.0.1:$PORT/"
+
+cat >"$TMP/nginx.conf" <<EOF
+daemon off;
+master_process on;
+worker_processes 1;
+worker_rlimit_nofile 20000;
+pid $TMP/nginx.pid;
+error_log $TMP/error.log warn;
+events { worker_connections 20000; }
+http {
+    access_log off;
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
+    client_body_temp_path $TMP/client_body;
+    proxy_temp_path $TMP/proxy;
+    fastcgi_temp_path $TMP/fastcgi;
+    uwsgi_temp_path $TMP/uwsgi;
+    scgi_temp_path $TMP/scgi;
+    server {
+        listen 127.0.0.1:$PORT backlog=8192;
+        location / { return 200 "hello\n"; }
+    }
+}
+EOF
+"$NGINX" -p "$TMP" -c "$TMP/nginx.conf" -e "$TMP/error.log" >"$TMP/nginx.out" 2>&1 &
+NGINX_PID=$!
+for _ in $(seq 100); do
+    if curl -s -m 1 -o /dev/null "$URL" 2>/dev/null; then break; fi
+    kill -0 "$NGINX_PID" 2>/dev/null || { cat "$TMP/nginx.out" "$TMP/error.log" >&2 2>/dev/null; exit 2; }
+    sleep 0.1
+done
+curl -sf -m 2 "$URL" >/dev/null || { echo "vs-wrk: nginx does not answer on $URL" >&2; exit 2; }
+
+BENCH=$TMP/bench.lua
+printf 'local http = require "tide.http"; return { run = function() http.get("%s") end }\n' "$URL" >"$BENCH"
+
+echo "vs-wrk: nginx pid $NGINX_PID on $URL; ${DURATION}s per run, $ROUNDS rounds; tide: $TIDE"
+
+# ---------------------------------------------------------------- runners
+# Each sets: REQS, SECS (measured run time), CPU (user+sys s), RSS (peak KB).
+read_time() { # FILE -> CPU RSS
+    local u s m
+    read -r u s m < <(tail -n 1 "$1")
+    CPU=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')
+    RSS=$m
+}
+
+run_wrk() { # CONNS TAG
+    local c=$1 out=$TMP/wrk-$2.txt tf=$TMP/wrk-$2.time
+    /usr/bin/time -f '%U %S %M' -o "$tf" \
+        timeout -k 5 $((DURATION + SLACK)) "$WRK" -t1 -c"$c" -d"${DURATION}s" --timeout 30s "$URL" >"$out" 2>&1 || {
+        echo "vs-wrk: wrk failed:" >&2; cat "$out" >&2; exit 2; }
+    read_time "$tf"
+    # "  123456 requests in 10.00s, 17.2MB read"
+    read -r REQS SECS < <(awk '/ requests in / { t = $4; sub(/s,?$/, "", t); print $1, t }' "$out")
+    [ -n "${REQS:-}" ] || { echo "vs-wrk: cannot read wrk's output:" >&2; cat "$out" >&2; exit 2; }
+    if grep -q -e 'Socket errors' -e 'Non-2xx' "$out"; then
+        echo "    wrk: $(grep -e 'Socket errors' -e 'Non-2xx' "$out" | tr -s ' ' | tr '\n' ';')"
+    fi
+}
+
+run_tide() { # VUS THREADS(or "") TAG
+    local v=$1 th=$2 js=$TMP/tide-$3.json tf=$TMP/tide-$3.time out=$TMP/tide-$3.txt
+    local args=(run "$BENCH" --vus "$v" --duration "${DURATION}s" --graceful-stop 5s --quiet --out "json=$js")
+    [ -n "$th" ] && args+=(--threads "$th")
+    rm -f "$js"
+    /usr/bin/time -f '%U %S %M' -o "$tf" \
+        timeout -k 5 $((DURATION + SLACK)) "$TIDE" "${args[@]}" >"$out" 2>&1 || {
+        echo "vs-wrk: tide failed:" >&2; cat "$out" >&2; exit 2; }
+    read_time "$tf"
+    read -r REQS SECS FAILED < <("$PY" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+m = d["metrics"]
+f = m.get("http_req_failed", {}).get("values", {}).get("passes", 0)
+print(int(m["http_reqs"]["values"]["count"]), d["state"]["testRunDurationMs"] / 1000, int(f))' "$js")
+    if [ "$FAILED" != 0 ]; then echo "    tide: $FAILED failed requests"; fi
+}
+
+div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f", a / b; else print 0 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print 0 }'; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
+
+# ---------------------------------------------------------------- phase 1
+echo
+echo "== phase 1: 50 connections, requests per CPU-second (generator process only)"
+W1=() T1=() R1=()
+for r in $(seq "$ROUNDS"); do
+    order="wrk tide"
+    [ $((r % 2)) = 0 ] && order="tide wrk"
+    for g in $order; do
+        if [ "$g" = wrk ]; then
+            run_wrk 50 "p1-$r"
+            wcpu=$(div "$REQS" "$CPU")
+            printf '  round %d  wrk : %9d reqs in %5.2fs, cpu %6.2fs -> %7d req/CPU-s (%d req/s)\n' \
+                "$r" "$REQS" "$SECS" "$CPU" "$wcpu" "$(div "$REQS" "$SECS")"
+        else
+            run_tide 50 1 "p1-$r"
+            tcpu=$(div "$REQS" "$CPU")
+            printf '  round %d  tide: %9d reqs in %5.2fs, cpu %6.2fs -> %7d req/CPU-s (%d req/s)\n' \
+                "$r" "$REQS" "$SECS" "$CPU" "$tcpu" "$(div "$REQS" "$SECS")"
+        fi
+    done
+    W1+=("$wcpu") T1+=("$tcpu") R1+=("$(ratio "$tcpu" "$wcpu")")
+    echo "  round $r  ratio tide/wrk ${R1[-1]}"
+done
+W1M=$(median "${W1[@]}") T1M=$(median "${T1[@]}") R1M=$(median "${R1[@]}")
+
+# ---------------------------------------------------------------- phase 2
+echo
+echo "== phase 2: $BIG connections, requests per second"
+W2=() T2=() R2=() M2=() TD=() MD=()
+for r in $(seq "$ROUNDS"); do
+    order="wrk tide"
+    [ $((r % 2)) = 0 ] && order="tide wrk"
+    for g in $order; do
+        if [ "$g" = wrk ]; then
+            run_wrk "$BIG" "p2-$r"
+            wrps=$(div "$REQS" "$SECS")
+            printf '  round %d  wrk           : %9d reqs in %5.2fs -> %7d req/s, cpu %6.2fs, RSS %6d KB\n' \
+                "$r" "$REQS" "$SECS" "$wrps" "$CPU" "$RSS"
+        else
+            run_tide "$BIG" 1 "p2-$r"
+            trps=$(div "$REQS" "$SECS") trss=$RSS
+            printf '  round %d  tide threads=1: %9d reqs in %5.2fs -> %7d req/s, cpu %6.2fs, RSS %6d KB\n' \
+                "$r" "$REQS" "$SECS" "$trps" "$CPU" "$RSS"
+        fi
+    done
+    # the default (one engine thread per core), for information
+    run_tide "$BIG" "" "p2d-$r"
+    TD+=("$(div "$REQS" "$SECS")") MD+=("$RSS")
+    printf '  round %d  tide default  : %9d reqs in %5.2fs -> %7d req/s, cpu %6.2fs, RSS %6d KB\n' \
+        "$r" "$REQS" "$SECS" "${TD[-1]}" "$CPU" "$RSS"
+    W2+=("$wrps") T2+=("$trps") M2+=("$trss") R2+=("$(ratio "$trps" "$wrps")")
+    echo "  round $r  ratio tide/wrk ${R2[-1]}"
+done
+W2M=$(median "${W2[@]}") T2M=$(median "${T2[@]}") R2M=$(median "${R2[@]}")
+TDM=$(median "${TD[@]}") MDM=$(median "${MD[@]}")
+M2M=$(median "${M2[@]}")
+KBVU=$(awk -v m="$M2M" -v n="$BIG" 'BEGIN { printf "%.1f", m / n }')
+MB=$(awk -v m="$M2M" 'BEGIN { printf "%.0f", m / 1024 }')
+
+# ---------------------------------------------------------------- verdict
+fail=0 m1="" m2="" m3=""
+ge "$R1M" "$TARGET_CPU" || { fail=1; m1="  MISSED"; }
+ge "$R2M" "$TARGET_RPS" || { fail=1; m2="  MISSED"; }
+ge "$TARGET_KB_PER_VU" "$KBVU" || { fail=1; m3="  MISSED"; }
+
+echo
+echo "== result (medians over $ROUNDS rounds, ${DURATION}s each; tide --threads 1 vs wrk -t1)"
+printf '50 VUs:   wrk %.0f req/CPU-s, tide %.0f req/CPU-s, ratio %.2f (target >= %s)%s\n' \
+    "$W1M" "$T1M" "$R1M" "$TARGET_CPU" "$m1"
+printf '%d VUs: wrk %.0f req/s, tide %.0f req/s, ratio %.2f (target >= %s)%s; tide RSS %s MB = %s KB/VU (target <= %s)%s\n' \
+    "$BIG" "$W2M" "$T2M" "$R2M" "$TARGET_RPS" "$m2" "$MB" "$KBVU" "$TARGET_KB_PER_VU" "$m3"
+printf '          tide with the default threads (%s cores): %.0f req/s (ratio %.2f), RSS %.0f MB = %.1f KB/VU\n' \
+    "$(nproc)" "$TDM" "$(ratio "$TDM" "$W2M")" "$(awk -v m="$MDM" 'BEGIN { print m / 1024 }')" \
+    "$(awk -v m="$MDM" -v n="$BIG" 'BEGIN { print m / n }')"
+exit "$fail"
