@@ -116,7 +116,12 @@ static int parse_flag(struct session *s, int argc, char **argv, int *i)
         s->cli.env[s->cli.nenv++] = (char *)v;
         return 0;
     }
-    return 0; /* scenario options are applied after the scenario's own */
+    /* checked now so a bad value is named before the scenario even loads;
+     * applied again after the scenario's own options */
+    struct options scratch;
+    char err[OPTIONS_ERR];
+    options_init(&scratch);
+    return options_set_cli(&scratch, key, v, err) ? 0 : usage_error("%s", err);
 }
 
 static int parse_cli(struct session *s, int argc, char **argv)
