@@ -5,6 +5,7 @@
 #include "hist_lua.h"
 #include "http.h"
 #include "metrics.h"
+#include "metrics_lua.h"
 #include "vu.h"
 
 #include <lauxlib.h>
@@ -138,6 +139,7 @@ void tctx_open_libs(lua_State *L, struct tctx *ctx)
     preload(L, "tide.http", luaopen_tide_http, ctx);
     preload(L, "tide.json", luaopen_tide_json, ctx);
     preload(L, "tide.hist", luaopen_tide_hist, ctx);
+    preload(L, "tide.metrics", luaopen_tide_metrics, ctx);
     /* embedded modules come right after preload, before the file system */
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "searchers");

@@ -227,6 +227,43 @@ local function iteration_lines(report)
   return lines
 end
 
+local BUILTIN = {
+  http_reqs = true, http_req_duration = true, http_req_waiting = true,
+  http_req_connecting = true, http_req_tls_handshaking = true, http_req_failed = true,
+  http_body_truncated = true, data_sent = true, data_received = true, iterations = true,
+  iteration_duration = true, iteration_errors = true, iterations_interrupted = true,
+  vus = true, vus_max = true,
+}
+
+-- One line per metric the scenario (or a tide module) defined itself.
+local function custom_lines(report)
+  local names = {}
+  for name, m in pairs(report.metrics) do
+    if not BUILTIN[name] and #m.series > 0 then names[#names + 1] = name end
+  end
+  table.sort(names)
+  local lines = {}
+  for _, name in ipairs(names) do
+    local m = report.metrics[name]
+    local v = metric_values(m, report.elapsed)
+    local text
+    if m.type == "trend" then
+      local f = m.contains == "time" and function(x) return ms(x * 1e3) end
+        or function(x) return ("%g"):format(x) end
+      text = ("avg %s  med %s  p95 %s  max %s  (%d)"):format(f(v.avg), f(v.med), f(v["p(95)"]),
+        f(v.max), v.count)
+    elseif m.type == "counter" then
+      text = ("%g  (%.1f/s)"):format(v.count, v.rate)
+    elseif m.type == "rate" then
+      text = ("%.2f%%  (%d of %d)"):format(100 * v.rate, v.passes, v.passes + v.fails)
+    else
+      text = ("%g  (min %g, max %g)"):format(v.value, v.min, v.max)
+    end
+    lines[#lines + 1] = ("  %-24s %s"):format(name, text)
+  end
+  return lines
+end
+
 function M.text(report)
   local out = header(report)
   out[#out + 1] = ""
@@ -244,6 +281,9 @@ function M.text(report)
     end
     out[#out + 1] = ""
   end
+  local custom = custom_lines(report)
+  for _, l in ipairs(custom) do out[#out + 1] = l end
+  if #custom > 0 then out[#out + 1] = "" end
   for _, l in ipairs(iteration_lines(report)) do out[#out + 1] = l end
   return table.concat(out, "\n") .. "\n"
 end

@@ -1,0 +1,151 @@
+#include "metrics_lua.h"
+#include "ctx.h"
+#include "metrics.h"
+
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define METRIC_MT "tide.metric"
+#define MAX_TAGS 32
+#define TAGKEY_MAX 1024
+
+struct metric_ref {
+    struct tctx *ctx;
+    int id;
+    double scale;       /* time trends take ms from Lua, store µs */
+};
+
+struct tag {
+    const char *k, *v;
+    size_t kl, vl;
+};
+
+static int tag_cmp(const void *a, const void *b)
+{
+    const struct tag *x = a, *y = b;
+    size_t n = x->kl < y->kl ? x->kl : y->kl;
+    int c = memcmp(x->k, y->k, n);
+    return c ? c : (x->kl > y->kl) - (x->kl < y->kl);
+}
+
+/* Copies a string (or a number's text) into the scratch area. */
+static const char *stash(lua_State *L, int idx, char *scratch, size_t *used, size_t *len)
+{
+    size_t n;
+    lua_pushvalue(L, idx);                  /* tostring a copy: the table keeps its numbers */
+    const char *s = lua_tolstring(L, -1, &n);
+    if (*used + n > TAGKEY_MAX)
+        luaL_error(L, "tags too long");
+    char *dst = memcpy(scratch + *used, s, n);
+    *used += n;
+    *len = n;
+    lua_pop(L, 1);
+    return dst;
+}
+
+size_t metrics_lua_tagkey(lua_State *L, int idx, char *buf, size_t len)
+{
+    struct tag tags[MAX_TAGS];
+    char scratch[TAGKEY_MAX];
+    size_t used = 0;
+    int n = 0;
+    if (lua_isnoneornil(L, idx))
+        return 0;
+    idx = lua_absindex(L, idx);
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1))
+            luaL_error(L, "tags must map strings to strings or numbers");
+        if (n == MAX_TAGS)
+            luaL_error(L, "at most %d tags", MAX_TAGS);
+        tags[n].k = stash(L, -2, scratch, &used, &tags[n].kl);
+        tags[n].v = stash(L, -1, scratch, &used, &tags[n].vl);
+        n++;
+        lua_pop(L, 1);
+    }
+    qsort(tags, (size_t)n, sizeof tags[0], tag_cmp);
+    size_t out = 0;
+    for (int i = 0; i < n; i++) {
+        if (out + tags[i].kl + tags[i].vl + 2 > len)
+            luaL_error(L, "tags too long");
+        memcpy(buf + out, tags[i].k, tags[i].kl);
+        buf[out + tags[i].kl] = TAG_KV;
+        memcpy(buf + out + tags[i].kl + 1, tags[i].v, tags[i].vl);
+        out += tags[i].kl + tags[i].vl + 1;
+        if (i + 1 < n)
+            buf[out++] = TAG_SEP;
+    }
+    return out;
+}
+
+static int metric_add(lua_State *L)
+{
+    struct metric_ref *m = luaL_checkudata(L, 1, METRIC_MT);
+    double v = lua_isboolean(L, 2) ? lua_toboolean(L, 2) : luaL_checknumber(L, 2);
+    char key[TAGKEY_MAX];
+    size_t n = metrics_lua_tagkey(L, 3, key, sizeof key);
+    metrics_add(m->ctx->metrics, m->id, metrics_tagset(m->ctx->metrics, key, n), v * m->scale);
+    return 0;
+}
+
+static bool valid_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 128 || (s[0] >= '0' && s[0] <= '9'))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!(s[i] == '_' || (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9')))
+            return false;
+    return true;
+}
+
+static int define(lua_State *L, enum metric_type t, const char *fn)
+{
+    struct tctx *ctx = tctx_get(L);
+    const char *name = luaL_checkstring(L, 1);
+    if (!valid_name(name))
+        return luaL_error(L, "metrics.%s: bad metric name '%s' (letters, digits and _)", fn, name);
+    bool time = t == METRIC_TREND && lua_toboolean(L, 2);
+    enum metric_contains c = time ? CONTAINS_TIME : CONTAINS_DEFAULT;
+    int id = metrics_define(ctx->metrics, name, t, c);
+    if (id < 0)
+        return luaL_error(L, "metrics.%s: '%s' already exists as another kind of metric", fn, name);
+    struct metric_ref *m = lua_newuserdatauv(L, sizeof *m, 0);
+    *m = (struct metric_ref){ctx, id, time ? 1000.0 : 1.0};
+    luaL_setmetatable(L, METRIC_MT);
+    return 1;
+}
+
+static int l_counter(lua_State *L) { return define(L, METRIC_COUNTER, "counter"); }
+static int l_gauge(lua_State *L) { return define(L, METRIC_GAUGE, "gauge"); }
+static int l_rate(lua_State *L) { return define(L, METRIC_RATE, "rate"); }
+
+static int l_trend(lua_State *L)
+{
+    if (!lua_isnoneornil(L, 2) && (lua_type(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, 2), "time") != 0))
+        return luaL_argerror(L, 2, "\"time\" or nothing expected");
+    lua_pushboolean(L, !lua_isnoneornil(L, 2));
+    lua_replace(L, 2);
+    return define(L, METRIC_TREND, "trend");
+}
+
+int luaopen_tide_metrics(lua_State *L)
+{
+    static const luaL_Reg fns[] = {
+        {"counter", l_counter}, {"gauge", l_gauge}, {"rate", l_rate}, {"trend", l_trend}, {NULL, NULL},
+    };
+    if (luaL_newmetatable(L, METRIC_MT)) {
+        lua_newtable(L);
+        lua_pushcfunction(L, metric_add);
+        lua_setfield(L, -2, "add");
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+    luaL_newlibtable(L, fns);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    luaL_setfuncs(L, fns, 1);
+    return 1;
+}

@@ -1,0 +1,409 @@
+"""Servers the system tests point tide at: nginx, plus small Python servers for
+failure modes. Everything listens on 127.0.0.1 on a free port, lives under a
+temporary directory and is stopped by PID when the session ends."""
+
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port():
+    """A loopback port nothing listens on (at the time of asking)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def port_open(port, timeout=0.2):
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------- nginx
+
+NGINX_CONF = r"""
+{user}
+worker_processes 1;
+daemon off;
+master_process on;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+
+events {{
+    worker_connections 1024;
+}}
+
+http {{
+    log_format tide '$connection $status "$request" "$http_cookie" "$http_authorization"';
+    access_log {tmp}/access.log tide;
+
+    client_body_temp_path {tmp}/client_body_temp;
+    proxy_temp_path {tmp}/proxy_temp;
+    fastcgi_temp_path {tmp}/fastcgi_temp;
+    uwsgi_temp_path {tmp}/uwsgi_temp;
+    scgi_temp_path {tmp}/scgi_temp;
+
+    keepalive_timeout 120s;
+    keepalive_requests 10000000;
+    default_type text/plain;
+    sendfile on;
+
+    server {{
+        listen {host}:{port};
+        server_name localhost;
+        root {tmp}/www;
+
+        location = / {{
+            return 200 "hello";
+        }}
+        location = /503 {{
+            return 503;
+        }}
+        location = /redirect {{
+            return 302 /;
+        }}
+        location = /redirect-loop {{
+            return 302 /redirect-loop;
+        }}
+        location = /setcookie {{
+            add_header Set-Cookie "sid=abc123; Path=/";
+            return 200 "cookie set";
+        }}
+        location = /echo-cookie {{
+            return 200 "$http_cookie";
+        }}
+        location = /echo {{
+            return 200 "$request_method $request_uri $http_authorization $content_type";
+        }}
+        location = /json {{
+            default_type application/json;
+            return 200 '{{"a":1,"b":[1,2]}}';
+        }}
+        location = /big {{
+            default_type application/octet-stream;
+            try_files /big.bin =404;
+        }}
+        location / {{
+            return 404;
+        }}
+    }}
+}}
+"""
+
+LOG_RE = re.compile(r'^(\d+) (\d+) "([^"]*)" "([^"]*)" "([^"]*)"$')
+
+BIG_SIZE = 2 * 1000 * 1000
+
+
+class LogEntry:
+    def __init__(self, line):
+        m = LOG_RE.match(line)
+        if not m:
+            raise AssertionError(f"unparsable nginx access log line: {line!r}")
+        self.connection = int(m.group(1))
+        self.status = int(m.group(2))
+        self.request = m.group(3)
+        parts = self.request.split(" ")
+        self.method = parts[0]
+        self.uri = parts[1] if len(parts) > 1 else ""
+        split = urlsplit(self.uri)
+        self.path = split.path
+        self.query = parse_qs(split.query)
+        self.cookie = m.group(4)
+        self.authorization = m.group(5)
+
+    def __repr__(self):
+        return f"<{self.connection} {self.status} {self.request!r} cookie={self.cookie!r}>"
+
+
+class Nginx:
+    def __init__(self, tmp: Path):
+        self.tmp = Path(tmp)
+        self.proc = None
+        self.port = None
+        self.access_log = self.tmp / "access.log"
+        self.error_log = self.tmp / "error.log"
+
+    @property
+    def url(self):
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self):
+        www = self.tmp / "www"
+        www.mkdir(parents=True, exist_ok=True)
+        chunk = bytes(range(256)) * 4096
+        data = (chunk * (BIG_SIZE // len(chunk) + 1))[:BIG_SIZE]
+        (www / "big.bin").write_bytes(data)
+        last_err = ""
+        for _attempt in range(3):
+            self.port = free_port()
+            conf = self.tmp / "nginx.conf"
+            # The workers read the tmp dir (mode 0700 under pytest): as root they
+            # must run as root too, else they could not open big.bin.
+            user = "user root;" if os.geteuid() == 0 else ""
+            conf.write_text(NGINX_CONF.format(tmp=self.tmp, host=LOOPBACK, port=self.port, user=user))
+            self.access_log.write_text("")
+            self.proc = subprocess.Popen(
+                ["nginx", "-e", str(self.error_log), "-c", str(conf), "-p", str(self.tmp)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            )
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    break
+                if port_open(self.port):
+                    return self
+                time.sleep(0.05)
+            if self.proc.poll() is None:
+                self.stop()
+            err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+            log = self.error_log.read_text(errors="replace") if self.error_log.exists() else ""
+            last_err = f"nginx exited with {self.proc.returncode}: {err}\n{log}"
+        raise RuntimeError(f"could not start nginx: {last_err}")
+
+    def stop(self):
+        p = self.proc
+        if p is None or p.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGQUIT, 5), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+            try:
+                os.kill(p.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                p.wait(timeout=wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    # ---- access log
+
+    def reset_log(self):
+        """Truncates the access log (nginx opens it O_APPEND: it goes on at 0)."""
+        with open(self.access_log, "r+") as f:
+            f.truncate(0)
+
+    def log_lines(self):
+        text = self.access_log.read_text(errors="replace")
+        return [LogEntry(l) for l in text.splitlines() if l.strip()]
+
+    def wait_log(self, count=None, settle=0.3, timeout=5.0):
+        """The access log entries once nginx has written them: nginx logs a
+        request just after answering it, so a client may finish first. With
+        count, waits until there are at least that many (then lets it settle
+        for a moment to catch extra lines); without, waits `settle` seconds."""
+        deadline = time.monotonic() + timeout
+        while count is not None and time.monotonic() < deadline:
+            if len(self.log_lines()) >= count:
+                break
+            time.sleep(0.05)
+        time.sleep(settle)
+        return self.log_lines()
+
+
+# ------------------------------------------------------- raw socket servers
+
+
+class _SocketServer:
+    """Accepts on a loopback port in a thread; handle(conn) runs per connection."""
+
+    name = "socket"
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((LOOPBACK, 0))
+        self.sock.listen(128)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = threading.Event()
+        self.accepted = 0
+        self.conns = []
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._loop, name=f"{self.name}-server", daemon=True)
+
+    @property
+    def url(self):
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def _loop(self):
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.accepted += 1
+                self.conns.append(conn)
+            threading.Thread(target=self._handle_safely, args=(conn,), daemon=True).start()
+
+    def _handle_safely(self, conn):
+        try:
+            self.handle(conn)
+        except OSError:
+            pass
+
+    def handle(self, conn):
+        raise NotImplementedError
+
+    @staticmethod
+    def read_request(conn, limit=65536):
+        """Reads up to the end of the request head (bounded in size and time)."""
+        conn.settimeout(5)
+        data = b""
+        while b"\r\n\r\n" not in data and len(data) < limit:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join(timeout=5)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        with self.lock:
+            for c in self.conns:
+                try:
+                    c.close()
+                except OSError:
+                    pass
+            self.conns.clear()
+
+
+class BlackholeServer(_SocketServer):
+    """Accepts and never answers: clients time out."""
+
+    name = "blackhole"
+
+    def handle(self, conn):
+        # keep the connection open (closed at stop); read so the client's
+        # send never blocks, bounded by the stop flag
+        conn.settimeout(0.2)
+        while not self.stopping.is_set():
+            try:
+                if not conn.recv(4096):
+                    return
+            except socket.timeout:
+                continue
+
+
+class GarbageServer(_SocketServer):
+    """Answers any request with text that is not HTTP, then closes."""
+
+    name = "garbage"
+
+    def handle(self, conn):
+        self.read_request(conn)
+        conn.sendall(b"HELLO WORLD\r\n\r\n")
+        conn.shutdown(socket.SHUT_WR)
+        time.sleep(0.2)
+        conn.close()
+
+
+class ResetServer(_SocketServer):
+    """Reads the request, then closes with SO_LINGER 0: the client sees a RST."""
+
+    name = "reset"
+
+    def handle(self, conn):
+        self.read_request(conn)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+
+
+# -------------------------------------------------------- flaky HTTP server
+
+
+class FlakyServer:
+    """HTTP/1.1 server for retry and concurrency tests.
+
+    GET /flaky?key=K&fail=N  the first N requests with that key answer 503, later ones 200
+    GET /sleep?ms=N          answers 200 after N ms (at most 5000)
+    Requests per key and their times are kept in .hits[key].
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.hits = {}
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _send(self, status, body):
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                u = urlsplit(self.path)
+                q = parse_qs(u.query)
+                if u.path == "/flaky":
+                    key = q.get("key", [""])[0]
+                    fail = int(q.get("fail", ["0"])[0])
+                    with outer.lock:
+                        times = outer.hits.setdefault(key, [])
+                        times.append(time.monotonic())
+                        n = len(times)
+                    if n <= fail:
+                        self._send(503, f"attempt {n}: unavailable")
+                    else:
+                        self._send(200, f"attempt {n}: ok")
+                elif u.path == "/sleep":
+                    ms = min(int(q.get("ms", ["0"])[0]), 5000)
+                    time.sleep(ms / 1000)
+                    self._send(200, f"slept {ms}")
+                else:
+                    self._send(404, "not found")
+
+        self.httpd = ThreadingHTTPServer((LOOPBACK, 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                                       name="flaky-server", daemon=True)
+
+    @property
+    def url(self):
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def hits_for(self, key):
+        with self.lock:
+            return list(self.hits.get(key, []))
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
