@@ -6,6 +6,7 @@
 #include "http.h"
 #include "metrics.h"
 #include "metrics_lua.h"
+#include "pg.h"
 #include "vu.h"
 
 #include <lauxlib.h>
@@ -140,6 +141,7 @@ void tctx_open_libs(lua_State *L, struct tctx *ctx)
     preload(L, "tide.json", luaopen_tide_json, ctx);
     preload(L, "tide.hist", luaopen_tide_hist, ctx);
     preload(L, "tide.metrics", luaopen_tide_metrics, ctx);
+    preload(L, "tide.pg", luaopen_tide_pg, ctx);
     /* embedded modules come right after preload, before the file system */
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "searchers");
