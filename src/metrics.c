@@ -269,9 +269,9 @@ static void series_merge(struct series *d, const struct series *s, enum metric_t
     }
 }
 
-bool metrics_merge(struct metrics *dst, const struct metrics *src)
+static bool merge_from(struct metrics *dst, const struct metrics *src, size_t first)
 {
-    for (size_t i = 0; i < src->nmetrics; i++) {
+    for (size_t i = first; i < src->nmetrics; i++) {
         const struct metric *sm = &src->metrics[i];
         int id = metrics_define(dst, sm->name, sm->type, sm->contains);
         if (id < 0)
@@ -287,6 +287,16 @@ bool metrics_merge(struct metrics *dst, const struct metrics *src)
         }
     }
     return true;
+}
+
+bool metrics_merge(struct metrics *dst, const struct metrics *src)
+{
+    return merge_from(dst, src, 0);
+}
+
+bool metrics_merge_custom(struct metrics *dst, const struct metrics *src)
+{
+    return merge_from(dst, src, M_BUILTIN_COUNT);
 }
 
 static void push_tags(lua_State *L, const struct tagset *t)

@@ -49,6 +49,9 @@ int metrics_tagset(struct metrics *m, const char *key, size_t len);
 void metrics_add(struct metrics *m, int metric, int tagset, double value);
 
 bool metrics_merge(struct metrics *dst, const struct metrics *src);
+/* Only the metrics a scenario or tide module defined (checks, celery_*,
+ * custom): what setup and teardown record of those counts; their requests don't. */
+bool metrics_merge_custom(struct metrics *dst, const struct metrics *src);
 
 /* Pushes { [name] = { type=, contains=, series = { {tags={...}, ...}, ... } } }
  * with counters {value, count}, gauges {value, min, max}, rates {passes, total}

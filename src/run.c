@@ -502,6 +502,8 @@ static int run_session(struct session *s, int argc, char **argv)
     bool has_teardown = !lua_isnil(s->L, -1);
     lua_pop(s->L, 1);
     bool teardown_ok = !has_teardown || call_hook(s, "teardown", ctx_idx, true, 0);
+    if (results && !metrics_merge_custom(results, s->ctx.metrics))
+        teardown_ok = false;
     int sum_rc = results ? summarise(s, results) : EXIT_SCRIPT;
     metrics_free(results);
     if (s->interrupted)

@@ -232,8 +232,28 @@ local BUILTIN = {
   http_req_connecting = true, http_req_tls_handshaking = true, http_req_failed = true,
   http_body_truncated = true, data_sent = true, data_received = true, iterations = true,
   iteration_duration = true, iteration_errors = true, iterations_interrupted = true,
-  vus = true, vus_max = true,
+  vus = true, vus_max = true, checks = true,
 }
+
+-- Each check by name: ✓ when it always passed, ✗ with the count otherwise.
+local function check_lines(report)
+  local m = report.metrics.checks
+  if not m or #m.series == 0 then return {} end
+  local by, names = {}, {}
+  for _, s in ipairs(m.series) do
+    local n = s.tags.check or "?"
+    if not by[n] then by[n] = { 0, 0 }; names[#names + 1] = n end
+    by[n][1], by[n][2] = by[n][1] + s.passes, by[n][2] + s.total - s.passes
+  end
+  table.sort(names)
+  local lines = { "  checks" }
+  for _, n in ipairs(names) do
+    local p, f = by[n][1], by[n][2]
+    lines[#lines + 1] = f == 0 and ("    ✓ %s  (%d)"):format(n, p)
+      or ("    ✗ %s  (%d passed, %d failed)"):format(n, p, f)
+  end
+  return lines
+end
 
 -- One line per metric the scenario (or a tide module) defined itself.
 local function custom_lines(report)
@@ -281,6 +301,9 @@ function M.text(report)
     end
     out[#out + 1] = ""
   end
+  local checks = check_lines(report)
+  for _, l in ipairs(checks) do out[#out + 1] = l end
+  if #checks > 0 then out[#out + 1] = "" end
   local custom = custom_lines(report)
   for _, l in ipairs(custom) do out[#out + 1] = l end
   if #custom > 0 then out[#out + 1] = "" end
