@@ -79,6 +79,11 @@ return {
   options = {
     executor = "per-vu-iterations", vus = 20, iterations = 1,
     target = "http://127.0.0.1:8000",
+    thresholds = {
+      ["checks{check:no container assigned twice}"] = "rate == 1",
+      ["checks{check:task succeeded}"] = "rate == 1",
+      ["checks{check:assign accepted}"] = "rate == 1",
+    },
   },
 
   setup = function(ctx)

@@ -17,7 +17,7 @@
 
 static const char *const executors[] = {"shared-iterations", "per-vu-iterations", "constant-vus", NULL};
 static const char *const valid_keys =
-    "executor, vus, iterations, duration, graceful_stop, threads, target, max_body";
+    "executor, vus, iterations, duration, graceful_stop, threads, target, max_body, thresholds";
 
 void options_init(struct options *o)
 {
@@ -184,6 +184,14 @@ bool options_from_lua(lua_State *L, int idx, struct options *o, char *err)
             return fail(err, "options", "", "keys must be strings", NULL);
         }
         const char *key = lua_tostring(L, -2);
+        if (strcmp(key, "thresholds") == 0) { /* checked by lua/tide/thresholds.lua */
+            if (!lua_istable(L, -1)) {
+                lua_pop(L, 2);
+                return fail(err, "options.", key, "expected a table", NULL);
+            }
+            lua_pop(L, 1);
+            continue;
+        }
         if (!lua_option_text(L, key, text, sizeof text, err) || !set_option(o, "options.", key, text, err)) {
             lua_pop(L, 2);
             return false;

@@ -403,6 +403,51 @@ static int run_load(struct session *s, const char *json, size_t json_len, char *
     return rc;
 }
 
+/* Pushes options.thresholds of the scenario (or nil). */
+static void push_thresholds(struct session *s)
+{
+    lua_getfield(s->L, s->mod, "options");
+    if (lua_istable(s->L, -1))
+        lua_getfield(s->L, -1, "thresholds");
+    else
+        lua_pushnil(s->L);
+    lua_remove(s->L, -2);
+}
+
+/* Requires tide.summary and pushes its function `fn` above a traceback handler. */
+static bool summary_fn(lua_State *L, const char *fn)
+{
+    lua_pushcfunction(L, scenario_traceback);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "tide.summary");
+    if (lua_pcall(L, 1, 1, -3) != LUA_OK) {
+        fprintf(stderr, "tide: %s\n", lua_tostring(L, -1));
+        lua_pop(L, 2);
+        return false;
+    }
+    lua_getfield(L, -1, fn);
+    lua_remove(L, -2);
+    return true;
+}
+
+/* A threshold on a metric nothing in the scenario defines, or a malformed
+ * one, stops the run before any load (k6 would pass it silently). */
+static int check_thresholds(struct session *s)
+{
+    lua_State *L = s->L;
+    if (!summary_fn(L, "validate"))
+        return EXIT_SCRIPT;
+    push_thresholds(s);
+    metrics_push(L, s->ctx.metrics);
+    int rc = 0;
+    if (lua_pcall(L, 2, 1, -4) != LUA_OK)
+        rc = EXIT_SCRIPT, fprintf(stderr, "tide: %s\n", lua_tostring(L, -1));
+    else if (!lua_isnil(L, -1))
+        rc = usage_error("%s", lua_tostring(L, -1));
+    lua_pop(L, 2);
+    return rc;
+}
+
 static void push_report(struct session *s, struct metrics *results)
 {
     lua_State *L = s->L;
@@ -429,21 +474,16 @@ static void push_report(struct session *s, struct metrics *results)
     lua_setfield(L, -2, "interrupted");
     lua_pushliteral(L, TIDE_VERSION);
     lua_setfield(L, -2, "version");
+    push_thresholds(s);
+    lua_setfield(L, -2, "thresholds");
 }
 
 /* Hands the results to lua/tide/summary.lua: print, then write outputs. */
 static int summarise(struct session *s, struct metrics *results)
 {
     lua_State *L = s->L;
-    lua_pushcfunction(L, scenario_traceback);
-    int h = lua_gettop(L);
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "tide.summary");
-    if (lua_pcall(L, 1, 1, h) != LUA_OK) {
-        fprintf(stderr, "tide: %s\n", lua_tostring(L, -1));
+    if (!summary_fn(L, "finish"))
         return EXIT_SCRIPT;
-    }
-    lua_getfield(L, -1, "finish");
     push_report(s, results);
     lua_createtable(L, 0, 2);
     lua_pushboolean(L, s->cli.quiet);
@@ -452,11 +492,15 @@ static int summarise(struct session *s, struct metrics *results)
         lua_pushstring(L, s->cli.json_out);
         lua_setfield(L, -2, "json");
     }
-    if (lua_pcall(L, 2, 1, h) != LUA_OK) {
+    int rc;
+    if (lua_pcall(L, 2, 1, -4) != LUA_OK) {
         fprintf(stderr, "tide: writing results failed: %s\n", lua_tostring(L, -1));
-        return EXIT_STORE;
+        rc = EXIT_STORE;
+    } else {
+        rc = (int)lua_tointeger(L, -1);
     }
-    return (int)lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    return rc;
 }
 
 static int check_out_path(const char *path)
@@ -479,6 +523,8 @@ static int run_session(struct session *s, int argc, char **argv)
         rc = open_scenario(s);
     if (!rc)
         rc = read_options(s, argc, argv);
+    if (!rc)
+        rc = check_thresholds(s);
     if (!rc)
         rc = check_out_path(s->cli.json_out);
     if (!rc)

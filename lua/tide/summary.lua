@@ -2,6 +2,7 @@
 -- plus each trend's histogram so runs can be merged later).
 local json = require "cjson"
 local hist = require "tide.hist"
+local thresholds = require "tide.thresholds"
 
 local M = {}
 
@@ -73,6 +74,21 @@ local function metric_values(m, elapsed, pick)
   end
 end
 
+-- Values of the series pick selects, with p(N) added when asked; nil when
+-- nothing was recorded (a counter with no samples is a count of 0).
+local function values_of(report)
+  return function(m, pick, p)
+    local any = false
+    for _, s in ipairs(m.series) do any = any or pick(s.tags) end
+    if not any and m.type ~= "counter" then return nil end
+    local v, h = metric_values(m, report.elapsed, pick)
+    if p and h then
+      v[("p(%s)"):format(p)] = h:percentile(p) * (m.contains == "time" and 1e-3 or 1)
+    end
+    return v
+  end
+end
+
 local function names_of(report)
   local seen, names = {}, {}
   local m = report.metrics.http_reqs
@@ -108,6 +124,19 @@ function M.to_json(report)
           out[name .. tag_label({ name = n }, "name")] = json_metric(m, report.elapsed, by_name(n))
         end
       end
+    end
+  end
+  for _, t in ipairs(report.threshold_results or {}) do
+    local m = out[t.key]
+    if not m and report.metrics[t.metric] then
+      m = json_metric(report.metrics[t.metric], report.elapsed, function(tags)
+        return thresholds.matches(tags, t.filter)
+      end)
+      out[t.key] = m
+    end
+    if m then
+      m.thresholds = m.thresholds or {}
+      m.thresholds[t.text] = { ok = t.ok }
     end
   end
   return {
@@ -284,6 +313,26 @@ local function custom_lines(report)
   return lines
 end
 
+local function format_observed(report, t)
+  if t.observed == nil then return "no data" end
+  local m = report.metrics[t.metric]
+  if m and m.type == "trend" and m.contains == "time" and not t.text:match("count") then
+    return ms(t.observed * 1e3)
+  end
+  return ("%g"):format(t.observed)
+end
+
+local function threshold_lines(report)
+  local res = report.threshold_results or {}
+  if #res == 0 then return {} end
+  local lines = { "  thresholds" }
+  for _, t in ipairs(res) do
+    lines[#lines + 1] = ("    %s %s: %s  (observed %s)"):format(t.ok and "✓" or "✗", t.key, t.text,
+      format_observed(report, t))
+  end
+  return lines
+end
+
 function M.text(report)
   local out = header(report)
   out[#out + 1] = ""
@@ -301,6 +350,9 @@ function M.text(report)
     end
     out[#out + 1] = ""
   end
+  local th = threshold_lines(report)
+  for _, l in ipairs(th) do out[#out + 1] = l end
+  if #th > 0 then out[#out + 1] = "" end
   local checks = check_lines(report)
   for _, l in ipairs(checks) do out[#out + 1] = l end
   if #checks > 0 then out[#out + 1] = "" end
@@ -319,12 +371,21 @@ local function write_file(path, text)
   if not ok then error(("cannot write %s: %s"):format(path, werr), 0) end
 end
 
+-- Checks the scenario's thresholds before the load: nil, or why they are wrong.
+function M.validate(spec, metrics)
+  local _, err = thresholds.parse(spec, metrics)
+  return err
+end
+
 -- Prints and writes what was asked; returns the exit code it implies.
 function M.finish(report, outputs)
+  local list = assert(thresholds.parse(report.thresholds, report.metrics))
+  local all
+  report.threshold_results, all = thresholds.evaluate(list, report.metrics, values_of(report))
   if not outputs.quiet then io.stdout:write(M.text(report)) end
   if outputs.json then write_file(outputs.json, json.encode(M.to_json(report)) .. "\n") end
   io.stdout:flush()
-  return 0
+  return all and 0 or 1
 end
 
 return M

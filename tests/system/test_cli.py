@@ -171,3 +171,16 @@ return { options = { vus = 2 }, run = function(vu) http.get(vu.target .. "/") en
 """, "--target", access_log.url, "--duration", "-5s")
     assert res.rc == 2, res
     assert access_log.wait_log() == [], res
+
+
+def test_cli_bad_out_kind(run_tide):
+    res = run_tide(OK_SCENARIO, "--out", "csv=x.csv", json_out=False)
+    assert res.rc == 2, res
+    assert "csv=x.csv" in res.stderr, res
+
+
+def test_cli_option_missing_value(tide):
+    path = tide.write(OK_SCENARIO)
+    res = tide.exec([TIDE, "run", str(path), "--vus"])
+    assert res.rc == 2, res
+    assert "--vus" in res.stderr, res

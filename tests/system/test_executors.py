@@ -108,3 +108,39 @@ return {
     seen = sorted((l.query["vu"][0], l.query["it"][0]) for l in lines)
     expected = sorted((str(v), str(i)) for v in (1, 2) for i in range(3))
     assert seen == expected, f"(vu.id, vu.iteration) pairs {seen}, expected {expected}\n{res}"
+
+
+def test_duration_caps_iteration_executors(run_tide):
+    res = run_tide("""
+local tide = require "tide"
+return {
+  options = { executor = "shared-iterations", vus = 4, iterations = 1000 },
+  run = function(vu) tide.sleep("100ms") end,
+}
+""", "--duration", "1s", "--graceful-stop", "0s", timeout=20)
+    assert res.rc == 0, res
+    assert res.elapsed < 4, f"--duration 1s should end the run after about 1s, took {res.elapsed:.1f}s\n{res}"
+    n = res.count("iterations")
+    assert 10 <= n < 1000, f"{n} iterations in 1s of 4 VUs sleeping 100ms\n{res}"
+
+
+def test_vus_gauges(run_tide):
+    res = run_tide("""
+return { options = { executor = "per-vu-iterations", iterations = 2 }, run = function(vu) end }
+""", "--vus", "8", "--threads", "2")
+    assert res.rc == 0, res
+    m = res.metrics
+    assert m["vus_max"]["type"] == "gauge", m["vus_max"]
+    assert m["vus_max"]["values"]["value"] == 8, f"vus_max: {m['vus_max']}\n{res}"
+    assert m["vus"]["values"]["max"] == 8, f"vus: {m['vus']}\n{res}"
+    assert res.count("iterations") == 16, res
+
+
+def test_connections_kept_alive(run_tide, access_log):
+    res = run_tide(GET_ROOT % '{ executor = "per-vu-iterations", vus = 3, iterations = 20 }',
+                   "--target", access_log.url)
+    assert res.rc == 0, res
+    lines = access_log.wait_log(60)
+    assert len(lines) == 60, res
+    conns = {l.connection for l in lines}
+    assert len(conns) == 3, f"3 VUs used {len(conns)} connections for 60 requests: keep-alive not used\n{res}"

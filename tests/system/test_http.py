@@ -48,6 +48,7 @@ def test_get_json_headers_timings(run_tide, nginx):
       check(type(r.timings[k]) == "number", "r.timings.%s is a %s", k, type(r.timings[k]))
     end
     check(r.body == '{"a":1,"b":[1,2]}', "body %q", r.body)
+    check(tide.json.decode(r.body).b[2] == 2, "tide.json.decode failed")
 """), "--target", nginx.url)
     assert_clean(res, reqs=1)
 

@@ -137,7 +137,7 @@ def assign_container(self, username):
 
 @signals.worker_process_init.connect
 def _child_init(**_):
-    db.drop_process_conn()
+    db._conn = None      # never close a connection inherited over fork
 
 
 @signals.worker_ready.connect
