@@ -1,4 +1,5 @@
 /* tide: the command line. */
+#include "list.h"
 #include "run.h"
 
 #include <curl/curl.h>
@@ -27,6 +28,7 @@ static void usage(FILE *f)
             "usage:\n"
             "  tide run SCENARIO [options]   run a scenario (a file, or scenarios/NAME.lua)\n"
             "  tide run --help               the run options\n"
+            "  tide list                     the named scenarios\n"
             "  tide --version\n\n"
             "exit codes: 0 pass, 1 a threshold or required check failed, 2 bad command line\n"
             "or options, 3 the script failed, 4 results not stored where asked, 130 interrupted\n",
@@ -48,8 +50,10 @@ int main(int argc, char **argv)
         printf("tide %s (%s)\n", TIDE_VERSION, curl_version());
         return EXIT_PASS;
     }
+    if (strcmp(cmd, "list") == 0)
+        return cmd_list(argc - 2, argv + 2);
     if (strcmp(cmd, "run") != 0) {
-        fprintf(stderr, "tide: unknown command '%s' (valid: run, --help, --version)\n", cmd);
+        fprintf(stderr, "tide: unknown command '%s' (valid: run, list, --help, --version)\n", cmd);
         return EXIT_USAGE;
     }
     struct sigaction sa = {.sa_handler = on_interrupt};

@@ -3,6 +3,7 @@
 #include "clock.h"
 #include "ctx.h"
 #include "engine.h"
+#include "list.h"
 #include "metrics.h"
 #include "options.h"
 #include "scenario.h"
@@ -178,9 +179,12 @@ static char **build_env(const struct cli *c)
 static int open_scenario(struct session *s)
 {
     char err[4096];
-    if (!scenario_resolve(s->cli.scenario, s->path, sizeof s->path))
-        return usage_error("no scenario '%s' (looked for a file, scenarios/NAME.lua, "
-                           "$TIDE_PATH and the built-in ones)", s->cli.scenario);
+    if (!scenario_resolve(s->cli.scenario, s->path, sizeof s->path)) {
+        usage_error("no scenario '%s' (looked for a file, scenarios/NAME.lua, "
+                    "$TIDE_PATH and the built-in ones)", s->cli.scenario);
+        list_suggest(s->cli.scenario);
+        return EXIT_USAGE;
+    }
     s->L = luaL_newstate();
     if (!s->L || !tctx_init(&s->ctx, s->L, 1)) {
         fprintf(stderr, "tide: out of memory\n");
