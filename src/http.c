@@ -271,7 +271,7 @@ static const char *string_opt(lua_State *L, int idx, const char *fn, const char 
 static void read_opts(lua_State *L, int idx, const char *fn, struct opts *o)
 {
     *o = (struct opts){.timeout = DEFAULT_TIMEOUT_MS / 1000.0, .redirects = DEFAULT_REDIRECTS};
-    if (lua_isnoneornil(L, idx))
+    if (idx == 0 || lua_isnoneornil(L, idx))
         return;
     if (!lua_istable(L, idx))
         luaL_error(L, "http.%s: options must be a table, got %s", fn, luaL_typename(L, idx));
@@ -738,7 +738,11 @@ struct response {
 
 static void push_response(lua_State *L, struct req *r)
 {
-    size_t ulen = r->url.len ? r->url.len - 1 : 0;
+    const char *url = NULL; /* after redirects */
+    curl_easy_getinfo(r->x.easy, CURLINFO_EFFECTIVE_URL, &url);
+    if (!url)
+        url = r->url.len ? r->url.data : "";
+    size_t ulen = strlen(url);
     struct response *p = lua_newuserdatauv(L, sizeof *p + ulen + r->head.len + r->resp.len + 16, 2);
     p->status = r->status;
     p->error = req_error(r);
@@ -748,7 +752,7 @@ static void push_response(lua_State *L, struct req *r)
     p->head_len = r->head.len;
     p->body_len = r->resp.len;
     char *d = p->data;
-    memcpy(d, r->url.data, ulen);
+    memcpy(d, url, ulen);
     memcpy(d + ulen, r->head.data, r->head.len);
     memcpy(d + ulen + r->head.len, r->resp.data, r->resp.len);
     char *m = d + ulen + r->head.len + r->resp.len;
@@ -1034,8 +1038,8 @@ static void batch_configure(lua_State *L, struct req *r, lua_Integer i, int item
     lua_geti(L, item, 3);
     if (lua_type(L, -3) != LUA_TSTRING || lua_type(L, -2) != LUA_TSTRING)
         luaL_error(L, "http.batch: request #%d must be {method, url, opts}", (int)i);
-    int base = lua_gettop(L) - 2;
-    configure(L, r, "batch", check_method(L, r, lua_tostring(L, base - 1)), base, base + 1);
+    int method = lua_gettop(L) - 2;
+    configure(L, r, "batch", check_method(L, r, lua_tostring(L, method)), method + 1, method + 2);
 }
 
 static int l_batch(lua_State *L)

@@ -96,7 +96,8 @@ static const char *const run_flags[] = {"vus", "duration", "iterations", "execut
 static int parse_flag(struct session *s, int argc, char **argv, int *i)
 {
     char key[64];
-    if (strcmp(argv[*i], "--quiet") == 0 || strcmp(argv[*i], "-q") == 0)
+    const char *flag = argv[*i];
+    if (strcmp(flag, "--quiet") == 0 || strcmp(flag, "-q") == 0)
         return s->cli.quiet = true, 0;
     const char *v = option_value(argc, argv, i, key, sizeof key);
     bool known = strcmp(key, "env") == 0 || strcmp(key, "out") == 0;
@@ -104,7 +105,7 @@ static int parse_flag(struct session *s, int argc, char **argv, int *i)
         known = strcmp(key, run_flags[k]) == 0;
     if (!known)
         return usage_error("unknown option '%s' (valid: --vus --duration --iterations --executor "
-                           "--graceful-stop --threads --target --env --max-body --out --quiet)", argv[*i]);
+                           "--graceful-stop --threads --target --env --max-body --out --quiet)", flag);
     if (!v)
         return usage_error("--%s needs a value", key);
     if (strcmp(key, "out") == 0)

@@ -122,6 +122,9 @@ class Result:
         return (f"--- command: {' '.join(map(str, self.cmd))}\n--- rc: {self.rc}  elapsed: {self.elapsed:.2f}s\n"
                 f"--- stdout:\n{tail(self.stdout)}\n--- stderr:\n{tail(self.stderr)}")
 
+    # pytest shows an assertion message object through repr()
+    __repr__ = __str__
+
 
 class Tide:
     """Writes scenarios into the test's tmp dir and runs tide on them."""

@@ -10,19 +10,19 @@ return { run = function(vu) end }
 
 def test_version(tide):
     res = tide.exec([TIDE, "--version"])
-    assert res.rc == 0, res
-    assert res.stdout.startswith("tide "), res
+    assert res.rc == 0, str(res)
+    assert res.stdout.startswith("tide "), str(res)
 
 
 def test_help(tide):
     res = tide.exec([TIDE, "--help"])
-    assert res.rc == 0, res
-    assert "usage" in res.stdout and "tide run" in res.stdout, res
+    assert res.rc == 0, str(res)
+    assert "usage" in res.stdout and "tide run" in res.stdout, str(res)
 
 
 def test_run_help(tide):
     res = tide.exec([TIDE, "run", "--help"])
-    assert res.rc == 0, res
+    assert res.rc == 0, str(res)
     for opt in ("--vus", "--duration", "--iterations", "--executor", "--threads", "--target",
                 "--env", "--out", "--quiet", "--max-body", "--graceful-stop"):
         assert opt in res.stdout, f"tide run --help does not mention {opt}\n{res}"
@@ -30,20 +30,20 @@ def test_run_help(tide):
 
 def test_unknown_command(tide):
     res = tide.exec([TIDE, "bogus"])
-    assert res.rc == 2, res
-    assert "bogus" in res.stderr, res
+    assert res.rc == 2, str(res)
+    assert "bogus" in res.stderr, str(res)
 
 
 def test_run_without_scenario(tide):
     res = tide.exec([TIDE, "run"])
-    assert res.rc == 2, res
-    assert res.stderr.strip(), res
+    assert res.rc == 2, str(res)
+    assert res.stderr.strip(), str(res)
 
 
 def test_minimal_scenario_runs(run_tide):
     res = run_tide(OK_SCENARIO)
-    assert res.rc == 0, res
-    assert res.count("iterations") == 1, res
+    assert res.rc == 0, str(res)
+    assert res.count("iterations") == 1, str(res)
 
 
 def test_syntax_error(run_tide):
@@ -52,8 +52,8 @@ return {
   run = function(vu) local = 1 end,
 }
 """, name="broken.lua")
-    assert res.rc == 3, res
-    assert "broken.lua:3:" in res.stderr, res
+    assert res.rc == 3, str(res)
+    assert "broken.lua:3:" in res.stderr, str(res)
 
 
 def test_runtime_error_while_loading(run_tide):
@@ -61,107 +61,107 @@ def test_runtime_error_while_loading(run_tide):
 local y = x.field
 return { run = function() end }
 """, name="loadfail.lua")
-    assert res.rc == 3, res
-    assert "loadfail.lua:2:" in res.stderr, res
+    assert res.rc == 3, str(res)
+    assert "loadfail.lua:2:" in res.stderr, str(res)
 
 
 def test_scenario_returns_number(run_tide):
     res = run_tide("return 42\n", name="returns42.lua")
-    assert res.rc == 2, res
-    assert "returns42.lua" in res.stderr and "number" in res.stderr, res
+    assert res.rc == 2, str(res)
+    assert "returns42.lua" in res.stderr and "number" in res.stderr, str(res)
 
 
 def test_scenario_without_run(run_tide):
     res = run_tide("return { options = { vus = 1 } }\n", name="norun.lua")
-    assert res.rc == 2, res
-    assert "run" in res.stderr, res
+    assert res.rc == 2, str(res)
+    assert "run" in res.stderr, str(res)
 
 
 def test_run_not_a_function(run_tide):
     res = run_tide('return { run = "fast" }\n')
-    assert res.rc == 2, res
-    assert "run" in res.stderr and "string" in res.stderr, res
+    assert res.rc == 2, str(res)
+    assert "run" in res.stderr and "string" in res.stderr, str(res)
 
 
 def test_options_wrong_type(run_tide):
     res = run_tide('return { options = "fast", run = function() end }\n')
-    assert res.rc == 2, res
-    assert "options" in res.stderr, res
+    assert res.rc == 2, str(res)
+    assert "options" in res.stderr, str(res)
 
 
 def test_option_vus_wrong_type(run_tide):
     res = run_tide('return { options = { vus = "ten" }, run = function() end }\n')
-    assert res.rc == 2, res
-    assert "options.vus" in res.stderr, res
+    assert res.rc == 2, str(res)
+    assert "options.vus" in res.stderr, str(res)
 
 
 def test_option_typo(run_tide):
     res = run_tide('return { options = { duraton = "10s" }, run = function() end }\n')
-    assert res.rc == 2, res
-    assert "duraton" in res.stderr, res
+    assert res.rc == 2, str(res)
+    assert "duraton" in res.stderr, str(res)
 
 
 def test_unknown_executor(run_tide):
     res = run_tide('return { options = { executor = "foo" }, run = function() end }\n')
-    assert res.rc == 2, res
-    assert "foo" in res.stderr, res
+    assert res.rc == 2, str(res)
+    assert "foo" in res.stderr, str(res)
     for e in ("shared-iterations", "per-vu-iterations", "constant-vus"):
         assert e in res.stderr, f"the message should list the valid executors\n{res}"
 
 
 def test_unknown_executor_cli(run_tide):
     res = run_tide(OK_SCENARIO, "--executor", "ramping")
-    assert res.rc == 2, res
-    assert "ramping" in res.stderr and "constant-vus" in res.stderr, res
+    assert res.rc == 2, str(res)
+    assert "ramping" in res.stderr and "constant-vus" in res.stderr, str(res)
 
 
 def test_cli_vus_zero(run_tide):
     res = run_tide(OK_SCENARIO, "--vus", "0")
-    assert res.rc == 2, res
-    assert "--vus" in res.stderr and "'0'" in res.stderr, res
+    assert res.rc == 2, str(res)
+    assert "--vus" in res.stderr and "'0'" in res.stderr, str(res)
 
 
 def test_cli_vus_not_a_number(run_tide):
     res = run_tide(OK_SCENARIO, "--vus", "many")
-    assert res.rc == 2, res
-    assert "many" in res.stderr, res
+    assert res.rc == 2, str(res)
+    assert "many" in res.stderr, str(res)
 
 
 def test_cli_negative_duration(run_tide):
     res = run_tide(OK_SCENARIO, "--duration", "-5s")
-    assert res.rc == 2, res
-    assert "-5s" in res.stderr, res
+    assert res.rc == 2, str(res)
+    assert "-5s" in res.stderr, str(res)
 
 
 def test_cli_bad_target(run_tide):
     res = run_tide(OK_SCENARIO, "--target", "notaurl")
-    assert res.rc == 2, res
-    assert "notaurl" in res.stderr, res
+    assert res.rc == 2, str(res)
+    assert "notaurl" in res.stderr, str(res)
 
 
 def test_cli_unknown_option(run_tide):
     res = run_tide(OK_SCENARIO, "--bogus", "1")
-    assert res.rc == 2, res
-    assert "--bogus" in res.stderr, res
+    assert res.rc == 2, str(res)
+    assert "--bogus" in res.stderr, str(res)
 
 
 def test_cli_env_without_equals(run_tide):
     res = run_tide(OK_SCENARIO, "--env", "NOVALUE")
-    assert res.rc == 2, res
-    assert "NOVALUE" in res.stderr, res
+    assert res.rc == 2, str(res)
+    assert "NOVALUE" in res.stderr, str(res)
 
 
 def test_nonexistent_scenario(tide):
     res = tide.exec([TIDE, "run", "no_such_scenario_xyz"])
-    assert res.rc == 2, res
-    assert "no_such_scenario_xyz" in res.stderr, res
+    assert res.rc == 2, str(res)
+    assert "no_such_scenario_xyz" in res.stderr, str(res)
 
 
 def test_nonexistent_scenario_file(tide, tmp_path):
     missing = tmp_path / "missing.lua"
     res = tide.exec([TIDE, "run", str(missing)])
-    assert res.rc == 2, res
-    assert "missing.lua" in res.stderr, res
+    assert res.rc == 2, str(res)
+    assert "missing.lua" in res.stderr, str(res)
 
 
 def test_bad_input_starts_no_load(run_tide, access_log):
@@ -169,18 +169,18 @@ def test_bad_input_starts_no_load(run_tide, access_log):
 local http = require "tide.http"
 return { options = { vus = 2 }, run = function(vu) http.get(vu.target .. "/") end }
 """, "--target", access_log.url, "--duration", "-5s")
-    assert res.rc == 2, res
-    assert access_log.wait_log() == [], res
+    assert res.rc == 2, str(res)
+    assert access_log.wait_log() == [], str(res)
 
 
 def test_cli_bad_out_kind(run_tide):
     res = run_tide(OK_SCENARIO, "--out", "csv=x.csv", json_out=False)
-    assert res.rc == 2, res
-    assert "csv=x.csv" in res.stderr, res
+    assert res.rc == 2, str(res)
+    assert "csv=x.csv" in res.stderr, str(res)
 
 
 def test_cli_option_missing_value(tide):
     path = tide.write(OK_SCENARIO)
     res = tide.exec([TIDE, "run", str(path), "--vus"])
-    assert res.rc == 2, res
-    assert "--vus" in res.stderr, res
+    assert res.rc == 2, str(res)
+    assert "--vus" in res.stderr, str(res)

@@ -25,9 +25,9 @@ return {
 def transport_case(run_tide, url, errors, opts="nil", timeout=30):
     want = ", ".join(f'"{e}"' for e in errors)
     res = run_tide(TRANSPORT % (opts, want), "--target", url, timeout=timeout)
-    assert res.rc == 0, res
+    assert res.rc == 0, str(res)
     assert res.count("iteration_errors") == 0, f"r.error was not what was expected\n{res}"
-    assert res.count("http_reqs") == 2, res
+    assert res.count("http_reqs") == 2, str(res)
     failed = res.metric("http_req_failed")["values"]
     assert failed["rate"] == 1, f"transport errors must count as failed: {failed}\n{res}"
     assert "failures" in res.stdout, f"no failures section in the summary\n{res}"
@@ -44,7 +44,7 @@ def test_connection_refused(run_tide, refused_url):
 def test_timeout(run_tide, blackhole):
     res = transport_case(run_tide, blackhole.url, ["timeout"], opts='{ timeout = "300ms" }')
     assert res.elapsed < 5, f"two 300ms timeouts took {res.elapsed:.1f}s\n{res}"
-    assert res.json["state"]["testRunDurationMs"] < 3000, res
+    assert res.json["state"]["testRunDurationMs"] < 3000, str(res)
 
 
 def test_connection_reset(run_tide, reset_server):
@@ -69,12 +69,12 @@ return {
   end,
 }
 """, "--target", nginx.url)
-    assert res.rc == 0, res
-    assert res.count("iteration_errors") == 0, res
+    assert res.rc == 0, str(res)
+    assert res.count("iteration_errors") == 0, str(res)
     m = res.metrics
-    assert m["http_req_failed"]["values"]["rate"] == 0.5, res
-    assert m["http_req_failed{name:/503}"]["values"]["rate"] == 1, res
-    assert m["http_req_failed{name:/}"]["values"]["rate"] == 0, res
+    assert m["http_req_failed"]["values"]["rate"] == 0.5, str(res)
+    assert m["http_req_failed{name:/503}"]["values"]["rate"] == 1, str(res)
+    assert m["http_req_failed{name:/}"]["values"]["rate"] == 0, str(res)
     assert re.search(r"\b5\s+/503\s+HTTP 503", res.stdout), f"failures section should list 5 × /503 HTTP 503\n{res}"
     assert not re.search(r"^\s*\d+\s+/\s+", res.stdout.split("failures")[-1], re.M), \
         f"'/' had no failures but is listed\n{res}"
@@ -94,12 +94,12 @@ return {
 """
     line = text.splitlines().index('    error("boom")') + 1
     res = run_tide(text, "--target", nginx.url, name="boom_scenario.lua")
-    assert res.rc == 0, res
-    assert res.count("iterations") == 10, res
-    assert res.count("iteration_errors") == 10, res
-    assert res.count("http_reqs") == 10, res
+    assert res.rc == 0, str(res)
+    assert res.count("iterations") == 10, str(res)
+    assert res.count("iteration_errors") == 10, str(res)
+    assert res.count("http_reqs") == 10, str(res)
     assert f"boom_scenario.lua:{line}:" in res.stderr, f"stderr should point at boom_scenario.lua:{line}:\n{res}"
-    assert "boom" in res.stderr, res
+    assert "boom" in res.stderr, str(res)
     shown = len(re.findall(rf"boom_scenario\.lua:{line}: boom", res.stderr))
     assert 1 <= shown <= 5, f"{shown} tracebacks printed, expected at most 5\n{res}"
 
@@ -111,9 +111,9 @@ return {
   run = function(vu) error({ code = 42 }) end,
 }
 """, "--target", nginx.url)
-    assert res.rc == 0, res
-    assert res.count("iteration_errors") == 3, res
-    assert res.count("iterations") == 3, res
+    assert res.rc == 0, str(res)
+    assert res.count("iteration_errors") == 3, str(res)
+    assert res.count("iterations") == 3, str(res)
 
 
 def test_quiet_prints_no_summary(run_tide, nginx):
@@ -121,7 +121,7 @@ def test_quiet_prints_no_summary(run_tide, nginx):
 local http = require "tide.http"
 return { run = function(vu) http.get(vu.target .. "/") end }
 """, "--target", nginx.url, "--quiet")
-    assert res.rc == 0, res
-    assert res.stdout == "", res
-    assert res.count("http_reqs") == 1, res
+    assert res.rc == 0, str(res)
+    assert res.stdout == "", str(res)
+    assert res.count("http_reqs") == 1, str(res)
     assert os.path.getsize(res.json_path) > 0

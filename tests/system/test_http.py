@@ -22,10 +22,10 @@ return {{
 
 
 def assert_clean(res, reqs=None):
-    assert res.rc == 0, res
+    assert res.rc == 0, str(res)
     assert res.count("iteration_errors") == 0, f"the scenario's checks failed\n{res}"
     if reqs is not None:
-        assert res.count("http_reqs") == reqs, res
+        assert res.count("http_reqs") == reqs, str(res)
 
 
 def test_get_json_headers_timings(run_tide, nginx):
@@ -72,7 +72,7 @@ def test_methods_query_body_and_bearer(run_tide, nginx):
     check(r.status == 200 and r.body == "", "HEAD: %s %q", r.status, r.body)
 """), "--target", nginx.url)
     assert_clean(res, reqs=6)
-    assert res.metric("http_reqs{name:/echo}")["values"]["count"] == 6, res
+    assert res.metric("http_reqs{name:/echo}")["values"]["count"] == 6, str(res)
 
 
 def test_request_name_option_and_default_name(run_tide, nginx):
@@ -104,7 +104,7 @@ def test_batch_in_order(run_tide, access_log):
 """), "--target", access_log.url)
     assert_clean(res, reqs=3)
     for name in ("/", "/503", "/json"):
-        assert res.metric(f"http_reqs{{name:{name}}}")["values"]["count"] == 1, res
+        assert res.metric(f"http_reqs{{name:{name}}}")["values"]["count"] == 1, str(res)
     lines = access_log.wait_log(3)
     assert sorted(l.path for l in lines) == ["/", "/503", "/json"], lines
 
@@ -202,7 +202,7 @@ def test_redirects_disabled(run_tide, nginx):
     check(r.headers["location"] and r.headers["location"]:sub(-1) == "/", "location %s", tostring(r.headers["location"]))
 """), "--target", nginx.url)
     assert_clean(res, reqs=1)
-    assert res.metric("http_req_failed")["values"]["rate"] == 0, res
+    assert res.metric("http_req_failed")["values"]["rate"] == 0, str(res)
 
 
 def test_redirect_loop(run_tide, nginx):
@@ -212,8 +212,8 @@ def test_redirect_loop(run_tide, nginx):
     check(r.ok == false, "r.ok = %s", tostring(r.ok))
 """), "--target", nginx.url)
     assert_clean(res)
-    assert res.metric("http_req_failed{name:/redirect-loop}")["values"]["rate"] == 1, res
-    assert "too many redirects" in res.stdout, res
+    assert res.metric("http_req_failed{name:/redirect-loop}")["values"]["rate"] == 1, str(res)
+    assert "too many redirects" in res.stdout, str(res)
 
 
 def test_max_body_truncates(run_tide, nginx):
@@ -224,7 +224,7 @@ def test_max_body_truncates(run_tide, nginx):
     check(#r.body == 1000, "#r.body = %d", #r.body)
 """), "--target", nginx.url, "--max-body", "1KB")
     assert_clean(res, reqs=1)
-    assert res.count("http_body_truncated") == 1, res
+    assert res.count("http_body_truncated") == 1, str(res)
 
 
 def test_body_not_truncated_by_default(run_tide, nginx):
@@ -235,7 +235,7 @@ def test_body_not_truncated_by_default(run_tide, nginx):
     check(#r.body == 2000000, "#r.body = %d", #r.body)
 """), "--target", nginx.url)
     assert_clean(res, reqs=1)
-    assert "http_body_truncated" not in res.metrics, res
+    assert "http_body_truncated" not in res.metrics, str(res)
 
 
 def test_discard_body(run_tide, nginx):
@@ -251,8 +251,8 @@ def test_unknown_http_option_names_it(run_tide, access_log):
     res = run_tide(scenario("""
     http.get(vu.target .. "/", { timeuot = 1 })
 """), "--target", access_log.url)
-    assert res.rc == 0, res
-    assert res.count("iteration_errors") == 1, res
-    assert "timeuot" in res.stderr, res
+    assert res.rc == 0, str(res)
+    assert res.count("iteration_errors") == 1, str(res)
+    assert "timeuot" in res.stderr, str(res)
     assert res.count("http_reqs") == 0, f"a request with a bad option must not be sent\n{res}"
     assert access_log.wait_log() == [], "nginx saw a request"

@@ -28,11 +28,11 @@ return {
   end,
 }
 """, "--target", access_log.url, "--env", f"MARKER={marker}", "--env", f"EXPECT_TARGET={access_log.url}")
-    assert res.rc == 0, res
-    assert res.count("iteration_errors") == 0, res
-    assert res.count("http_reqs") == 6, res
+    assert res.rc == 0, str(res)
+    assert res.count("iteration_errors") == 0, str(res)
+    assert res.count("http_reqs") == 6, str(res)
     assert marker.exists(), f"teardown did not run\n{res}"
-    assert marker.read_text() == "t0k 3", res
+    assert marker.read_text() == "t0k 3", str(res)
     lines = access_log.wait_log(6)
     assert [l.authorization for l in lines] == ["Bearer t0k"] * 6, lines
 
@@ -52,9 +52,9 @@ return {
   teardown = function(ctx) check_env("ctx (teardown)", ctx.env) end,
 }
 """, "--env", "GREETING=hi", "--env", "EQ=a=b", env={"TIDE_TEST_PROC": "from-process"})
-    assert res.rc == 0, res
-    assert res.count("iterations") == 2, res
-    assert res.count("iteration_errors") == 0, res
+    assert res.rc == 0, str(res)
+    assert res.count("iterations") == 2, str(res)
+    assert res.count("iteration_errors") == 0, str(res)
 
 
 def test_env_cli_overrides_process(run_tide):
@@ -68,9 +68,9 @@ return {
   end,
 }
 """, "--env", "TIDE_TEST_X=first", "--env", "TIDE_TEST_X=cli", env={"TIDE_TEST_X": "process"})
-    assert res.rc == 0, res
-    assert res.count("iterations") == 1, res
-    assert res.count("iteration_errors") == 0, res
+    assert res.rc == 0, str(res)
+    assert res.count("iterations") == 1, str(res)
+    assert res.count("iteration_errors") == 0, str(res)
 
 
 def test_error_in_setup_starts_no_load(run_tide, access_log, tmp_path):
@@ -84,10 +84,10 @@ return {
   teardown = function(ctx) io.open(ctx.env.MARKER, "w"):close() end,
 }
 """, "--target", access_log.url, "--env", f"MARKER={marker}")
-    assert res.rc == 3, res
-    assert "setup exploded" in res.stderr, res
+    assert res.rc == 3, str(res)
+    assert "setup exploded" in res.stderr, str(res)
     assert access_log.wait_log(settle=0.5) == [], f"load started after setup failed\n{res}"
-    assert res.json is None or res.count("http_reqs") == 0, res
+    assert res.json is None or res.count("http_reqs") == 0, str(res)
 
 
 def test_error_in_teardown_still_writes_results(run_tide, nginx):
@@ -99,10 +99,10 @@ return {
   teardown = function(ctx) error("teardown exploded") end,
 }
 """, "--target", nginx.url)
-    assert res.rc == 3, res
-    assert "teardown exploded" in res.stderr, res
+    assert res.rc == 3, str(res)
+    assert "teardown exploded" in res.stderr, str(res)
     assert res.json is not None, f"JSON output not written\n{res}"
-    assert res.count("http_reqs") == 6, res
+    assert res.count("http_reqs") == 6, str(res)
     assert "iterations" in res.stdout, f"summary not printed\n{res}"
 
 
@@ -133,13 +133,13 @@ def test_sigint_stops_gracefully(tide, nginx, tmp_path):
     run.signal(signal.SIGINT)
     res = run.finish(timeout=15)
     took = time.monotonic() - sent
-    assert res.rc == 130, res
+    assert res.rc == 130, str(res)
     assert took < 5, f"tide took {took:.1f}s to stop after SIGINT\n{res}"
     assert "iterations" in res.stdout, f"no summary after SIGINT\n{res}"
     assert res.json is not None, f"JSON not written after SIGINT\n{res}"
-    assert res.count("iterations") > 0, res
-    assert res.count("iteration_errors") == 0, res
-    assert res.json["state"]["testRunDurationMs"] < 5000, res
+    assert res.count("iterations") > 0, str(res)
+    assert res.count("iteration_errors") == 0, str(res)
+    assert res.json["state"]["testRunDurationMs"] < 5000, str(res)
     assert marker.exists(), f"teardown did not run after SIGINT\n{res}"
 
 
@@ -152,11 +152,11 @@ def test_sigint_graceful_stop_cuts_long_iterations(tide, nginx, tmp_path):
     run.signal(signal.SIGINT)
     res = run.finish(timeout=15)
     took = time.monotonic() - sent
-    assert res.rc == 130, res
+    assert res.rc == 130, str(res)
     assert 0.8 <= took < 4, f"with --graceful-stop 1s, tide stopped {took:.1f}s after SIGINT\n{res}"
     assert res.json is not None, f"JSON not written after SIGINT\n{res}"
-    assert res.count("iterations_interrupted") == 5, res
-    assert res.count("http_reqs") == 5, res
+    assert res.count("iterations_interrupted") == 5, str(res)
+    assert res.count("http_reqs") == 5, str(res)
     assert marker.exists(), f"teardown did not run after SIGINT\n{res}"
 
 
@@ -170,8 +170,8 @@ def test_second_sigint_stops_now(tide, nginx, tmp_path):
     run.signal(signal.SIGINT)
     res = run.finish(timeout=15)
     took = time.monotonic() - sent
-    assert res.rc == 130, res
+    assert res.rc == 130, str(res)
     assert took < 3, f"tide took {took:.1f}s to stop after a second SIGINT\n{res}"
     assert res.json is not None, f"JSON not written after SIGINT\n{res}"
-    assert res.count("iterations_interrupted") == 5, res
-    assert "iterations" in res.stdout, res
+    assert res.count("iterations_interrupted") == 5, str(res)
+    assert "iterations" in res.stdout, str(res)

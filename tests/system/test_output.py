@@ -18,7 +18,7 @@ TREND_KEYS = {"count", "avg", "min", "med", "max", "p(90)", "p(95)", "p(99)"}
 
 def test_json_shape(run_tide, nginx):
     res = run_tide(SCENARIO, "--target", nginx.url)
-    assert res.rc == 0, res
+    assert res.rc == 0, str(res)
     j = res.json
     assert set(j) >= {"metrics", "state", "tide"}, j.keys()
     assert j["state"]["testRunDurationMs"] > 0
@@ -64,7 +64,7 @@ def test_json_shape(run_tide, nginx):
 
 def test_summary_table(run_tide, nginx):
     res = run_tide(SCENARIO, "--target", nginx.url)
-    assert res.rc == 0, res
+    assert res.rc == 0, str(res)
     out = res.stdout
     header = next((l for l in out.splitlines() if "reqs" in l and "p95" in l), None)
     assert header, f"no request table in the summary\n{res}"
@@ -74,7 +74,7 @@ def test_summary_table(run_tide, nginx):
     assert rows.get("/", [None, None])[1] == "20", f"row for / should show 20 reqs\n{res}"
     assert rows.get("/json", [None, None])[1] == "20", f"row for /json should show 20 reqs\n{res}"
     assert "failures" not in out, f"no request failed, yet there is a failures section\n{res}"
-    assert re.search(r"iterations\s+20\b", out), res
+    assert re.search(r"iterations\s+20\b", out), str(res)
 
 
 def test_json_unwritable_path(tide, nginx, tmp_path):
@@ -83,4 +83,4 @@ def test_json_unwritable_path(tide, nginx, tmp_path):
         tide.command(scenario, [], json_out=False)[0] +
         ["--target", nginx.url, "--out", f"json={tmp_path}/no/such/dir/out.json"])])
     assert res.rc in (2, 4), f"results cannot be stored there: expected exit 2 (checked up front) or 4\n{res}"
-    assert "no/such/dir/out.json" in res.stderr, res
+    assert "no/such/dir/out.json" in res.stderr, str(res)

@@ -212,7 +212,7 @@ def assign_container():
         known = cur.fetchone() is not None
     if not known:
         return error(400, "unknown user")
-    if broker.llen(tasks.QUEUE) >= MAX_QUEUE:
+    if broker.llen(tasks.QUEUE) > MAX_QUEUE:
         return error(503, "busy")
     res = tasks.assign_container.apply_async(args=[user])
     return jsonify({"ID": res.id}), 202

@@ -77,9 +77,13 @@ def _get_pool():
     if _pool is None or _pool_pid != pid:
         with _pool_lock:
             if _pool is None or _pool_pid != pid:
-                maxconn = int(os.environ.get("DEMO_DB_POOL", "16"))
+                # minconn == maxconn: psycopg2 closes every connection
+                # returned beyond minconn, which would mean a new connection
+                # (and a SCRAM handshake) per request.  One connection per
+                # gunicorn thread, opened on first use in this process.
+                maxconn = int(os.environ.get("DEMO_DB_POOL", "8"))
                 _pool = psycopg2.pool.ThreadedConnectionPool(
-                    0, maxconn, DATABASE_URL, connect_timeout=5,
+                    maxconn, maxconn, DATABASE_URL, connect_timeout=5,
                     application_name="tide-demo-web-%d" % pid)
                 _pool_pid = pid
     return _pool

@@ -124,6 +124,10 @@ do_start() {
       exit 1
     fi
   done
+  if [ ${#dir} -gt 80 ]; then   # PostgreSQL's unix socket path must fit in 107 bytes
+    echo "demo.sh: DIR path too long (${#dir} > 80 chars): $dir" >&2
+    exit 1
+  fi
   mkdir -p "$dir"
   chmod 755 "$dir"
   runuser -u postgres -- test -x "$dir" ||
@@ -157,8 +161,8 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))')
   setsid redis-server --port "$redisport" --bind 127.0.0.1 --save '' --appendonly no \
     --dir "$dir" --daemonize no --logfile "$dir/redis.log" >/dev/null 2>&1 </dev/null &
   echo $! >"$dir/redis.pid"
-
   trace "redis launched"
+
   # Python start-up (~1 s each) overlaps initdb; both connect to PostgreSQL lazily
   setsid $PY -m celery --workdir "$here" -A tasks worker --pool prefork \
     --concurrency "${DEMO_WORKER_CONCURRENCY:-4}" --loglevel "${DEMO_LOGLEVEL:-INFO}" \
@@ -173,8 +177,8 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))')
   trace "celery + gunicorn launched"
   runuser -u postgres -- "$PGBIN/initdb" -D "$dir/pg" -U postgres --auth=trust \
     --no-sync --no-locale -E UTF8 >"$dir/initdb.log" 2>&1 || fail_start "initdb"
-  # unix socket: trust (only root/postgres reach DIR/run); TCP: passwords
   trace "initdb done"
+  # unix socket: trust (only root/postgres reach DIR/run); TCP: passwords
   cat >"$dir/pg/pg_hba.conf" <<'HBA'
 local all all                trust
 host  all all 127.0.0.1/32   scram-sha-256
@@ -196,11 +200,10 @@ CONF
   "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$dir/run" -p "$pgport" -U postgres -d postgres \
     -c "CREATE ROLE demo LOGIN PASSWORD 'demo-password'" \
     -c "CREATE DATABASE demo OWNER demo" >>"$dir/initdb.log" 2>&1 || fail_start "create role/db"
-  # schema over TCP with the password (also proves scram auth works)
   trace "role+db created"
+  # schema over TCP with the password (also proves scram auth works)
   $PY "$here/db.py" init >>"$dir/initdb.log" 2>&1 || fail_start "schema"
   trace "schema created"
-
 
   {
     printf 'TARGET=%q\n' "http://127.0.0.1:$webport"
