@@ -13,46 +13,27 @@
 /* libcurl 7.88 slows down as one multi handle holds more connections:
  * a few hundred users per multi keeps each call cheap. */
 #define VUS_PER_SHARD 250
-#define TRACEBACKS_SHOWN 5
 
-static struct engine *engine_of_timer(struct timer *t, size_t offset)
+unsigned engine_share(long long total, unsigned threads, unsigned thread)
 {
-    return (struct engine *)((char *)t - offset);
+    return (unsigned)(total / threads + ((long long)thread < total % threads));
 }
 
-static void cut_all(struct engine *e)
+unsigned engine_first_id(const struct options *o, unsigned threads, unsigned scen, unsigned thread)
 {
-    for (unsigned i = 0; i < e->nvus; i++)
-        vu_cut(&e->vus[i]);
-}
-
-static void on_grace_end(struct timer *t)
-{
-    cut_all(engine_of_timer(t, offsetof(struct engine, grace_timer)));
-}
-
-/* No new iterations; running ones get graceful_stop to finish. */
-static void begin_stop(struct engine *e)
-{
-    if (e->stopping)
-        return;
-    e->stopping = true;
-    uint64_t grace = seconds_to_ns(e->run->opt->graceful_stop);
-    timer_start(e->ctx.loop, &e->grace_timer, loop_refresh_now(e->ctx.loop) + grace);
-}
-
-static void on_end(struct timer *t)
-{
-    begin_stop(engine_of_timer(t, offsetof(struct engine, end_timer)));
+    unsigned id = 1;
+    for (unsigned s = 0; s < scen; s++)
+        id += (unsigned)scen_max_vus(&o->scen[s]);
+    for (unsigned t = 0; t < thread; t++)
+        id += engine_share(scen_max_vus(&o->scen[scen]), threads, t);
+    return id;
 }
 
 static void check_stop_level(struct engine *e)
 {
     int level = atomic_load_explicit(&e->run->stop_level, memory_order_relaxed);
-    if (level >= 1)
-        begin_stop(e);
-    if (level >= 2)
-        cut_all(e);
+    for (unsigned i = 0; level && i < e->nexecs; i++)
+        exec_stop(&e->execs[i], level);
 }
 
 static void on_poke(void *ud)
@@ -65,58 +46,13 @@ void engine_poke(struct engine *e)
     loop_wake(loop_wake_fd(e->ctx.loop));
 }
 
-static int untagged(struct engine *e)
-{
-    return metrics_tagset(e->ctx.metrics, "", 0);
-}
-
-bool engine_take_iteration(struct engine *e, struct vu *vu)
-{
-    if (e->stopping)
-        return false;
-    const struct options *o = e->run->opt;
-    switch (o->executor) {
-    case EXEC_PER_VU_ITERATIONS:
-        return vu->iteration < (uint64_t)o->iterations;
-    case EXEC_SHARED_ITERATIONS:
-        return atomic_fetch_add_explicit(&e->run->shared_next, 1, memory_order_relaxed) <
-               (uint64_t)o->iterations;
-    case EXEC_CONSTANT_VUS:
-        return loop_now(e->ctx.loop) < e->run->start_ns + seconds_to_ns(o->duration);
-    default:
-        return false;
-    }
-}
-
-void engine_iteration_done(struct engine *e, struct vu *vu, bool ok, uint64_t end_ns)
-{
-    int tag = untagged(e);
-    metrics_add(e->ctx.metrics, M_ITERATIONS, tag, 1);
-    metrics_add(e->ctx.metrics, M_ITERATION_DURATION, tag, (double)(end_ns - vu->iter_start_ns) / 1e3);
-    if (!ok)
-        metrics_add(e->ctx.metrics, M_ITERATION_ERRORS, tag, 1);
-}
-
-void engine_vu_finished(struct engine *e, struct vu *vu, bool interrupted)
-{
-    (void)vu;
-    e->live--;
-    metrics_add(e->ctx.metrics, M_VUS, untagged(e), e->live);
-    if (interrupted)
-        metrics_add(e->ctx.metrics, M_ITERATIONS_INTERRUPTED, untagged(e), 1);
-}
-
-void engine_report_error(struct engine *e, struct vu *vu, const char *traceback)
-{
-    unsigned n = atomic_fetch_add(&e->run->tracebacks, 1);
-    if (n < TRACEBACKS_SHOWN)
-        fprintf(stderr, "tide: VU %u, iteration %llu failed: %s\n", vu->id,
-                (unsigned long long)vu->iteration, traceback);
-    else if (n == TRACEBACKS_SHOWN)
-        fprintf(stderr, "tide: more iterations failed; they are counted in iteration_errors\n");
-}
-
 /* ---- preparing the thread's state ---- */
+
+static bool fail(struct engine *e, const char *msg)
+{
+    snprintf(e->error, sizeof e->error, "%s", msg);
+    return false;
+}
 
 static void push_env(lua_State *L, char *const *env)
 {
@@ -129,12 +65,6 @@ static void push_env(lua_State *L, char *const *env)
         lua_pushstring(L, eq + 1);
         lua_rawset(L, -3);
     }
-}
-
-static bool fail(struct engine *e, const char *msg)
-{
-    snprintf(e->error, sizeof e->error, "%s", msg);
-    return false;
 }
 
 static bool load_data(struct engine *e, lua_State *L)
@@ -152,37 +82,45 @@ static bool load_data(struct engine *e, lua_State *L)
         lua_remove(L, -2);
     }
     e->data_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    push_env(L, e->run->env);
+    e->env_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return true;
 }
 
-static bool make_vus(struct engine *e, lua_State *L)
+/* Every scenario's function must exist: module[exec]. */
+static bool make_execs(struct engine *e, lua_State *L, int mod)
 {
-    if (!(e->vus = calloc(e->nvus, sizeof *e->vus)))
-        return fail(e, "out of memory");
-    push_env(L, e->run->env);
-    int env = lua_gettop(L);
-    for (unsigned i = 0; i < e->nvus; i++) {
-        struct vu *vu = &e->vus[i];
-        if (!vu_init(vu, e, &e->ctx, e->first_vu + i, e->ctx.shards[i / VUS_PER_SHARD]))
+    const struct options *o = e->run->opt;
+    unsigned n = e->run->threads;
+    for (int s = 0; s < o->nscen; s++) {
+        struct exec *ex = &e->execs[e->nexecs];
+        unsigned cap = engine_share(scen_max_vus(&o->scen[s]), n, e->index);
+        if (!exec_init(ex, e, (unsigned)s, e->index, n, engine_first_id(o, n, (unsigned)s, e->index), cap))
             return fail(e, "out of memory");
-        lua_createtable(L, 0, 4);
-        lua_pushinteger(L, vu->id);
-        lua_setfield(L, -2, "id");
-        lua_pushstring(L, e->run->opt->target);
-        lua_setfield(L, -2, "target");
-        lua_pushvalue(L, env);
-        lua_setfield(L, -2, "env");
-        vu->table_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        e->nexecs++;
+        if (lua_getfield(L, mod, o->scen[s].exec) != LUA_TFUNCTION) {
+            snprintf(e->error, sizeof e->error, "scenario '%s' calls module.%s, which is not a function",
+                     o->scen[s].name, o->scen[s].exec);
+            return false;
+        }
+        ex->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
-    lua_pop(L, 1);
     return true;
+}
+
+static unsigned shards_needed(const struct engine *e)
+{
+    long long vus = 0;
+    for (int s = 0; s < e->run->opt->nscen; s++)
+        vus += engine_share(scen_max_vus(&e->run->opt->scen[s]), e->run->threads, e->index);
+    unsigned n = (unsigned)((vus + VUS_PER_SHARD - 1) / VUS_PER_SHARD);
+    return n ? n : 1;
 }
 
 static bool prepare(struct engine *e)
 {
     lua_State *L = luaL_newstate();
-    unsigned nshards = (e->nvus + VUS_PER_SHARD - 1) / VUS_PER_SHARD;
-    if (!L || !tctx_init(&e->ctx, L, nshards ? nshards : 1)) {
+    if (!L || !tctx_init(&e->ctx, L, shards_needed(e))) {
         if (L)
             lua_close(L);
         e->ctx.L = NULL;
@@ -192,10 +130,10 @@ static bool prepare(struct engine *e)
     tctx_open_libs(L, &e->ctx);
     if (scenario_load(L, e->run->scenario_path, e->error, sizeof e->error) != 0)
         return false;
-    lua_getfield(L, -1, "run");
-    e->run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_pop(L, 1);
-    return load_data(e, L) && make_vus(e, L);
+    int mod = lua_gettop(L);
+    bool ok = load_data(e, L) && make_execs(e, L, mod);
+    lua_settop(L, mod - 1);
+    return ok;
 }
 
 static void run_load(struct engine *e)
@@ -203,26 +141,14 @@ static void run_load(struct engine *e)
     struct loop *l = e->ctx.loop;
     e->ctx.in_load = true;
     e->started = true;
-    e->live = e->nvus;
-    e->end_timer.fire = on_end;
-    e->grace_timer.fire = on_grace_end;
     loop_on_wake(l, on_poke, e);
-    loop_refresh_now(l);
-    timer_start(l, &e->end_timer, e->run->start_ns + seconds_to_ns(e->run->opt->duration));
-    metrics_add(e->ctx.metrics, M_VUS, untagged(e), e->nvus);
-    metrics_add(e->ctx.metrics, M_VUS_MAX, untagged(e), e->nvus);
+    for (unsigned i = 0; i < e->nexecs; i++)
+        exec_arm(&e->execs[i], e->run->start_ns);
     check_stop_level(e);
-    for (unsigned i = 0; i < e->nvus && !e->stopping; i++)
-        vu_start(&e->vus[i]);
-    for (unsigned i = 0; i < e->nvus && e->stopping; i++)
-        if (!e->vus[i].finished && !e->vus[i].waiting)
-            vu_start(&e->vus[i]); /* never started: finishes at once */
-    while (e->live > 0) {
+    while (e->execs_done < e->nexecs) {
         loop_run_once(l, NS_PER_SEC);
         check_stop_level(e);
     }
-    timer_stop(l, &e->end_timer);
-    timer_stop(l, &e->grace_timer);
     e->ctx.in_load = false;
 }
 
@@ -256,9 +182,7 @@ void engine_free(struct engine *e)
         lua_close(e->ctx.L);
     e->ctx.L = NULL;
     http_free_all(&e->ctx);
-    for (unsigned i = 0; e->vus && i < e->nvus; i++)
-        agent_free(&e->ctx, &e->vus[i].agent);
-    free(e->vus);
-    e->vus = NULL;
+    for (unsigned i = 0; i < e->nexecs; i++)
+        exec_free(&e->execs[i]);
     tctx_free(&e->ctx);
 }

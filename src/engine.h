@@ -6,9 +6,8 @@
 #include <stdint.h>
 
 #include "ctx.h"
+#include "exec.h"
 #include "options.h"
-
-struct vu;
 
 /* What every engine thread shares: read-only after start, plus atomics. */
 struct run {
@@ -16,26 +15,26 @@ struct run {
     const char *scenario_path;
     const char *setup_json;     /* setup()'s result as JSON, NULL for none */
     size_t setup_json_len;
-    char *const *env;           /* "KEY=VALUE" list for ctx.env / vu.env */
+    char *const *env;           /* "KEY=VALUE" list for vu.env */
+    unsigned threads;
     _Atomic int stop_level;     /* 1: finish iterations, 2: cut now */
-    _Atomic uint64_t shared_next;
+    _Atomic uint64_t shared_next[MAX_SCENARIOS];
     _Atomic unsigned tracebacks;
     _Atomic unsigned failed_threads;
     uint64_t start_ns;          /* written before the second barrier */
     pthread_barrier_t barrier;
 };
 
-/* One engine thread: its Lua state, loop, shards and a block of VUs. */
+/* One engine thread: its Lua state, loop, shards and its share of every scenario. */
 struct engine {
     struct run *run;
-    unsigned index, first_vu, nvus;
+    unsigned index;
     pthread_t tid;
     struct tctx ctx;
-    struct vu *vus;
-    int run_ref, data_ref;
-    unsigned live;
-    bool stopping, started;
-    struct timer end_timer, grace_timer;
+    struct exec execs[MAX_SCENARIOS];
+    unsigned nexecs, execs_done;
+    int data_ref, env_ref, mod_ref;
+    bool started;
     char error[2048];
     _Atomic bool done;
 };
@@ -46,10 +45,8 @@ void engine_poke(struct engine *e);
 void engine_join(struct engine *e);
 void engine_free(struct engine *e);
 
-/* Called by VUs. */
-bool engine_take_iteration(struct engine *e, struct vu *vu);
-void engine_iteration_done(struct engine *e, struct vu *vu, bool ok, uint64_t end_ns);
-void engine_vu_finished(struct engine *e, struct vu *vu, bool interrupted);
-void engine_report_error(struct engine *e, struct vu *vu, const char *traceback);
+/* VU ids: scenario s's share on thread t starts at this id. */
+unsigned engine_first_id(const struct options *o, unsigned threads, unsigned scen, unsigned thread);
+unsigned engine_share(long long total, unsigned threads, unsigned thread);
 
 #endif

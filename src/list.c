@@ -83,10 +83,14 @@ static void describe_size(lua_State *L, int mod, char *buf, size_t len)
         snprintf(buf, len, "(bad options)");
         return;
     }
-    if (o.executor == EXEC_CONSTANT_VUS)
-        snprintf(buf, len, "%s, %lld VUs for %gs", executor_name(o.executor), o.vus, o.duration);
+    const struct scen *s = &o.scen[0];
+    if (o.nscen > 1)
+        snprintf(buf, len, "%d scenarios, up to %lld VUs", o.nscen, options_total_vus(&o));
+    else if (s->executor == EXEC_SHARED_ITERATIONS || s->executor == EXEC_PER_VU_ITERATIONS)
+        snprintf(buf, len, "%s, %lld VUs, %lld iterations", executor_name(s->executor), s->vus, s->iterations);
     else
-        snprintf(buf, len, "%s, %lld VUs, %lld iterations", executor_name(o.executor), o.vus, o.iterations);
+        snprintf(buf, len, "%s, up to %lld VUs for %gs", executor_name(s->executor), scen_max_vus(s),
+                 s->duration);
 }
 
 static void list_one(lua_State *L, const char *name)

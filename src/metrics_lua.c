@@ -29,47 +29,60 @@ static int tag_cmp(const void *a, const void *b)
     return c ? c : (x->kl > y->kl) - (x->kl < y->kl);
 }
 
-/* Copies a string (or a number's text) into the scratch area. */
+/* Copies a string (or a number's text) into the scratch area; NULL when full. */
 static const char *stash(lua_State *L, int idx, char *scratch, size_t *used, size_t *len)
 {
     size_t n;
     lua_pushvalue(L, idx);                  /* tostring a copy: the table keeps its numbers */
     const char *s = lua_tolstring(L, -1, &n);
-    if (*used + n > TAGKEY_MAX)
-        luaL_error(L, "tags too long");
-    char *dst = memcpy(scratch + *used, s, n);
+    char *dst = *used + n <= TAGKEY_MAX ? memcpy(scratch + *used, s, n) : NULL;
     *used += n;
     *len = n;
     lua_pop(L, 1);
     return dst;
 }
 
-size_t metrics_lua_tagkey(lua_State *L, int idx, char *buf, size_t len)
+/* Collects the pairs of the table at idx; NULL or a reason. */
+static const char *collect_tags(lua_State *L, int idx, struct tag *tags, int *n, char *scratch)
+{
+    size_t used = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        const char *why = lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1)
+            ? "tags must map strings to strings or numbers" : *n == MAX_TAGS ? "too many tags" : NULL;
+        if (!why) {
+            tags[*n].k = stash(L, -2, scratch, &used, &tags[*n].kl);
+            tags[*n].v = stash(L, -1, scratch, &used, &tags[*n].vl);
+            why = tags[*n].k && tags[*n].v ? NULL : "tags too long";
+        }
+        if (why) {
+            lua_pop(L, 2);
+            return why;
+        }
+        ++*n;
+        lua_pop(L, 1);
+    }
+    return NULL;
+}
+
+const char *metrics_lua_tagkey(lua_State *L, int idx, char *buf, size_t len, size_t *out_len)
 {
     struct tag tags[MAX_TAGS];
     char scratch[TAGKEY_MAX];
-    size_t used = 0;
     int n = 0;
+    *out_len = 0;
     if (lua_isnoneornil(L, idx))
-        return 0;
-    idx = lua_absindex(L, idx);
-    luaL_checktype(L, idx, LUA_TTABLE);
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1))
-            luaL_error(L, "tags must map strings to strings or numbers");
-        if (n == MAX_TAGS)
-            luaL_error(L, "at most %d tags", MAX_TAGS);
-        tags[n].k = stash(L, -2, scratch, &used, &tags[n].kl);
-        tags[n].v = stash(L, -1, scratch, &used, &tags[n].vl);
-        n++;
-        lua_pop(L, 1);
-    }
+        return NULL;
+    if (!lua_istable(L, idx))
+        return "tags must be a table";
+    const char *why = collect_tags(L, lua_absindex(L, idx), tags, &n, scratch);
+    if (why)
+        return why;
     qsort(tags, (size_t)n, sizeof tags[0], tag_cmp);
     size_t out = 0;
     for (int i = 0; i < n; i++) {
         if (out + tags[i].kl + tags[i].vl + 2 > len)
-            luaL_error(L, "tags too long");
+            return "tags too long";
         memcpy(buf + out, tags[i].k, tags[i].kl);
         buf[out + tags[i].kl] = TAG_KV;
         memcpy(buf + out + tags[i].kl + 1, tags[i].v, tags[i].vl);
@@ -77,7 +90,8 @@ size_t metrics_lua_tagkey(lua_State *L, int idx, char *buf, size_t len)
         if (i + 1 < n)
             buf[out++] = TAG_SEP;
     }
-    return out;
+    *out_len = out;
+    return NULL;
 }
 
 static int metric_add(lua_State *L)
@@ -85,7 +99,10 @@ static int metric_add(lua_State *L)
     struct metric_ref *m = luaL_checkudata(L, 1, METRIC_MT);
     double v = lua_isboolean(L, 2) ? lua_toboolean(L, 2) : luaL_checknumber(L, 2);
     char key[TAGKEY_MAX];
-    size_t n = metrics_lua_tagkey(L, 3, key, sizeof key);
+    size_t n;
+    const char *why = metrics_lua_tagkey(L, 3, key, sizeof key, &n);
+    if (why)
+        return luaL_argerror(L, 3, why);
     metrics_add(m->ctx->metrics, m->id, metrics_tagset(m->ctx->metrics, key, n), v * m->scale);
     return 0;
 }

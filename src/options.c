@@ -1,5 +1,6 @@
 #include "options.h"
 #include "duration.h"
+#include "metrics_lua.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -11,26 +12,76 @@
 #include <strings.h>
 
 #define DEFAULT_MAX_BODY (64ull << 20)
-#define DEFAULT_GRACEFUL_STOP 30.0
+#define DEFAULT_GRACE 30.0
 #define DEFAULT_MAX_DURATION 600.0
 #define MAX_VUS 1000000LL
 
-static const char *const executors[] = {"shared-iterations", "per-vu-iterations", "constant-vus", NULL};
-static const char *const valid_keys =
-    "executor, vus, iterations, duration, graceful_stop, threads, target, max_body, thresholds";
+static const char *const executors[] = {"shared-iterations", "per-vu-iterations", "constant-vus",
+                                        "ramping-vus", "constant-arrival-rate",
+                                        "ramping-arrival-rate", NULL};
+
+enum kind { K_EXECUTOR, K_COUNT, K_DURATION, K_POSITIVE, K_NAME, K_STAGES, K_TAGS };
+
+#define E(x) (1u << (x))
+#define ITER (E(EXEC_SHARED_ITERATIONS) | E(EXEC_PER_VU_ITERATIONS))
+#define ARRIVAL (E(EXEC_CONSTANT_ARRIVAL_RATE) | E(EXEC_RAMPING_ARRIVAL_RATE))
+#define ALL (E(EXEC_COUNT) - 1)
+
+/* Every key a scenario takes, and which executors use it. */
+static const struct key {
+    const char *name;
+    enum kind kind;
+    size_t off;
+    unsigned executors;
+} keys[] = {
+    {"executor", K_EXECUTOR, offsetof(struct scen, executor), ALL},
+    {"exec", K_NAME, offsetof(struct scen, exec), ALL},
+    {"tags", K_TAGS, 0, ALL},
+    {"start_time", K_DURATION, offsetof(struct scen, start_time), ALL},
+    {"graceful_stop", K_DURATION, offsetof(struct scen, graceful_stop), ALL},
+    {"vus", K_COUNT, offsetof(struct scen, vus), ITER | E(EXEC_CONSTANT_VUS)},
+    {"iterations", K_COUNT, offsetof(struct scen, iterations), ITER},
+    {"duration", K_DURATION, offsetof(struct scen, duration),
+     ITER | E(EXEC_CONSTANT_VUS) | E(EXEC_CONSTANT_ARRIVAL_RATE)},
+    {"start_vus", K_COUNT, offsetof(struct scen, start_vus), E(EXEC_RAMPING_VUS)},
+    {"stages", K_STAGES, 0, E(EXEC_RAMPING_VUS) | E(EXEC_RAMPING_ARRIVAL_RATE)},
+    {"graceful_ramp_down", K_DURATION, offsetof(struct scen, graceful_ramp_down), E(EXEC_RAMPING_VUS)},
+    {"rate", K_POSITIVE, offsetof(struct scen, rate), E(EXEC_CONSTANT_ARRIVAL_RATE)},
+    {"start_rate", K_POSITIVE, offsetof(struct scen, start_rate), E(EXEC_RAMPING_ARRIVAL_RATE)},
+    {"time_unit", K_DURATION, offsetof(struct scen, time_unit), ARRIVAL},
+    {"pre_allocated_vus", K_COUNT, offsetof(struct scen, pre_allocated_vus), ARRIVAL},
+    {"max_vus", K_COUNT, offsetof(struct scen, max_vus), ARRIVAL},
+    {NULL, 0, 0, 0},
+};
+
+static const char *const global_keys[] = {"threads", "target", "max_body", "thresholds",
+                                          "scenarios", "tags", NULL};
+
+static void scen_init(struct scen *s, const char *name)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->name, sizeof s->name, "%s", name);
+    snprintf(s->exec, sizeof s->exec, "run");
+    s->executor = EXEC_NONE;
+    s->duration = -1;
+    s->graceful_stop = DEFAULT_GRACE;
+    s->graceful_ramp_down = DEFAULT_GRACE;
+    s->time_unit = 1;
+    s->start_vus = -1;
+    s->start_rate = -1;
+}
 
 void options_init(struct options *o)
 {
     memset(o, 0, sizeof *o);
-    o->executor = EXEC_NONE;
-    o->duration = -1;
-    o->graceful_stop = DEFAULT_GRACEFUL_STOP;
+    o->nscen = 1;
+    scen_init(&o->scen[0], "default");
     o->max_body = DEFAULT_MAX_BODY;
 }
 
 const char *executor_name(enum executor e)
 {
-    return e >= 0 && e <= EXEC_CONSTANT_VUS ? executors[e] : "none";
+    return e >= 0 && e < EXEC_COUNT ? executors[e] : "none";
 }
 
 bool url_valid(const char *url)
@@ -88,40 +139,69 @@ static bool parse_size(const char *s, size_t *out)
     return false;
 }
 
-/* Every option passes through here as text, from Lua or the command line,
- * so both give the same messages. */
-static bool set_option(struct options *o, const char *prefix, const char *key, const char *v, char *err)
+static const struct key *find_key(const char *name)
+{
+    for (const struct key *k = keys; k->name; k++)
+        if (strcmp(k->name, name) == 0)
+            return k;
+    return NULL;
+}
+
+static bool set_executor(struct scen *s, const char *prefix, const char *v, char *err)
+{
+    for (int i = 0; executors[i]; i++)
+        if (strcmp(v, executors[i]) == 0)
+            return s->executor = (enum executor)i, true;
+    return fail(err, prefix, "executor", "unknown executor (valid: shared-iterations, per-vu-iterations, "
+                "constant-vus, ramping-vus, constant-arrival-rate, ramping-arrival-rate)", v);
+}
+
+/* A scalar scenario key given as text (from the command line or Lua). */
+static bool set_scen_key(struct scen *s, const char *prefix, const struct key *k, const char *v, char *err)
+{
+    void *field = (char *)s + k->off;
+    long long n;
+    double d;
+    switch (k->kind) {
+    case K_EXECUTOR:
+        return set_executor(s, prefix, v, err);
+    case K_COUNT:
+        if (!parse_count(v, strcmp(k->name, "start_vus") == 0 ? 0 : 1, k->name[0] == 'i' ? (1LL << 53) : MAX_VUS, &n))
+            return fail(err, prefix, k->name, k->name[0] == 'i' ? "must be a positive integer"
+                                                                : "must be an integer from 1 to 1000000", v);
+        *(long long *)field = n;
+        return true;
+    case K_DURATION:
+        if (!duration_parse(v, &d) || ((strcmp(k->name, "duration") == 0 || strcmp(k->name, "time_unit") == 0) && d <= 0))
+            return fail(err, prefix, k->name, "must be a positive duration like 30s or 1m30s", v);
+        *(double *)field = d;
+        return true;
+    case K_POSITIVE: {
+        char *end;
+        d = strtod(v, &end);
+        bool zero_ok = strcmp(k->name, "start_rate") == 0;
+        if (end == v || *end || !isfinite(d) || d < 0 || (d == 0 && !zero_ok))
+            return fail(err, prefix, k->name, zero_ok ? "must be a number >= 0" : "must be a number > 0", v);
+        *(double *)field = d;
+        return true;
+    }
+    case K_NAME:
+        if (!*v || strlen(v) >= sizeof s->exec)
+            return fail(err, prefix, k->name, "must be a function name", v);
+        snprintf(field, sizeof s->exec, "%s", v);
+        return true;
+    default:
+        return fail(err, prefix, k->name, "expected a table", NULL);
+    }
+}
+
+static bool set_global(struct options *o, const char *prefix, const char *key, const char *v, char *err)
 {
     long long n;
-    if (strcmp(key, "executor") == 0) {
-        for (int i = 0; executors[i]; i++)
-            if (strcmp(v, executors[i]) == 0)
-                return o->executor = (enum executor)i, true;
-        return fail(err, prefix, key, "unknown executor (valid: shared-iterations, "
-                                      "per-vu-iterations, constant-vus)", v);
-    }
-    if (strcmp(key, "vus") == 0) {
-        if (!parse_count(v, 1, MAX_VUS, &n))
-            return fail(err, prefix, key, "must be an integer from 1 to 1000000", v);
-        return o->vus = n, true;
-    }
-    if (strcmp(key, "iterations") == 0) {
-        if (!parse_count(v, 1, (long long)1 << 53, &n))
-            return fail(err, prefix, key, "must be a positive integer", v);
-        return o->iterations = n, true;
-    }
     if (strcmp(key, "threads") == 0) {
         if (!parse_count(v, 1, 1024, &n))
             return fail(err, prefix, key, "must be an integer from 1 to 1024", v);
         return o->threads = (unsigned)n, true;
-    }
-    if (strcmp(key, "duration") == 0 || strcmp(key, "graceful_stop") == 0) {
-        double d;
-        if (!duration_parse(v, &d) || (key[0] == 'd' && d <= 0))
-            return fail(err, prefix, key, key[0] == 'd' ? "must be a positive duration like 30s or 1m30s"
-                                                        : "must be a duration like 30s", v);
-        *(key[0] == 'd' ? &o->duration : &o->graceful_stop) = d;
-        return true;
     }
     if (strcmp(key, "target") == 0) {
         if (strlen(v) >= sizeof o->target || !url_valid(v))
@@ -129,14 +209,25 @@ static bool set_option(struct options *o, const char *prefix, const char *key, c
         snprintf(o->target, sizeof o->target, "%s", v);
         return true;
     }
-    if (strcmp(key, "max_body") == 0 || strcmp(key, "max-body") == 0) {
-        if (!parse_size(v, &o->max_body))
-            return fail(err, prefix, key, "must be a size like 1048576, 64MB or 512KiB", v);
-        return true;
-    }
-    char msg[160];
-    snprintf(msg, sizeof msg, "unknown option (valid: %s)", valid_keys);
-    return fail(err, prefix, key, msg, NULL);
+    if (!parse_size(v, &o->max_body))
+        return fail(err, prefix, key, "must be a size like 1048576, 64MB or 512KiB", v);
+    return true;
+}
+
+static bool is_global(const char *key)
+{
+    for (int i = 0; global_keys[i]; i++)
+        if (strcmp(global_keys[i], key) == 0)
+            return true;
+    return false;
+}
+
+static bool unknown_key(char *err, const char *prefix, const char *key)
+{
+    return fail(err, prefix, key, "unknown option (valid: executor, vus, iterations, duration, "
+                "graceful_stop, start_vus, stages, graceful_ramp_down, rate, start_rate, time_unit, "
+                "pre_allocated_vus, max_vus, start_time, exec, tags, threads, target, max_body, "
+                "thresholds, scenarios)", NULL);
 }
 
 bool options_set_cli(struct options *o, const char *key, const char *value, char *err)
@@ -146,84 +237,355 @@ bool options_set_cli(struct options *o, const char *key, const char *value, char
     for (char *p = k; *p; p++)
         if (*p == '-')
             *p = '_';
-    return set_option(o, "--", strcmp(k, "max_body") == 0 ? "max-body" : k, value, err);
+    if (strcmp(k, "threads") == 0 || strcmp(k, "target") == 0 || strcmp(k, "max_body") == 0)
+        return set_global(o, "--", key, value, err);
+    const struct key *d = find_key(k);
+    if (!d || d->kind == K_STAGES || d->kind == K_TAGS)
+        return unknown_key(err, "--", key);
+    if (o->named)
+        return fail(err, "--", key, "the scenario defines options.scenarios; set it there", NULL);
+    struct scen *s = &o->scen[0];
+    s->given |= 1u << (d - keys);
+    return set_scen_key(s, "--", d, value, err);
 }
 
-static bool lua_option_text(lua_State *L, const char *key, char *buf, size_t len, char *err)
+/* ---------------- from Lua ---------------- */
+
+static bool lua_text(lua_State *L, const char *prefix, const struct key *k, char *buf, size_t len, char *err)
 {
     int t = lua_type(L, -1);
-    bool numeric = strcmp(key, "vus") == 0 || strcmp(key, "iterations") == 0 || strcmp(key, "threads") == 0;
-    if (t == LUA_TNUMBER && numeric && !lua_isinteger(L, -1)) {
+    bool numeric = k->kind == K_COUNT || k->kind == K_POSITIVE;
+    if (t == LUA_TNUMBER && k->kind == K_COUNT && !lua_isinteger(L, -1)) {
         double d = lua_tonumber(L, -1);
         if (d != floor(d))
-            return snprintf(buf, len, "%g", d), fail(err, "options.", key, "must be an integer", buf);
+            return snprintf(buf, len, "%g", d), fail(err, prefix, k->name, "must be an integer", buf);
     }
     if (t == LUA_TNUMBER) {
         lua_isinteger(L, -1) ? snprintf(buf, len, "%lld", (long long)lua_tointeger(L, -1))
                              : snprintf(buf, len, "%.17g", lua_tonumber(L, -1));
-        return true;
+        return k->kind != K_EXECUTOR && k->kind != K_NAME ? true
+               : fail(err, prefix, k->name, "expected a string, got number", NULL);
     }
     if (t == LUA_TSTRING && !numeric) {
         snprintf(buf, len, "%s", lua_tostring(L, -1));
         return true;
     }
     char msg[96];
-    snprintf(msg, sizeof msg, "expected %s, got %s", numeric ? "a number" : "a string",
-             lua_typename(L, t));
-    return fail(err, "options.", key, msg, NULL);
+    snprintf(msg, sizeof msg, "expected %s, got %s", numeric ? "a number" : "a string", lua_typename(L, t));
+    return fail(err, prefix, k->name, msg, NULL);
 }
 
-bool options_from_lua(lua_State *L, int idx, struct options *o, char *err)
+static bool read_stage(lua_State *L, struct stage *st, const char *prefix, int i, char *err)
 {
-    idx = lua_absindex(L, idx);
+    char where[96];
+    snprintf(where, sizeof where, "stages[%d]", i);
+    if (!lua_istable(L, -1))
+        return fail(err, prefix, where, "expected {duration = ..., target = ...}", NULL);
+    lua_getfield(L, -1, "duration");
+    bool ok = duration_from_lua(L, -1, &st->duration) && st->duration > 0;
+    const char *shown = lua_isstring(L, -1) ? lua_tostring(L, -1) : luaL_typename(L, -1);
+    char copy[64];
+    snprintf(copy, sizeof copy, "%s", shown);
+    lua_pop(L, 1);
+    if (!ok)
+        return fail(err, prefix, strcat(where, ".duration"), "must be a positive duration", copy);
+    lua_getfield(L, -1, "target");
+    ok = lua_type(L, -1) == LUA_TNUMBER && (st->target = lua_tonumber(L, -1)) >= 0 && isfinite(st->target);
+    lua_pop(L, 1);
+    return ok ? true : fail(err, prefix, strcat(where, ".target"), "must be a number >= 0", NULL);
+}
+
+static bool read_stages(lua_State *L, struct scen *s, const char *prefix, char *err)
+{
+    if (!lua_istable(L, -1))
+        return fail(err, prefix, "stages", "expected a list of {duration = ..., target = ...}", NULL);
+    lua_Integer n = luaL_len(L, -1);
+    if (n < 1 || n > MAX_STAGES)
+        return fail(err, prefix, "stages", "needs 1 to 64 stages", NULL);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_geti(L, -1, i);
+        bool ok = read_stage(L, &s->stages[i - 1], prefix, (int)i, err);
+        lua_pop(L, 1);
+        if (!ok)
+            return false;
+    }
+    s->nstages = (int)n;
+    return true;
+}
+
+static bool merge_into(lua_State *L, int merged, int src, const char *prefix, char *err)
+{
+    if (!src || lua_isnil(L, src))
+        return true;
+    if (!lua_istable(L, src))
+        return fail(err, prefix, "tags", "expected a table", NULL);
     lua_pushnil(L);
-    while (lua_next(L, idx)) {
+    while (lua_next(L, src)) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, merged);
+    }
+    return true;
+}
+
+/* The scenario's tag key: options.tags, then its own tags, then scenario=NAME. */
+static bool read_tags(lua_State *L, struct scen *s, int global_tags, int own_tags, bool named,
+                      const char *prefix, char *err)
+{
+    lua_newtable(L);
+    int merged = lua_gettop(L);
+    bool ok = merge_into(L, merged, global_tags, "options.", err) &&
+              merge_into(L, merged, own_tags, prefix, err);
+    if (ok && named) {
+        lua_pushstring(L, s->name);
+        lua_setfield(L, merged, "scenario");
+    }
+    const char *why = ok ? metrics_lua_tagkey(L, merged, s->tags, sizeof s->tags, &s->tags_len) : NULL;
+    lua_settop(L, merged - 1);
+    return ok && (why ? fail(err, prefix, "tags", why, NULL) : true);
+}
+
+/* Reads the scenario keys of the table on top of the stack. */
+static bool read_scen(lua_State *L, struct scen *s, const char *prefix, bool top_level, char *err)
+{
+    int t = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
         char text[2048];
         if (lua_type(L, -2) != LUA_TSTRING) {
-            lua_pop(L, 2);
-            return fail(err, "options", "", "keys must be strings", NULL);
+            lua_settop(L, t);
+            return fail(err, prefix, "", "keys must be strings", NULL);
         }
-        const char *key = lua_tostring(L, -2);
-        if (strcmp(key, "thresholds") == 0) { /* checked by lua/tide/thresholds.lua */
-            if (!lua_istable(L, -1)) {
-                lua_pop(L, 2);
-                return fail(err, "options.", key, "expected a table", NULL);
-            }
-            lua_pop(L, 1);
-            continue;
-        }
-        if (!lua_option_text(L, key, text, sizeof text, err) || !set_option(o, "options.", key, text, err)) {
-            lua_pop(L, 2);
+        const char *name = lua_tostring(L, -2);
+        const struct key *k = find_key(name);
+        bool ok = true;
+        if (!k && !(top_level && is_global(name)))
+            ok = unknown_key(err, prefix, name);
+        else if (k && k->kind == K_STAGES)
+            ok = read_stages(L, s, prefix, err);
+        else if (k && k->kind != K_TAGS)
+            ok = lua_text(L, prefix, k, text, sizeof text, err) && set_scen_key(s, prefix, k, text, err);
+        if (!ok) {
+            lua_settop(L, t);
             return false;
         }
+        if (k)
+            s->given |= 1u << (k - keys);
         lua_pop(L, 1);
     }
     return true;
 }
 
+static bool read_globals(lua_State *L, int idx, struct options *o, char *err)
+{
+    static const char *const scalar[] = {"threads", "target", "max_body"};
+    for (int i = 0; i < 3; i++) {
+        char text[2048];
+        static const struct key as_text = {"", K_NAME, 0, 0};
+        struct key k = as_text;
+        k.name = scalar[i];
+        k.kind = i == 0 ? K_COUNT : K_NAME;
+        bool ok = true;
+        if (lua_getfield(L, idx, scalar[i]) != LUA_TNIL) {
+            if (i == 2 && lua_type(L, -1) == LUA_TNUMBER)
+                k.kind = K_COUNT;
+            ok = lua_text(L, "options.", &k, text, sizeof text, err) &&
+                 set_global(o, "options.", scalar[i], text, err);
+        }
+        lua_pop(L, 1);
+        if (!ok)
+            return false;
+    }
+    if (lua_getfield(L, idx, "thresholds") != LUA_TNIL && !lua_istable(L, -1))
+        return lua_pop(L, 1), fail(err, "options.", "thresholds", "expected a table", NULL);
+    lua_pop(L, 1);
+    return true;
+}
+
+static bool read_named(lua_State *L, int idx, struct options *o, char *err)
+{
+    int tbl = lua_gettop(L);
+    o->named = true;
+    o->nscen = 0;
+    lua_pushnil(L);
+    while (lua_next(L, tbl)) {
+        char prefix[128];
+        if (lua_type(L, -2) != LUA_TSTRING || !lua_istable(L, -1))
+            return lua_settop(L, tbl), fail(err, "options.", "scenarios", "expected name = {executor = ...} pairs", NULL);
+        if (o->nscen == MAX_SCENARIOS)
+            return lua_settop(L, tbl), fail(err, "options.", "scenarios", "at most 16 scenarios", NULL);
+        struct scen *s = &o->scen[o->nscen++];
+        scen_init(s, lua_tostring(L, -2));
+        snprintf(prefix, sizeof prefix, "options.scenarios.%.60s.", s->name);
+        lua_getfield(L, idx, "tags");
+        int global_tags = lua_gettop(L);
+        lua_pushvalue(L, -2);
+        bool ok = read_scen(L, s, prefix, false, err);
+        lua_getfield(L, -1, "tags");
+        ok = ok && read_tags(L, s, global_tags, lua_gettop(L), true, prefix, err);
+        lua_pop(L, 4);
+        if (!ok)
+            return lua_settop(L, tbl), false;
+    }
+    if (o->nscen == 0)
+        return fail(err, "options.", "scenarios", "is empty", NULL);
+    return true;
+}
+
+bool options_from_lua(lua_State *L, int idx, struct options *o, char *err)
+{
+    idx = lua_absindex(L, idx);
+    int top = lua_gettop(L);
+    bool ok = read_globals(L, idx, o, err);
+    if (ok && lua_getfield(L, idx, "scenarios") != LUA_TNIL) {
+        ok = lua_istable(L, -1) ? read_named(L, idx, o, err)
+                                : fail(err, "options.", "scenarios", "expected a table", NULL);
+        for (const struct key *k = keys; ok && k->name; k++)
+            if (k->kind != K_TAGS && (lua_getfield(L, idx, k->name), !lua_isnil(L, -1)))
+                ok = fail(err, "options.", k->name, "goes inside each of options.scenarios", NULL);
+    } else if (ok) {
+        lua_getfield(L, idx, "tags");
+        int tags = lua_gettop(L);
+        lua_pushvalue(L, idx);
+        ok = read_scen(L, &o->scen[0], "options.", true, err) &&
+             read_tags(L, &o->scen[0], tags, 0, false, "options.", err);
+    }
+    lua_settop(L, top);
+    return ok;
+}
+
+/* ---------------- defaults and combinations ---------------- */
+
+static double stages_total(const struct scen *s)
+{
+    double t = 0;
+    for (int i = 0; i < s->nstages; i++)
+        t += s->stages[i].duration;
+    return t;
+}
+
+static enum executor default_executor(const struct scen *s)
+{
+    if (s->nstages)
+        return EXEC_RAMPING_VUS;
+    return s->iterations || s->duration < 0 ? EXEC_SHARED_ITERATIONS : EXEC_CONSTANT_VUS;
+}
+
+static bool check_keys(const struct scen *s, const char *prefix, char *err)
+{
+    for (const struct key *k = keys; k->name; k++) {
+        if (!(s->given & (1u << (k - keys))) || (k->executors & E(s->executor)))
+            continue;
+        char msg[160];
+        snprintf(msg, sizeof msg, "does not apply to %s", executor_name(s->executor));
+        return fail(err, prefix, k->name, msg, NULL);
+    }
+    return true;
+}
+
+static bool finish_arrival(struct scen *s, const char *prefix, char *err)
+{
+    if (s->executor == EXEC_CONSTANT_ARRIVAL_RATE && s->rate <= 0)
+        return fail(err, prefix, "rate", "is required and must be > 0", NULL);
+    if (s->executor == EXEC_CONSTANT_ARRIVAL_RATE && s->duration < 0)
+        return fail(err, prefix, "duration", "is required for constant-arrival-rate", NULL);
+    if (s->executor == EXEC_RAMPING_ARRIVAL_RATE && !s->nstages)
+        return fail(err, prefix, "stages", "are required for ramping-arrival-rate", NULL);
+    if (s->start_rate < 0)
+        s->start_rate = 0;
+    if (!s->pre_allocated_vus)
+        s->pre_allocated_vus = s->max_vus ? s->max_vus : 1;
+    if (!s->max_vus)
+        s->max_vus = s->pre_allocated_vus;
+    if (s->max_vus < s->pre_allocated_vus) {
+        char v[64];
+        snprintf(v, sizeof v, "%lld < pre_allocated_vus %lld", s->max_vus, s->pre_allocated_vus);
+        return fail(err, prefix, "max_vus", "must not be below pre_allocated_vus", v);
+    }
+    if (s->executor == EXEC_RAMPING_ARRIVAL_RATE)
+        s->duration = stages_total(s);
+    return true;
+}
+
+static bool finish_scen(struct scen *s, const char *prefix, char *err)
+{
+    if (s->executor == EXEC_NONE)
+        s->executor = default_executor(s);
+    if (!check_keys(s, prefix, err))
+        return false;
+    switch (s->executor) {
+    case EXEC_CONSTANT_VUS:
+        if (s->duration < 0)
+            return fail(err, prefix, "duration", "is required for constant-vus", NULL);
+        break;
+    case EXEC_RAMPING_VUS:
+        if (!s->nstages)
+            return fail(err, prefix, "stages", "are required for ramping-vus", NULL);
+        if (s->start_vus < 0)
+            s->start_vus = 1;
+        s->duration = stages_total(s);
+        break;
+    case EXEC_CONSTANT_ARRIVAL_RATE:
+    case EXEC_RAMPING_ARRIVAL_RATE:
+        return finish_arrival(s, prefix, err);
+    default:
+        if (!s->iterations)
+            s->iterations = 1;
+        if (s->duration < 0)
+            s->duration = DEFAULT_MAX_DURATION;
+        break;
+    }
+    if (!s->vus)
+        s->vus = 1;
+    if (s->executor == EXEC_SHARED_ITERATIONS && s->iterations < s->vus)
+        s->vus = s->iterations; /* more users than iterations would only idle */
+    return true;
+}
+
+long long scen_max_vus(const struct scen *s)
+{
+    switch (s->executor) {
+    case EXEC_RAMPING_VUS: {
+        double m = (double)s->start_vus;
+        for (int i = 0; i < s->nstages; i++)
+            m = fmax(m, s->stages[i].target);
+        return (long long)ceil(m);
+    }
+    case EXEC_CONSTANT_ARRIVAL_RATE:
+    case EXEC_RAMPING_ARRIVAL_RATE:
+        return s->max_vus;
+    default:
+        return s->vus;
+    }
+}
+
+double scen_end(const struct scen *s)
+{
+    double ramp = s->executor == EXEC_RAMPING_VUS ? s->graceful_ramp_down : 0;
+    return s->start_time + s->duration + fmax(s->graceful_stop, ramp);
+}
+
+long long options_total_vus(const struct options *o)
+{
+    long long n = 0;
+    for (int i = 0; i < o->nscen; i++)
+        n += scen_max_vus(&o->scen[i]);
+    return n;
+}
+
 bool options_finish(struct options *o, unsigned cores, char *err)
 {
-    bool has_duration = o->duration >= 0;
-    if (o->executor == EXEC_NONE)
-        o->executor = o->iterations || !has_duration ? EXEC_SHARED_ITERATIONS : EXEC_CONSTANT_VUS;
-    if (!o->vus)
-        o->vus = 1;
-    if (o->executor == EXEC_CONSTANT_VUS) {
-        if (!has_duration)
-            return fail(err, "", "constant-vus", "needs a duration (options.duration or --duration)", NULL);
-        if (o->iterations)
-            return fail(err, "", "constant-vus", "runs for a duration; 'iterations' does not apply", NULL);
-    } else {
-        if (!o->iterations)
-            o->iterations = 1;
-        if (o->executor == EXEC_SHARED_ITERATIONS && o->iterations < o->vus)
-            o->vus = o->iterations; /* more users than iterations would only idle */
-        if (!has_duration)
-            o->duration = DEFAULT_MAX_DURATION;
+    for (int i = 0; i < o->nscen; i++) {
+        char prefix[128] = "options.";
+        if (o->named)
+            snprintf(prefix, sizeof prefix, "options.scenarios.%.60s.", o->scen[i].name);
+        if (!finish_scen(&o->scen[i], prefix, err))
+            return false;
     }
+    long long vus = options_total_vus(o);
     if (!o->threads)
         o->threads = cores ? cores : 1;
-    if ((long long)o->threads > o->vus)
-        o->threads = (unsigned)o->vus;
+    if (vus > 0 && (long long)o->threads > vus)
+        o->threads = (unsigned)vus;
     return true;
 }

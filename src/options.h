@@ -4,15 +4,48 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-enum executor { EXEC_NONE = -1, EXEC_SHARED_ITERATIONS, EXEC_PER_VU_ITERATIONS, EXEC_CONSTANT_VUS };
+enum executor {
+    EXEC_NONE = -1,
+    EXEC_SHARED_ITERATIONS,
+    EXEC_PER_VU_ITERATIONS,
+    EXEC_CONSTANT_VUS,
+    EXEC_RAMPING_VUS,
+    EXEC_CONSTANT_ARRIVAL_RATE,
+    EXEC_RAMPING_ARRIVAL_RATE,
+    EXEC_COUNT
+};
+
+#define MAX_STAGES 64
+#define MAX_SCENARIOS 16
+#define TAGS_MAX 512
+
+struct stage {
+    double duration, target;
+};
+
+/* One executor instance ("scenario" in k6's words): who runs what, when. */
+struct scen {
+    char name[64];              /* "default" unless options.scenarios names it */
+    char exec[64];              /* the module function each iteration calls */
+    enum executor executor;
+    long long vus, iterations;  /* 0 = not given */
+    double duration;            /* < 0 = not given */
+    double graceful_stop, graceful_ramp_down, start_time;
+    long long start_vus, pre_allocated_vus, max_vus;
+    double rate, start_rate, time_unit;
+    struct stage stages[MAX_STAGES];
+    int nstages;
+    char tags[TAGS_MAX];        /* tag-set key added to every sample (options.tags + own) */
+    size_t tags_len;
+    unsigned given;             /* keys set, one bit each, to catch keys the executor ignores */
+};
 
 /* A run's settings: the scenario's options table, overridden by the command line. */
 struct options {
-    enum executor executor;
-    long long vus, iterations;      /* 0 = not given */
-    double duration;                /* < 0 = not given */
-    double graceful_stop;
-    unsigned threads;               /* 0 = one per core */
+    struct scen scen[MAX_SCENARIOS];
+    int nscen;
+    bool named;                 /* options.scenarios was used */
+    unsigned threads;           /* 0 = one per core */
     size_t max_body;
     char target[2048];
 };
@@ -26,6 +59,12 @@ bool options_from_lua(lua_State *L, int idx, struct options *o, char *err);
 bool options_set_cli(struct options *o, const char *key, const char *value, char *err);
 /* Fills defaults (executor from what was given, as k6 does) and checks combinations. */
 bool options_finish(struct options *o, unsigned cores, char *err);
+
+/* How many VUs a scenario may use at most, and how long it may run in total
+ * (start_time + its duration or stages + graceful stop). */
+long long scen_max_vus(const struct scen *s);
+double scen_end(const struct scen *s);
+long long options_total_vus(const struct options *o);
 
 const char *executor_name(enum executor e);
 bool url_valid(const char *url);

@@ -231,11 +231,12 @@ static int check_fd_limit(const struct options *o)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    unsigned long long need = (unsigned long long)o->vus + 64 + 8ull * o->threads;
+    long long vus = options_total_vus(o);
+    unsigned long long need = (unsigned long long)vus + 64 + 8ull * o->threads;
     if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur) {
         fprintf(stderr, "tide run: %lld VUs need about %llu file descriptors, but the limit is %llu "
                         "(raise it with ulimit -n, or run fewer VUs)\n",
-                o->vus, need, (unsigned long long)rl.rlim_cur);
+                vus, need, (unsigned long long)rl.rlim_cur);
         return EXIT_USAGE;
     }
     return 0;
@@ -260,10 +261,8 @@ static void push_ctx(struct session *s, char *const *env)
         }
     }
     lua_setfield(L, -2, "env");
-    lua_pushinteger(L, s->opt.vus);
+    lua_pushinteger(L, options_total_vus(&s->opt));
     lua_setfield(L, -2, "vus");
-    lua_pushstring(L, executor_name(s->opt.executor));
-    lua_setfield(L, -2, "executor");
 }
 
 /* Calls module[name](ctx, data?) with a traceback; false and a message on error. */
@@ -336,25 +335,13 @@ static void supervise(struct session *s, struct run *run, struct engine *eng, un
             continue;
         seen = now;
         if (seen == 1)
-            fprintf(stderr, "\ntide: stopping: running iterations get %gs to finish "
-                            "(Ctrl-C again to stop now)\n", s->opt.graceful_stop);
+            fprintf(stderr, "\ntide: stopping: running iterations get their graceful_stop "
+                            "(%gs) to finish (Ctrl-C again to stop now)\n", s->opt.scen[0].graceful_stop);
         atomic_store(&run->stop_level, seen >= 2 ? 2 : 1);
         for (unsigned i = 0; i < n; i++)
             engine_poke(&eng[i]);
     }
     s->interrupted = seen;
-}
-
-static void split_vus(struct engine *eng, unsigned n, struct run *run, long long vus)
-{
-    unsigned first = 1;
-    for (unsigned i = 0; i < n; i++) {
-        eng[i].run = run;
-        eng[i].index = i;
-        eng[i].first_vu = first;
-        eng[i].nvus = (unsigned)(vus / n + ((long long)i < vus % n));
-        first += eng[i].nvus;
-    }
 }
 
 static int start_engines(struct run *run, struct engine *eng, unsigned n)
@@ -387,11 +374,14 @@ static int run_load(struct session *s, const char *json, size_t json_len, char *
 {
     unsigned n = s->opt.threads;
     struct run run = {.opt = &s->opt, .scenario_path = s->path, .setup_json = json,
-                      .setup_json_len = json_len, .env = env};
+                      .setup_json_len = json_len, .env = env, .threads = n};
     struct engine *eng = calloc(n, sizeof *eng);
     if (!eng)
         return EXIT_SCRIPT;
-    split_vus(eng, n, &run, s->opt.vus);
+    for (unsigned i = 0; i < n; i++) {
+        eng[i].run = &run;
+        eng[i].index = i;
+    }
     int rc = start_engines(&run, eng, n);
     if (rc == 0)
         supervise(s, &run, eng, n);
@@ -406,6 +396,33 @@ static int run_load(struct session *s, const char *json, size_t json_len, char *
     pthread_barrier_destroy(&run.barrier);
     free(eng);
     return rc;
+}
+
+/* { {name, executor, vus, iterations, duration, rate, ...}, ... } for the report. */
+static void push_scenarios(lua_State *L, const struct options *o)
+{
+    lua_createtable(L, o->nscen, 0);
+    for (int i = 0; i < o->nscen; i++) {
+        const struct scen *sc = &o->scen[i];
+        lua_createtable(L, 0, 8);
+        lua_pushstring(L, sc->name);
+        lua_setfield(L, -2, "name");
+        lua_pushstring(L, executor_name(sc->executor));
+        lua_setfield(L, -2, "executor");
+        lua_pushinteger(L, scen_max_vus(sc));
+        lua_setfield(L, -2, "vus");
+        lua_pushinteger(L, sc->iterations);
+        lua_setfield(L, -2, "iterations");
+        lua_pushnumber(L, sc->duration);
+        lua_setfield(L, -2, "duration");
+        lua_pushnumber(L, sc->rate / sc->time_unit);
+        lua_setfield(L, -2, "rate");
+        lua_pushnumber(L, sc->start_time);
+        lua_setfield(L, -2, "start_time");
+        lua_pushinteger(L, sc->nstages);
+        lua_setfield(L, -2, "stages");
+        lua_rawseti(L, -2, i + 1);
+    }
 }
 
 /* Pushes options.thresholds of the scenario (or nil). */
@@ -463,14 +480,8 @@ static void push_report(struct session *s, struct metrics *results)
     lua_setfield(L, -2, "elapsed");
     lua_pushstring(L, s->path);
     lua_setfield(L, -2, "scenario");
-    lua_pushstring(L, executor_name(s->opt.executor));
-    lua_setfield(L, -2, "executor");
-    lua_pushinteger(L, s->opt.vus);
-    lua_setfield(L, -2, "vus");
-    lua_pushinteger(L, s->opt.iterations);
-    lua_setfield(L, -2, "iterations");
-    lua_pushnumber(L, s->opt.iterations ? 0 : s->opt.duration);
-    lua_setfield(L, -2, "duration");
+    push_scenarios(L, &s->opt);
+    lua_setfield(L, -2, "scenarios");
     lua_pushinteger(L, s->opt.threads);
     lua_setfield(L, -2, "threads");
     lua_pushstring(L, s->opt.target);

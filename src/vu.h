@@ -7,25 +7,30 @@
 #include "ctx.h"
 #include "loop.h"
 
-struct engine;
+struct exec;
 
-/* A virtual user: a Lua coroutine that runs the scenario's run() over and
- * over, suspended while its requests or sleeps are in flight. */
+/* A virtual user: a Lua coroutine that runs its scenario's function once per
+ * iteration, suspended while its requests or sleeps are in flight. */
 struct vu {
-    struct engine *eng;
+    struct exec *ex;
     struct tctx *ctx;
-    lua_State *co;
+    lua_State *co;              /* NULL until first used */
     int co_ref, table_ref;
-    unsigned id;
+    unsigned id;                /* 1..N across threads and scenarios */
+    unsigned slot;              /* index in its executor's share */
     uint64_t iteration;         /* this VU's iterations started (0-based in Lua) */
-    uint64_t iter_start_ns;
+    uint64_t sched_ns;          /* when this iteration was due (open model: its schedule) */
+    uint64_t lag_us;            /* start delay still to charge to the first request */
     struct shard *shard;
     struct agent agent;
     struct timer timer;         /* tide.sleep */
+    struct timer cut_timer;     /* graceful ramp-down */
     void (*cancel)(struct vu *vu);  /* undoes what the VU waits on */
     void *wait;                 /* what it waits on, for cancel */
+    struct vu *next_idle;
     bool waiting;               /* suspended by tide itself, not a stray yield */
-    bool finished;
+    bool running;               /* inside an iteration */
+    bool retiring;              /* ramping down: last iteration */
 };
 
 /* The VU running on L, or NULL outside a virtual user. */
@@ -39,12 +44,11 @@ int vu_suspend(lua_State *L, struct vu *vu, void (*cancel)(struct vu *), void *w
 /* Resumes the VU with nargs values already pushed on vu->co. */
 void vu_wake(struct vu *vu, int nargs);
 
-/* Makes the coroutine and the `vu` table; false on out-of-memory. */
-bool vu_init(struct vu *vu, struct engine *eng, struct tctx *ctx, unsigned id, struct shard *shard);
-/* Starts iterations until one suspends or the executor says stop. */
-void vu_start(struct vu *vu);
-/* Stops the VU now, whatever it waits on; counts the iteration as interrupted. */
+/* Makes the coroutine and the `vu` table (lazily, on first iteration). */
+bool vu_ready(struct vu *vu);
+/* Runs iterations, the first due at sched_ns, while the executor has more. */
+void vu_begin(struct vu *vu, uint64_t sched_ns);
+/* Stops the VU's iteration now, whatever it waits on; counts it as interrupted. */
 void vu_cut(struct vu *vu);
-void vu_release(struct vu *vu);
 
 #endif

@@ -143,8 +143,7 @@ function M.to_json(report)
     metrics = out,
     state = { testRunDurationMs = report.elapsed * 1e3, interrupted = report.interrupted },
     tide = {
-      version = report.version, scenario = report.scenario, executor = report.executor,
-      vus = report.vus, iterations = report.iterations, duration = report.duration,
+      version = report.version, scenario = report.scenario, scenarios = report.scenarios,
       threads = report.threads, target = report.target,
     },
   }
@@ -217,20 +216,30 @@ local function errors_lines(report)
   return lines
 end
 
-local function header(report)
-  local shape
-  if report.executor == "constant-vus" then
-    shape = ("%d VUs for %gs"):format(report.vus, report.duration)
-  elseif report.executor == "per-vu-iterations" then
-    shape = ("%d VUs × %d iterations"):format(report.vus, report.iterations)
-  else
-    shape = ("%d iterations shared by %d VUs"):format(report.iterations, report.vus)
+local function shape(sc)
+  local e = sc.executor
+  if e == "constant-vus" then return ("%d VUs for %gs"):format(sc.vus, sc.duration) end
+  if e == "per-vu-iterations" then return ("%d VUs × %d iterations"):format(sc.vus, sc.iterations) end
+  if e == "shared-iterations" then
+    return ("%d iterations shared by %d VUs"):format(sc.iterations, sc.vus)
   end
-  return {
-    ("tide %s  %s  (%s: %s, %d thread%s)"):format(report.version, report.scenario,
-      report.executor, shape, report.threads, report.threads == 1 and "" or "s"),
-    report.target ~= "" and ("target %s"):format(report.target) or nil,
+  if e == "constant-arrival-rate" then
+    return ("%g iterations/s for %gs, up to %d VUs"):format(sc.rate, sc.duration, sc.vus)
+  end
+  return ("%d stages over %gs, up to %d VUs"):format(sc.stages, sc.duration, sc.vus)
+end
+
+local function header(report)
+  local t = report.threads
+  local lines = {
+    ("tide %s  %s  (%d thread%s)"):format(report.version, report.scenario, t, t == 1 and "" or "s"),
   }
+  for _, sc in ipairs(report.scenarios) do
+    local at = sc.start_time > 0 and (" from %gs"):format(sc.start_time) or ""
+    lines[#lines + 1] = ("  %s: %s, %s%s"):format(sc.name, sc.executor, shape(sc), at)
+  end
+  if report.target ~= "" then lines[#lines + 1] = ("  target %s"):format(report.target) end
+  return lines
 end
 
 local function iteration_lines(report)
@@ -243,8 +252,9 @@ local function iteration_lines(report)
   }
   local errs = sum_counter(m.iteration_errors.series)
   local cut = sum_counter(m.iterations_interrupted.series)
-  if errs > 0 or cut > 0 then
-    lines[#lines + 1] = ("  iteration_errors %d   interrupted %d"):format(errs, cut)
+  local dropped = sum_counter(m.dropped_iterations.series)
+  if errs > 0 or cut > 0 or dropped > 0 then
+    lines[#lines + 1] = ("  iteration_errors %d   interrupted %d   dropped %d"):format(errs, cut, dropped)
   end
   local sent, recv = sum_counter(m.data_sent.series), sum_counter(m.data_received.series)
   lines[#lines + 1] = ("  data         sent %s  received %s   elapsed %.2fs%s"):format(
@@ -261,7 +271,7 @@ local BUILTIN = {
   http_req_connecting = true, http_req_tls_handshaking = true, http_req_failed = true,
   http_body_truncated = true, data_sent = true, data_received = true, iterations = true,
   iteration_duration = true, iteration_errors = true, iterations_interrupted = true,
-  vus = true, vus_max = true, checks = true,
+  vus = true, vus_max = true, checks = true, dropped_iterations = true,
 }
 
 -- Each check by name: ✓ when it always passed, ✗ with the count otherwise.

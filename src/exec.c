@@ -1,0 +1,386 @@
+#include "exec.h"
+#include "clock.h"
+#include "engine.h"
+#include "metrics.h"
+#include "vu.h"
+
+#include <lauxlib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TRACEBACKS_SHOWN 5
+#define RAMP_TICK_NS (10 * NS_PER_MS)
+
+#define EXEC_OF(t, field) ((struct exec *)((char *)(t) - offsetof(struct exec, field)))
+
+static uint64_t now_ns(struct exec *ex)
+{
+    return loop_refresh_now(ex->ctx->loop);
+}
+
+static bool closed_model(const struct exec *ex)
+{
+    enum executor k = ex->scen->executor;
+    return k == EXEC_SHARED_ITERATIONS || k == EXEC_PER_VU_ITERATIONS || k == EXEC_CONSTANT_VUS;
+}
+
+static void count(struct exec *ex, int metric, double v)
+{
+    metrics_add(ex->ctx->metrics, metric, ex->tagset, v);
+}
+
+static void check_done(struct exec *ex)
+{
+    if (ex->done || ex->launching || !ex->started || ex->running > 0)
+        return;
+    if (!ex->stopping && !closed_model(ex))
+        return;
+    ex->done = true;
+    timer_stop(ex->ctx->loop, &ex->end_timer);
+    timer_stop(ex->ctx->loop, &ex->grace_timer);
+    timer_stop(ex->ctx->loop, &ex->tick_timer);
+    ex->eng->execs_done++;
+}
+
+static void cut_running(struct exec *ex)
+{
+    for (unsigned i = 0; i < ex->made; i++)
+        vu_cut(&ex->vus[i]);
+}
+
+static void on_grace_end(struct timer *t)
+{
+    cut_running(EXEC_OF(t, grace_timer));
+}
+
+static void begin_stop(struct exec *ex)
+{
+    if (ex->stopping)
+        return;
+    ex->stopping = true;
+    ex->started = true; /* a scenario stopped before its start_time is simply over */
+    timer_stop(ex->ctx->loop, &ex->start_timer);
+    timer_stop(ex->ctx->loop, &ex->tick_timer);
+    timer_stop(ex->ctx->loop, &ex->end_timer);
+    if (ex->running)
+        timer_start(ex->ctx->loop, &ex->grace_timer, now_ns(ex) + seconds_to_ns(ex->scen->graceful_stop));
+    check_done(ex);
+}
+
+static void on_end(struct timer *t)
+{
+    begin_stop(EXEC_OF(t, end_timer));
+}
+
+void exec_stop(struct exec *ex, int level)
+{
+    begin_stop(ex);
+    if (level >= 2)
+        cut_running(ex);
+}
+
+/* ---------------- launching users ---------------- */
+
+static void launch(struct exec *ex, struct vu *vu, uint64_t sched)
+{
+    ex->running++;
+    if (!ex->launching)
+        count(ex, M_VUS, ex->running);
+    vu_begin(vu, sched);
+}
+
+static struct vu *take_idle(struct exec *ex)
+{
+    struct vu *vu = ex->idle;
+    if (vu)
+        ex->idle = vu->next_idle;
+    else if (ex->made < ex->cap)
+        vu = &ex->vus[ex->made++];
+    return vu;
+}
+
+/* Open model: an iteration is due whether or not a user is free for it. */
+static void launch_arrival(struct exec *ex, uint64_t due)
+{
+    struct vu *vu = take_idle(ex);
+    if (!vu) {
+        count(ex, M_DROPPED_ITERATIONS, 1);
+        return;
+    }
+    launch(ex, vu, due);
+}
+
+static void on_arrival(struct timer *t)
+{
+    struct exec *ex = EXEC_OF(t, tick_timer);
+    uint64_t now = now_ns(ex);
+    for (;;) {
+        double off = arrival_offset(ex->scen, ex->next_k);
+        if (off < 0)
+            return; /* the end timer stops the scenario */
+        uint64_t due = ex->start_ns + seconds_to_ns(off);
+        if (due > now) {
+            timer_start(ex->ctx->loop, &ex->tick_timer, due);
+            return;
+        }
+        ex->next_k += ex->share_n;
+        launch_arrival(ex, due);
+        if (ex->stopping)
+            return;
+    }
+}
+
+static void on_cut(struct timer *t)
+{
+    vu_cut((struct vu *)((char *)t - offsetof(struct vu, cut_timer)));
+}
+
+static void retire(struct exec *ex, struct vu *vu)
+{
+    vu->retiring = true;
+    vu->cut_timer.fire = on_cut;
+    timer_start(ex->ctx->loop, &vu->cut_timer, now_ns(ex) + seconds_to_ns(ex->scen->graceful_ramp_down));
+}
+
+/* ramping-vus: start or retire users so the count follows the stages. */
+static void on_ramp(struct timer *t)
+{
+    struct exec *ex = EXEC_OF(t, tick_timer);
+    uint64_t now = now_ns(ex);
+    unsigned global = ramp_target(ex->scen, (double)(now - ex->start_ns) / 1e9);
+    unsigned want = engine_share(global, ex->share_n, ex->share_i);
+    unsigned old = ex->target;
+    ex->target = want < ex->cap ? want : ex->cap;
+    ex->launching = true;
+    for (unsigned i = old < ex->target ? old : ex->target; i < (old > ex->target ? old : ex->target); i++) {
+        struct vu *vu = &ex->vus[i];
+        if (i < ex->target && vu->running && vu->retiring) {
+            vu->retiring = false;
+            timer_stop(ex->ctx->loop, &vu->cut_timer);
+        } else if (i < ex->target && !vu->running) {
+            launch(ex, vu, now);
+        } else if (i >= ex->target && vu->running && !vu->retiring) {
+            retire(ex, vu);
+        }
+    }
+    ex->launching = false;
+    if (ex->made < ex->target)
+        ex->made = ex->target;
+    if (now < ex->end_ns)
+        timer_start(ex->ctx->loop, &ex->tick_timer, now + RAMP_TICK_NS);
+    check_done(ex);
+}
+
+static bool more(struct exec *ex, struct vu *vu, uint64_t now);
+
+/* Closed model: every user starts at once, each first iteration asked for
+ * like the later ones (shared-iterations takes from the common pool). */
+static void start_all(struct exec *ex)
+{
+    ex->launching = true;
+    ex->made = ex->cap;
+    count(ex, M_VUS, ex->cap); /* all of them are active from the start */
+    for (unsigned i = 0; i < ex->cap && !ex->stopping; i++)
+        if (more(ex, &ex->vus[i], ex->start_ns))
+            launch(ex, &ex->vus[i], ex->start_ns);
+    ex->launching = false;
+}
+
+static void on_start(struct timer *t)
+{
+    struct exec *ex = EXEC_OF(t, start_timer);
+    ex->started = true;
+    count(ex, M_VUS_MAX, ex->cap);
+    ex->end_ns = ex->start_ns + seconds_to_ns(ex->scen->duration);
+    ex->end_timer.fire = on_end;
+    timer_start(ex->ctx->loop, &ex->end_timer, ex->end_ns);
+    switch (ex->scen->executor) {
+    case EXEC_RAMPING_VUS:
+        ex->tick_timer.fire = on_ramp;
+        on_ramp(&ex->tick_timer);
+        break;
+    case EXEC_CONSTANT_ARRIVAL_RATE:
+    case EXEC_RAMPING_ARRIVAL_RATE:
+        ex->tick_timer.fire = on_arrival;
+        on_arrival(&ex->tick_timer);
+        break;
+    default:
+        start_all(ex);
+    }
+    check_done(ex);
+}
+
+void exec_arm(struct exec *ex, uint64_t run_start_ns)
+{
+    ex->start_ns = run_start_ns + seconds_to_ns(ex->scen->start_time);
+    ex->start_timer.fire = on_start;
+    ex->grace_timer.fire = on_grace_end;
+    timer_start(ex->ctx->loop, &ex->start_timer, ex->start_ns);
+}
+
+/* ---------------- what VUs ask ---------------- */
+
+static void park(struct exec *ex, struct vu *vu)
+{
+    ex->running--;
+    count(ex, M_VUS, ex->running);
+    if (vu->retiring) {
+        vu->retiring = false;
+        timer_stop(ex->ctx->loop, &vu->cut_timer);
+    }
+    if (!closed_model(ex) && ex->scen->executor != EXEC_RAMPING_VUS) {
+        vu->next_idle = ex->idle;
+        ex->idle = vu;
+    }
+    check_done(ex);
+}
+
+static bool more(struct exec *ex, struct vu *vu, uint64_t now)
+{
+    const struct scen *s = ex->scen;
+    switch (s->executor) {
+    case EXEC_PER_VU_ITERATIONS:
+        return vu->iteration < (uint64_t)s->iterations;
+    case EXEC_SHARED_ITERATIONS:
+        return atomic_fetch_add_explicit(&ex->eng->run->shared_next[ex->scen_index], 1,
+                                         memory_order_relaxed) < (uint64_t)s->iterations;
+    case EXEC_CONSTANT_VUS:
+        return now < ex->end_ns;
+    case EXEC_RAMPING_VUS:
+        return vu->slot < ex->target && now < ex->end_ns;
+    default:
+        return false;
+    }
+}
+
+bool exec_next(struct exec *ex, struct vu *vu, uint64_t *sched_ns)
+{
+    uint64_t now = loop_now(ex->ctx->loop);
+    if (!ex->stopping && !vu->retiring && more(ex, vu, now)) {
+        *sched_ns = now;
+        return true;
+    }
+    park(ex, vu);
+    return false;
+}
+
+void exec_iteration_done(struct exec *ex, struct vu *vu, bool ok, uint64_t end_ns)
+{
+    count(ex, M_ITERATIONS, 1);
+    count(ex, M_ITERATION_DURATION, end_ns > vu->sched_ns ? (double)(end_ns - vu->sched_ns) / 1e3 : 0);
+    if (!ok)
+        count(ex, M_ITERATION_ERRORS, 1);
+}
+
+void exec_iteration_cut(struct exec *ex, struct vu *vu)
+{
+    count(ex, M_ITERATIONS_INTERRUPTED, 1);
+    park(ex, vu);
+}
+
+void exec_report_error(struct exec *ex, struct vu *vu, const char *traceback)
+{
+    unsigned n = atomic_fetch_add(&ex->eng->run->tracebacks, 1);
+    if (n < TRACEBACKS_SHOWN)
+        fprintf(stderr, "tide: VU %u, iteration %llu failed: %s\n", vu->id,
+                (unsigned long long)vu->iteration, traceback);
+    else if (n == TRACEBACKS_SHOWN)
+        fprintf(stderr, "tide: more iterations failed; they are counted in iteration_errors\n");
+}
+
+int exec_vu_table(struct exec *ex, struct vu *vu)
+{
+    lua_State *L = ex->ctx->L;
+    lua_createtable(L, 0, 5);
+    lua_pushinteger(L, vu->id);
+    lua_setfield(L, -2, "id");
+    lua_pushstring(L, ex->eng->run->opt->target);
+    lua_setfield(L, -2, "target");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ex->eng->env_ref);
+    lua_setfield(L, -2, "env");
+    lua_pushstring(L, ex->scen->name);
+    lua_setfield(L, -2, "scenario");
+    return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+int exec_fn_ref(const struct exec *ex) { return ex->fn_ref; }
+int exec_data_ref(const struct exec *ex) { return ex->eng->data_ref; }
+
+/* ---------------- set-up ---------------- */
+
+bool exec_init(struct exec *ex, struct engine *eng, unsigned scen_index, unsigned share_i,
+               unsigned share_n, unsigned first_id, unsigned cap)
+{
+    memset(ex, 0, sizeof *ex);
+    ex->eng = eng;
+    ex->ctx = &eng->ctx;
+    ex->scen = &eng->run->opt->scen[scen_index];
+    ex->scen_index = scen_index;
+    ex->share_i = share_i;
+    ex->share_n = share_n;
+    ex->next_k = share_i;
+    ex->first_id = first_id;
+    ex->cap = cap;
+    ex->tagset = metrics_tagset(ex->ctx->metrics, ex->scen->tags, ex->scen->tags_len);
+    if (cap && !(ex->vus = calloc(cap, sizeof *ex->vus)))
+        return false;
+    unsigned per_shard = (cap + ex->ctx->nshards - 1) / (ex->ctx->nshards ? ex->ctx->nshards : 1);
+    for (unsigned i = 0; i < cap; i++) {
+        struct vu *vu = &ex->vus[i];
+        vu->ex = ex;
+        vu->ctx = ex->ctx;
+        vu->id = first_id + i;
+        vu->slot = i;
+        vu->shard = ex->ctx->shards[per_shard ? (i / per_shard) % ex->ctx->nshards : 0];
+    }
+    return true;
+}
+
+void exec_free(struct exec *ex)
+{
+    for (unsigned i = 0; ex->vus && i < ex->cap; i++)
+        agent_free(ex->ctx, &ex->vus[i].agent);
+    free(ex->vus);
+    ex->vus = NULL;
+}
+
+/* ---------------- schedules ---------------- */
+
+unsigned ramp_target(const struct scen *s, double t)
+{
+    double from = (double)s->start_vus;
+    for (int i = 0; i < s->nstages; i++) {
+        const struct stage *st = &s->stages[i];
+        if (t < st->duration)
+            return (unsigned)floor(from + (st->target - from) * t / st->duration + 1e-9);
+        t -= st->duration;
+        from = st->target;
+    }
+    return (unsigned)floor(from + 1e-9);
+}
+
+/* Arrival k happens when the integral of the rate reaches k. */
+double arrival_offset(const struct scen *s, uint64_t k)
+{
+    double unit = s->time_unit > 0 ? s->time_unit : 1, need = (double)k;
+    if (s->executor == EXEC_CONSTANT_ARRIVAL_RATE) {
+        double t = need * unit / s->rate;
+        return t < s->duration ? t : -1;
+    }
+    double r0 = s->start_rate / unit, offset = 0;
+    for (int i = 0; i < s->nstages; i++) {
+        double d = s->stages[i].duration, r1 = s->stages[i].target / unit;
+        double in_stage = (r0 + r1) / 2 * d;
+        if (need < in_stage) {
+            double a = (r1 - r0) / (2 * d);
+            double tau = fabs(a) < 1e-12 ? need / r0 : (-r0 + sqrt(r0 * r0 + 4 * a * need)) / (2 * a);
+            return offset + tau;
+        }
+        need -= in_stage;
+        offset += d;
+        r0 = r1;
+    }
+    return -1;
+}
