@@ -3,6 +3,7 @@
 #include "clock.h"
 #include "duration.h"
 #include "metrics.h"
+#include "exec.h"
 #include "vu.h"
 
 #include <errno.h>
@@ -610,14 +611,19 @@ static size_t put_tag(char *dst, const char *k, const char *v, bool last)
  * same endpoint skips the hash table. */
 static int req_tagset(struct req *r, const char *err)
 {
-    char key[sizeof r->tagkey + 64], status[16];
+    char own[sizeof r->tagkey], key[sizeof r->tagkey + TAGS_MAX], status[16];
     size_t n = 0;
     snprintf(status, sizeof status, "%ld", r->status);
     if (err)
-        n += put_tag(key, "error", err, false);
-    n += put_tag(key + n, "method", r->method, false);
-    n += put_tag(key + n, "name", r->name, false);
-    n += put_tag(key + n, "status", status, true);
+        n += put_tag(own, "error", err, false);
+    n += put_tag(own + n, "method", r->method, false);
+    n += put_tag(own + n, "name", r->name, false);
+    n += put_tag(own + n, "status", status, true);
+    const struct scen *sc = r->vu ? r->vu->ex->scen : NULL;
+    if (sc && sc->tags_len)
+        n = metrics_tagkey_merge(sc->tags, sc->tags_len, own, n, key, sizeof key);
+    else
+        memcpy(key, own, n);
     if (r->tagset >= 0 && n == r->tagkey_len && memcmp(key, r->tagkey, n) == 0)
         return r->tagset;
     if (n <= sizeof r->tagkey) {
@@ -654,6 +660,11 @@ static void record(struct req *r)
     double connecting = conn ? us_between(dns, conn) : 0, tls_us = tls ? us_between(conn, tls) : 0;
     double waiting = start ? us_between(ready, start) : 0;
     double duration = us_between(ready, total);
+    if (r->vu && r->vu->lag_us) { /* open model: the first request waited for its start too */
+        duration += (double)r->vu->lag_us;
+        waiting += (double)r->vu->lag_us;
+        r->vu->lag_us = 0;
+    }
     r->timings[0] = (double)dns / 1e3;
     r->timings[1] = connecting / 1e3;
     r->timings[2] = tls_us / 1e3;

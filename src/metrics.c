@@ -300,6 +300,48 @@ bool metrics_merge_custom(struct metrics *dst, const struct metrics *src)
     return merge_from(dst, src, M_BUILTIN_COUNT);
 }
 
+/* The next "k\x1fv" pair of a key at *p (NULL at the end); *klen is the key's length. */
+static const char *next_pair(const char **p, const char *end, size_t *klen, size_t *len)
+{
+    if (*p >= end)
+        return NULL;
+    const char *start = *p, *sep = memchr(start, TAG_SEP, (size_t)(end - start));
+    const char *kv = memchr(start, TAG_KV, (size_t)((sep ? sep : end) - start));
+    *len = (size_t)((sep ? sep : end) - start);
+    *klen = kv ? (size_t)(kv - start) : *len;
+    *p = sep ? sep + 1 : end;
+    return start;
+}
+
+static int key_cmp(const char *a, size_t al, const char *b, size_t bl)
+{
+    int c = memcmp(a, b, al < bl ? al : bl);
+    return c ? c : (al > bl) - (al < bl);
+}
+
+size_t metrics_tagkey_merge(const char *a, size_t alen, const char *b, size_t blen, char *out, size_t cap)
+{
+    const char *pa = a, *pb = b, *ea = a + alen, *eb = b + blen;
+    size_t ak = 0, al = 0, bk = 0, bl = 0, n = 0;
+    const char *x = next_pair(&pa, ea, &ak, &al), *y = next_pair(&pb, eb, &bk, &bl);
+    while (x || y) {
+        int c = !x ? 1 : !y ? -1 : key_cmp(x, ak, y, bk);
+        const char *take = c < 0 ? x : y;
+        size_t len = c < 0 ? al : bl;
+        if (n + len + 1 > cap)
+            return 0;
+        if (n)
+            out[n++] = TAG_SEP;
+        memcpy(out + n, take, len);
+        n += len;
+        if (c <= 0)
+            x = next_pair(&pa, ea, &ak, &al);
+        if (c >= 0) /* equal keys: b wins, a's pair is dropped */
+            y = next_pair(&pb, eb, &bk, &bl);
+    }
+    return n;
+}
+
 static void push_tags(lua_State *L, const struct tagset *t)
 {
     lua_newtable(L);

@@ -59,6 +59,10 @@ bool metrics_merge_custom(struct metrics *dst, const struct metrics *src);
  * and trends {hist = tide.hist userdata (a copy)}. */
 void metrics_push(lua_State *L, const struct metrics *m);
 
+/* Merges two canonical tag keys (b's value wins on a shared key) into out.
+ * Returns the merged length, 0 when it does not fit (or both are empty). */
+size_t metrics_tagkey_merge(const char *a, size_t alen, const char *b, size_t blen, char *out, size_t cap);
+
 #define TAG_KV '\x1f'
 #define TAG_SEP '\x1e'
 

@@ -226,7 +226,8 @@ local function shape(sc)
   if e == "constant-arrival-rate" then
     return ("%g iterations/s for %gs, up to %d VUs"):format(sc.rate, sc.duration, sc.vus)
   end
-  return ("%d stages over %gs, up to %d VUs"):format(sc.stages, sc.duration, sc.vus)
+  return ("%d stage%s over %gs, up to %d VUs"):format(sc.stages, sc.stages == 1 and "" or "s",
+    sc.duration, sc.vus)
 end
 
 local function header(report)
