@@ -159,7 +159,7 @@ bool tctx_init(struct tctx *ctx, lua_State *L, unsigned nshards)
     memset(ctx, 0, sizeof *ctx);
     ctx->L = L;
     ctx->max_body = DEFAULT_MAX_BODY;
-    if (!(ctx->loop = loop_new()) || !(ctx->metrics = metrics_new()) ||
+    if (!(ctx->loop = loop_new()) || !(ctx->metrics = metrics_new()) || !live_init(&ctx->live) ||
         !(ctx->shards = calloc(nshards, sizeof *ctx->shards)))
         return false;
     for (unsigned i = 0; i < nshards; i++)
@@ -177,6 +177,7 @@ void tctx_free(struct tctx *ctx)
         shard_free(ctx->shards[i]);
     free(ctx->shards);
     metrics_free(ctx->metrics);
+    live_free(&ctx->live);
     loop_free(ctx->loop);
     memset(ctx, 0, sizeof *ctx);
 }

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "live.h"
 #include "loop.h"
 #include "shard.h"
 
@@ -26,6 +27,7 @@ struct tctx {
     struct shard **shards;
     unsigned nshards;
     struct metrics *metrics;
+    struct live live;           /* per-second counts for points and progress */
     struct agent agent;         /* for calls made outside a virtual user */
     struct req *pool;           /* idle handles for batches */
     struct req *all;            /* every handle made, for cleanup */

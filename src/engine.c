@@ -136,6 +136,22 @@ static bool prepare(struct engine *e)
     return ok;
 }
 
+static uint64_t active_vus(const struct engine *e)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i < e->nexecs; i++)
+        n += e->execs[i].running;
+    return n;
+}
+
+/* Once a second: hand this second's counts to main. */
+static void on_tick(struct timer *t)
+{
+    struct engine *e = (struct engine *)((char *)t - offsetof(struct engine, tick));
+    live_tick(&e->ctx.live, e->run->points, e->sec++, active_vus(e));
+    timer_start(e->ctx.loop, &e->tick, e->run->start_ns + (uint64_t)(e->sec + 1) * NS_PER_SEC);
+}
+
 static void run_load(struct engine *e)
 {
     struct loop *l = e->ctx.loop;
@@ -144,11 +160,15 @@ static void run_load(struct engine *e)
     loop_on_wake(l, on_poke, e);
     for (unsigned i = 0; i < e->nexecs; i++)
         exec_arm(&e->execs[i], e->run->start_ns);
+    e->tick.fire = on_tick;
+    timer_start(l, &e->tick, e->run->start_ns + NS_PER_SEC);
     check_stop_level(e);
     while (e->execs_done < e->nexecs) {
         loop_run_once(l, NS_PER_SEC);
         check_stop_level(e);
     }
+    timer_stop(l, &e->tick);
+    live_tick(&e->ctx.live, e->run->points, e->sec, active_vus(e)); /* the last, partial second */
     e->ctx.in_load = false;
 }
 

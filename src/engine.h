@@ -22,6 +22,7 @@ struct run {
     _Atomic unsigned tracebacks;
     _Atomic unsigned failed_threads;
     uint64_t start_ns;          /* written before the second barrier */
+    struct points *points;      /* per-second hand-over to main */
     pthread_barrier_t barrier;
 };
 
@@ -34,6 +35,8 @@ struct engine {
     struct exec execs[MAX_SCENARIOS];
     unsigned nexecs, execs_done;
     int data_ref, env_ref, mod_ref;
+    unsigned sec;               /* seconds handed over */
+    struct timer tick;
     bool started;
     char error[2048];
     _Atomic bool done;

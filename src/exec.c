@@ -107,6 +107,7 @@ static void launch_arrival(struct exec *ex, uint64_t due)
     struct vu *vu = take_idle(ex);
     if (!vu) {
         count(ex, M_DROPPED_ITERATIONS, 1);
+        ex->ctx->live.dropped++;
         return;
     }
     launch(ex, vu, due);
@@ -269,6 +270,8 @@ bool exec_next(struct exec *ex, struct vu *vu, uint64_t *sched_ns)
 void exec_iteration_done(struct exec *ex, struct vu *vu, bool ok, uint64_t end_ns)
 {
     count(ex, M_ITERATIONS, 1);
+    ex->ctx->live.iterations++;
+    ex->ctx->live.errors += !ok;
     count(ex, M_ITERATION_DURATION, end_ns > vu->sched_ns ? (double)(end_ns - vu->sched_ns) / 1e3 : 0);
     if (!ok)
         count(ex, M_ITERATION_ERRORS, 1);

@@ -4,6 +4,7 @@
 #include "duration.h"
 #include "metrics.h"
 #include "exec.h"
+#include "hist.h"
 #include "vu.h"
 
 #include <errno.h>
@@ -675,6 +676,10 @@ static void record(struct req *r)
     int tag = req_tagset(r, err);
     struct metrics *m = r->ctx->metrics;
     bool failed = err || r->status >= 400 || r->status < 100;
+    struct live *lv = &r->ctx->live;
+    lv->reqs++;
+    lv->failed += failed;
+    hist_record(lv->duration, (uint64_t)duration);
     metrics_add(m, M_HTTP_REQS, tag, 1);
     metrics_add(m, M_HTTP_REQ_DURATION, tag, duration);
     metrics_add(m, M_HTTP_REQ_WAITING, tag, waiting);

@@ -3,6 +3,8 @@
 #include "clock.h"
 #include "ctx.h"
 #include "engine.h"
+#include "hist.h"
+#include "live.h"
 #include "list.h"
 #include "metrics.h"
 #include "options.h"
@@ -25,6 +27,7 @@ struct cli {
     const char *scenario;
     const char *json_out;
     bool quiet;
+    double progress_every;      /* seconds between progress lines off a terminal */
     char *env[MAX_CLI_ENV];     /* environ, then --env, later ones win */
     int nenv;
 };
@@ -40,6 +43,7 @@ struct session {
     int data;                   /* stack index of setup()'s result */
     double elapsed;
     int interrupted;
+    struct points points;
 };
 
 void run_usage(void)
@@ -59,7 +63,9 @@ void run_usage(void)
            "                       environment is there too)\n"
            "  --max-body SIZE      keep at most SIZE of each response body (64MB)\n"
            "  --out json=FILE      write the results (k6 summary shape + histograms)\n"
-           "  --quiet              no summary on stdout\n");
+           "  --progress N         a progress line every N seconds when stderr is not a\n"
+           "                       terminal (default 10; 0 for none)\n"
+           "  --quiet              no summary on stdout, no progress\n");
 }
 
 static int usage_error(const char *fmt, const char *arg)
@@ -91,7 +97,7 @@ static const char *option_value(int argc, char **argv, int *i, char *key, size_t
 }
 
 static const char *const run_flags[] = {"vus", "duration", "iterations", "executor", "threads",
-                                        "target", "graceful-stop", "max-body", NULL};
+                                        "target", "graceful-stop", "max-body", "progress", NULL};
 
 static int parse_flag(struct session *s, int argc, char **argv, int *i)
 {
@@ -105,11 +111,18 @@ static int parse_flag(struct session *s, int argc, char **argv, int *i)
         known = strcmp(key, run_flags[k]) == 0;
     if (!known)
         return usage_error("unknown option '%s' (valid: --vus --duration --iterations --executor "
-                           "--graceful-stop --threads --target --env --max-body --out --quiet)", flag);
+                           "--graceful-stop --threads --target --env --max-body --out --progress "
+                           "--quiet)", flag);
     if (!v)
         return usage_error("--%s needs a value", key);
     if (strcmp(key, "out") == 0)
         return parse_out(&s->cli, v);
+    if (strcmp(key, "progress") == 0) {
+        char *end;
+        s->cli.progress_every = strtod(v, &end);
+        return *end || end == v || s->cli.progress_every < 0
+            ? usage_error("--progress: expected seconds between lines (got '%s')", v) : 0;
+    }
     if (strcmp(key, "env") == 0) {
         if (!strchr(v, '=') || v[0] == '=')
             return usage_error("--env: expected KEY=VALUE, got '%s'", v);
@@ -156,7 +169,7 @@ static int apply_cli_options(struct session *s, int argc, char **argv)
         if (strncmp(argv[i], "--", 2) != 0 || strcmp(argv[i], "--quiet") == 0)
             continue;
         const char *v = option_value(argc, argv, &i, key, sizeof key);
-        if (strcmp(key, "env") == 0 || strcmp(key, "out") == 0)
+        if (strcmp(key, "env") == 0 || strcmp(key, "out") == 0 || strcmp(key, "progress") == 0)
             continue;
         if (!options_set_cli(&s->opt, key, v, err))
             return usage_error("%s", err);
@@ -325,11 +338,35 @@ static bool all_done(struct engine *eng, unsigned n)
 }
 
 /* Waits for the engines, turning Ctrl-C into stop levels (1: finish, 2: cut). */
+/* What the progress line counts towards: seconds, or iterations when every
+ * scenario is bounded by iterations. */
+static void plan_progress(const struct session *s, struct progress *pr)
+{
+    const struct options *o = &s->opt;
+    *pr = (struct progress){.out = s->cli.quiet ? NULL : stderr, .tty = isatty(2),
+                            .every = s->cli.progress_every};
+    if (!pr->tty && pr->every <= 0)
+        pr->out = NULL;
+    for (int i = 0; i < o->nscen; i++) {
+        const struct scen *sc = &o->scen[i];
+        if (sc->executor == EXEC_PER_VU_ITERATIONS)
+            pr->iterations_total += (uint64_t)(sc->iterations * sc->vus);
+        else if (sc->executor == EXEC_SHARED_ITERATIONS)
+            pr->iterations_total += (uint64_t)sc->iterations;
+        else if (sc->start_time + sc->duration > pr->total)
+            pr->total = sc->start_time + sc->duration;
+    }
+}
+
 static void supervise(struct session *s, struct run *run, struct engine *eng, unsigned n)
 {
     int seen = 0;
+    struct progress pr;
+    plan_progress(s, &pr);
     while (!all_done(eng, n)) {
         sleep_ms(20);
+        points_collect(run->points);
+        progress_show(&pr, run->points, (double)(clock_now_ns() - run->start_ns) / 1e9, false);
         int now = s->sig->interrupts();
         if (now == seen)
             continue;
@@ -341,6 +378,7 @@ static void supervise(struct session *s, struct run *run, struct engine *eng, un
         for (unsigned i = 0; i < n; i++)
             engine_poke(&eng[i]);
     }
+    progress_show(&pr, run->points, 0, true);
     s->interrupted = seen;
 }
 
@@ -374,7 +412,9 @@ static int run_load(struct session *s, const char *json, size_t json_len, char *
 {
     unsigned n = s->opt.threads;
     struct run run = {.opt = &s->opt, .scenario_path = s->path, .setup_json = json,
-                      .setup_json_len = json_len, .env = env, .threads = n};
+                      .setup_json_len = json_len, .env = env, .threads = n, .points = &s->points};
+    if (!points_init(&s->points, n))
+        return EXIT_SCRIPT;
     struct engine *eng = calloc(n, sizeof *eng);
     if (!eng)
         return EXIT_SCRIPT;
@@ -388,6 +428,7 @@ static int run_load(struct session *s, const char *json, size_t json_len, char *
     for (unsigned i = 0; i < n; i++)
         engine_join(&eng[i]);
     s->elapsed = (double)(clock_now_ns() - run.start_ns) / 1e9;
+    points_collect(&s->points);
     for (unsigned i = 0; i < n; i++) {
         if (eng[i].started && !metrics_merge(results, eng[i].ctx.metrics))
             rc = EXIT_SCRIPT;
@@ -396,6 +437,34 @@ static int run_load(struct session *s, const char *json, size_t json_len, char *
     pthread_barrier_destroy(&run.barrier);
     free(eng);
     return rc;
+}
+
+static void set_number(lua_State *L, const char *k, double v)
+{
+    lua_pushnumber(L, v);
+    lua_setfield(L, -2, k);
+}
+
+/* { {t, reqs, failed, iterations, errors, dropped, vus, p50, p95, p99}, ... }: one per second. */
+static void push_points(lua_State *L, const struct points *pts)
+{
+    lua_createtable(L, (int)pts->nsecs, 0);
+    for (size_t i = 0; i < pts->nsecs; i++) {
+        const struct point *p = &pts->secs[i];
+        lua_createtable(L, 0, 10);
+        set_number(L, "t", p->sec);
+        set_number(L, "reqs", (double)p->reqs);
+        set_number(L, "failed", (double)p->failed);
+        set_number(L, "iterations", (double)p->iterations);
+        set_number(L, "errors", (double)p->errors);
+        set_number(L, "dropped", (double)p->dropped);
+        set_number(L, "vus", (double)p->vus);
+        static const double ps[] = {50, 95, 99};
+        static const char *const names[] = {"p50", "p95", "p99"};
+        for (int k = 0; k < 3; k++)
+            set_number(L, names[k], p->duration ? hist_percentile(p->duration, ps[k]) / 1e3 : 0);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
 }
 
 /* { {name, executor, vus, iterations, duration, rate, ...}, ... } for the report. */
@@ -482,6 +551,8 @@ static void push_report(struct session *s, struct metrics *results)
     lua_setfield(L, -2, "scenario");
     push_scenarios(L, &s->opt);
     lua_setfield(L, -2, "scenarios");
+    push_points(L, &s->points);
+    lua_setfield(L, -2, "points");
     lua_pushinteger(L, s->opt.threads);
     lua_setfield(L, -2, "threads");
     lua_pushstring(L, s->opt.target);
@@ -581,7 +652,10 @@ int cmd_run(int argc, char **argv, const struct signals *sig)
     if (!s)
         return EXIT_SCRIPT;
     s->sig = sig;
+    s->cli.progress_every = 10;
     int rc = run_session(s, argc, argv);
+    if (s->points.total)
+        points_free(&s->points);
     if (s->L) {
         lua_close(s->L);
         tctx_free(&s->ctx);

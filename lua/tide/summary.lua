@@ -142,6 +142,7 @@ function M.to_json(report)
   return {
     metrics = out,
     state = { testRunDurationMs = report.elapsed * 1e3, interrupted = report.interrupted },
+    points = report.points,
     tide = {
       version = report.version, scenario = report.scenario, scenarios = report.scenarios,
       threads = report.threads, target = report.target,

@@ -1,0 +1,164 @@
+#include "live.h"
+#include "hist.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+bool live_init(struct live *lv)
+{
+    memset(lv, 0, sizeof *lv);
+    return (lv->duration = hist_new()) != NULL;
+}
+
+void live_free(struct live *lv)
+{
+    hist_free(lv->duration);
+    lv->duration = NULL;
+}
+
+void live_tick(struct live *lv, struct points *pts, unsigned sec, uint64_t vus)
+{
+    struct hist *fresh = hist_new();
+    if (!fresh)
+        return; /* keep counting into the old one: the next tick hands it over */
+    struct point p = {.sec = sec, .reqs = lv->reqs, .failed = lv->failed,
+                      .iterations = lv->iterations, .errors = lv->errors,
+                      .dropped = lv->dropped, .vus = vus, .duration = lv->duration};
+    lv->duration = fresh;
+    lv->reqs = lv->failed = lv->iterations = lv->errors = lv->dropped = 0;
+    pthread_mutex_lock(&pts->lock);
+    if (pts->nqueue == pts->capqueue) {
+        size_t cap = pts->capqueue ? pts->capqueue * 2 : 64;
+        struct point *q = realloc(pts->queue, cap * sizeof *q);
+        if (q) {
+            pts->queue = q;
+            pts->capqueue = cap;
+        }
+    }
+    if (pts->nqueue < pts->capqueue)
+        pts->queue[pts->nqueue++] = p;
+    else
+        hist_free(p.duration);
+    pthread_mutex_unlock(&pts->lock);
+}
+
+bool points_init(struct points *pts, unsigned threads)
+{
+    memset(pts, 0, sizeof *pts);
+    pts->threads = threads;
+    pthread_mutex_init(&pts->lock, NULL);
+    return (pts->total = hist_new()) != NULL;
+}
+
+void points_free(struct points *pts)
+{
+    for (size_t i = 0; i < pts->nqueue; i++)
+        hist_free(pts->queue[i].duration);
+    for (size_t i = 0; i < pts->nsecs; i++)
+        hist_free(pts->secs[i].duration);
+    free(pts->queue);
+    free(pts->secs);
+    free(pts->reported);
+    hist_free(pts->total);
+    pthread_mutex_destroy(&pts->lock);
+}
+
+static bool grow_secs(struct points *pts, unsigned sec)
+{
+    if (sec < pts->nsecs)
+        return true;
+    size_t n = sec + 1;
+    struct point *s = realloc(pts->secs, n * sizeof *s);
+    unsigned *r = s ? realloc(pts->reported, n * sizeof *r) : NULL;
+    if (s)
+        pts->secs = s;
+    if (!r)
+        return false;
+    pts->reported = r;
+    for (size_t i = pts->nsecs; i < n; i++) {
+        memset(&s[i], 0, sizeof s[i]);
+        s[i].sec = (unsigned)i;
+        s[i].duration = hist_new();
+        r[i] = 0;
+    }
+    pts->nsecs = n;
+    return true;
+}
+
+static void merge_point(struct points *pts, struct point *p)
+{
+    if (grow_secs(pts, p->sec)) {
+        struct point *d = &pts->secs[p->sec];
+        d->reqs += p->reqs;
+        d->failed += p->failed;
+        d->iterations += p->iterations;
+        d->errors += p->errors;
+        d->dropped += p->dropped;
+        d->vus += p->vus;
+        if (d->duration)
+            hist_merge(d->duration, p->duration);
+        pts->reported[p->sec]++;
+    }
+    hist_merge(pts->total, p->duration);
+    pts->reqs += p->reqs;
+    pts->failed += p->failed;
+    pts->iterations += p->iterations;
+    hist_free(p->duration);
+}
+
+void points_collect(struct points *pts)
+{
+    pthread_mutex_lock(&pts->lock);
+    struct point *q = pts->queue;
+    size_t n = pts->nqueue;
+    pts->queue = NULL;
+    pts->nqueue = pts->capqueue = 0;
+    pthread_mutex_unlock(&pts->lock);
+    for (size_t i = 0; i < n; i++)
+        merge_point(pts, &q[i]);
+    free(q);
+}
+
+/* The newest second every thread has handed over, or NULL. */
+static const struct point *last_complete(const struct points *pts)
+{
+    for (size_t i = pts->nsecs; i-- > 0;)
+        if (pts->reported[i] >= pts->threads)
+            return &pts->secs[i];
+    return NULL;
+}
+
+static void fmt_ms(char *buf, size_t len, double us)
+{
+    if (us >= 1e6)
+        snprintf(buf, len, "%.2fs", us / 1e6);
+    else
+        snprintf(buf, len, "%.2fms", us / 1e3);
+}
+
+void progress_show(struct progress *pr, const struct points *pts, double elapsed, bool final)
+{
+    if (!pr->out)
+        return;
+    if (final) {
+        if (pr->tty)
+            fprintf(pr->out, "\r\033[K");
+        fflush(pr->out);
+        return;
+    }
+    if (elapsed - pr->last < (pr->tty ? 1.0 : pr->every))
+        return;
+    pr->last = elapsed;
+    const struct point *p = last_complete(pts);
+    char where[64], p95[32];
+    if (pr->total > 0)
+        snprintf(where, sizeof where, "%.0fs/%.0fs", elapsed, pr->total);
+    else
+        snprintf(where, sizeof where, "%llu/%llu iterations", (unsigned long long)pts->iterations,
+                 (unsigned long long)pr->iterations_total);
+    fmt_ms(p95, sizeof p95, hist_percentile(pts->total, 95));
+    fprintf(pr->out, "%s  %s  vus %llu  %llu req/s  failed %.2f%%  p95 %s%s", pr->tty ? "\r\033[K" : "",
+            where, (unsigned long long)(p ? p->vus : 0), (unsigned long long)(p ? p->reqs : 0),
+            pts->reqs ? 100.0 * (double)pts->failed / (double)pts->reqs : 0.0, p95, pr->tty ? "" : "\n");
+    fflush(pr->out);
+}
