@@ -2,6 +2,7 @@
 #include "clock.h"
 #include "duration.h"
 #include "embedded.h"
+#include "exec.h"
 #include "hist_lua.h"
 #include "http.h"
 #include "metrics.h"
@@ -78,6 +79,46 @@ static int l_now(lua_State *L)
     return 1;
 }
 
+/* Records how long the group took, tagged with its path, and leaves it. */
+static int group_done(lua_State *L, int status, lua_KContext outer_len)
+{
+    struct vu *vu = vu_current(L);
+    uint64_t start = (uint64_t)lua_tointeger(L, 3);
+    if (vu) {
+        struct exec *ex = vu->ex;
+        char tag[sizeof vu->group + 8], key[sizeof tag + TAGS_MAX];
+        int n = snprintf(tag, sizeof tag, "group%c%s", TAG_KV, vu->group);
+        size_t len = metrics_tagkey_merge(ex->scen->tags, ex->scen->tags_len, tag, (size_t)n, key, sizeof key);
+        uint64_t now = loop_refresh_now(vu->ctx->loop);
+        metrics_add(vu->ctx->metrics, M_GROUP_DURATION, metrics_tagset(vu->ctx->metrics, key, len),
+                    (double)(now - start) / 1e3);
+        vu->group_len = (size_t)outer_len;
+        vu->group[vu->group_len] = '\0';
+    }
+    if (status != LUA_OK && status != LUA_YIELD)
+        return lua_error(L);
+    return lua_gettop(L) - 3;
+}
+
+/* tide.group(name, fn): fn's requests carry the group tag; its time is group_duration. */
+static int l_group(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_settop(L, 2);
+    struct vu *vu = vu_current(L);
+    size_t outer = vu ? vu->group_len : 0;
+    if (vu) {
+        int n = snprintf(vu->group + outer, sizeof vu->group - outer, "::%s", name);
+        if (n < 0 || (size_t)n >= sizeof vu->group - outer)
+            return luaL_error(L, "tide.group: group path too long");
+        vu->group_len += (size_t)n;
+    }
+    lua_pushinteger(L, vu ? (lua_Integer)loop_refresh_now(vu->ctx->loop) : 0);
+    lua_pushvalue(L, 2);
+    return group_done(L, lua_pcallk(L, 0, LUA_MULTRET, 0, (lua_KContext)outer, group_done), (lua_KContext)outer);
+}
+
 static int l_duration(lua_State *L)
 {
     lua_pushnumber(L, duration_check(L, 1));
@@ -87,7 +128,8 @@ static int l_duration(lua_State *L)
 static int luaopen_tide(lua_State *L)
 {
     static const luaL_Reg fns[] = {
-        {"sleep", l_sleep}, {"now", l_now}, {"duration", l_duration}, {NULL, NULL},
+        {"sleep", l_sleep}, {"now", l_now}, {"duration", l_duration}, {"group", l_group},
+        {NULL, NULL},
     };
     luaL_newlibtable(L, fns);
     lua_pushvalue(L, lua_upvalueindex(1));

@@ -617,6 +617,8 @@ static int req_tagset(struct req *r, const char *err)
     snprintf(status, sizeof status, "%ld", r->status);
     if (err)
         n += put_tag(own, "error", err, false);
+    if (r->vu && r->vu->group_len)
+        n += put_tag(own + n, "group", r->vu->group, false);
     n += put_tag(own + n, "method", r->method, false);
     n += put_tag(own + n, "name", r->name, false);
     n += put_tag(own + n, "status", status, true);

@@ -30,6 +30,7 @@ enum {
     M_VUS,
     M_VUS_MAX,
     M_DROPPED_ITERATIONS,
+    M_GROUP_DURATION,
     M_BUILTIN_COUNT
 };
 

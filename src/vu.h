@@ -28,6 +28,8 @@ struct vu {
     void (*cancel)(struct vu *vu);  /* undoes what the VU waits on */
     void *wait;                 /* what it waits on, for cancel */
     struct vu *next_idle;
+    char group[192];            /* tide.group path, "::outer::inner"; "" outside groups */
+    size_t group_len;
     bool waiting;               /* suspended by tide itself, not a stray yield */
     bool running;               /* inside an iteration */
     bool retiring;              /* ramping down: last iteration */

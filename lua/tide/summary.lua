@@ -89,19 +89,21 @@ local function values_of(report)
   end
 end
 
-local function names_of(report)
+local function names_of(report, metric, tag)
+  metric, tag = metric or "http_reqs", tag or "name"
   local seen, names = {}, {}
-  local m = report.metrics.http_reqs
+  local m = report.metrics[metric]
   for _, s in ipairs(m and m.series or {}) do
-    local n = s.tags.name
+    local n = s.tags[tag]
     if n and not seen[n] then seen[n] = true; names[#names + 1] = n end
   end
   table.sort(names)
   return names
 end
 
-local function by_name(name)
-  return function(tags) return tags.name == name end
+local function by_name(name, tag)
+  tag = tag or "name"
+  return function(tags) return tags[tag] == name end
 end
 
 -- ---------------------------------------------------------------- JSON
@@ -116,13 +118,15 @@ end
 function M.to_json(report)
   local out = {}
   local names = names_of(report)
+  local groups = names_of(report, "group_duration", "group")
   for name, m in pairs(report.metrics) do
     if #m.series > 0 then
       out[name] = json_metric(m, report.elapsed)
-      if name:match("^http_") then
-        for _, n in ipairs(names) do
-          out[name .. tag_label({ name = n }, "name")] = json_metric(m, report.elapsed, by_name(n))
-        end
+      local tag, values = nil, nil
+      if name:match("^http_") then tag, values = "name", names end
+      if name == "group_duration" then tag, values = "group", groups end
+      for _, n in ipairs(values or {}) do
+        out[name .. tag_label({ [tag] = n }, tag)] = json_metric(m, report.elapsed, by_name(n, tag))
       end
     end
   end
@@ -273,7 +277,7 @@ local BUILTIN = {
   http_req_connecting = true, http_req_tls_handshaking = true, http_req_failed = true,
   http_body_truncated = true, data_sent = true, data_received = true, iterations = true,
   iteration_duration = true, iteration_errors = true, iterations_interrupted = true,
-  vus = true, vus_max = true, checks = true, dropped_iterations = true,
+  vus = true, vus_max = true, checks = true, dropped_iterations = true, group_duration = true,
 }
 
 -- Each check by name: ✓ when it always passed, ✗ with the count otherwise.
@@ -334,6 +338,18 @@ local function format_observed(report, t)
   return ("%g"):format(t.observed)
 end
 
+local function group_lines(report)
+  local groups = names_of(report, "group_duration", "group")
+  if #groups == 0 then return {} end
+  local lines = { "  groups" }
+  for _, g in ipairs(groups) do
+    local h = merged(report.metrics.group_duration.series, by_name(g, "group"))
+    lines[#lines + 1] = ("    %-30s %6d  avg %s  p95 %s  max %s"):format(g, h:count(), ms(h:mean()),
+      ms(h:percentile(95)), ms(h:max()))
+  end
+  return lines
+end
+
 local function threshold_lines(report)
   local res = report.threshold_results or {}
   if #res == 0 then return {} end
@@ -365,6 +381,9 @@ function M.text(report)
   local th = threshold_lines(report)
   for _, l in ipairs(th) do out[#out + 1] = l end
   if #th > 0 then out[#out + 1] = "" end
+  local groups = group_lines(report)
+  for _, l in ipairs(groups) do out[#out + 1] = l end
+  if #groups > 0 then out[#out + 1] = "" end
   local checks = check_lines(report)
   for _, l in ipairs(checks) do out[#out + 1] = l end
   if #checks > 0 then out[#out + 1] = "" end
