@@ -149,6 +149,8 @@ static void on_tick(struct timer *t)
 {
     struct engine *e = (struct engine *)((char *)t - offsetof(struct engine, tick));
     live_tick(&e->ctx.live, e->run->points, e->sec++, active_vus(e));
+    if (e->run->snapshots)
+        points_snapshot(e->run->points, e->index, e->ctx.metrics);
     timer_start(e->ctx.loop, &e->tick, e->run->start_ns + (uint64_t)(e->sec + 1) * NS_PER_SEC);
 }
 

@@ -23,6 +23,7 @@ struct run {
     _Atomic unsigned failed_threads;
     uint64_t start_ns;          /* written before the second barrier */
     struct points *points;      /* per-second hand-over to main */
+    bool snapshots;             /* thresholds may abort: hand over metrics each second */
     pthread_barrier_t barrier;
 };
 

@@ -1,5 +1,6 @@
 #include "live.h"
 #include "hist.h"
+#include "metrics.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +48,8 @@ bool points_init(struct points *pts, unsigned threads)
     memset(pts, 0, sizeof *pts);
     pts->threads = threads;
     pthread_mutex_init(&pts->lock, NULL);
-    return (pts->total = hist_new()) != NULL;
+    pts->snaps = calloc(threads, sizeof *pts->snaps);
+    return (pts->total = hist_new()) != NULL && pts->snaps;
 }
 
 void points_free(struct points *pts)
@@ -60,7 +62,42 @@ void points_free(struct points *pts)
     free(pts->secs);
     free(pts->reported);
     hist_free(pts->total);
+    for (unsigned i = 0; pts->snaps && i < pts->threads; i++)
+        metrics_free(pts->snaps[i]);
+    free(pts->snaps);
     pthread_mutex_destroy(&pts->lock);
+}
+
+void points_snapshot(struct points *pts, unsigned thread, const struct metrics *m)
+{
+    struct metrics *copy = metrics_new();
+    if (!copy || !metrics_merge(copy, m)) {
+        metrics_free(copy);
+        return;
+    }
+    pthread_mutex_lock(&pts->lock);
+    struct metrics *old = pts->snaps[thread];
+    pts->snaps[thread] = copy;
+    pthread_mutex_unlock(&pts->lock);
+    metrics_free(old);
+}
+
+struct metrics *points_merged_snapshots(struct points *pts)
+{
+    struct metrics *all = metrics_new();
+    bool any = false;
+    pthread_mutex_lock(&pts->lock);
+    for (unsigned i = 0; all && i < pts->threads; i++)
+        if (pts->snaps[i]) {
+            any = true;
+            metrics_merge(all, pts->snaps[i]);
+        }
+    pthread_mutex_unlock(&pts->lock);
+    if (!any) {
+        metrics_free(all);
+        return NULL;
+    }
+    return all;
 }
 
 static bool grow_secs(struct points *pts, unsigned sec)

@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 struct hist;
+struct metrics;
 
 /* What a thread counts as it goes, for the per-second points and the
  * progress line. Only its own thread writes it; once a second the thread
@@ -32,6 +33,7 @@ struct points {
     unsigned threads;
     unsigned *reported;         /* per sec: threads that handed it over */
     struct hist *total;         /* every duration so far, for "p95 so far" */
+    struct metrics **snaps;     /* per thread: its registry as of its last tick (abort_on_fail) */
     uint64_t reqs, failed, iterations;
 };
 
@@ -41,6 +43,10 @@ void live_free(struct live *lv);
 void live_tick(struct live *lv, struct points *pts, unsigned sec, uint64_t vus);
 
 bool points_init(struct points *pts, unsigned threads);
+/* Thread side, once a second when thresholds may abort: a copy of its metrics. */
+void points_snapshot(struct points *pts, unsigned thread, const struct metrics *m);
+/* Main side: the merged copies (caller frees), NULL if none came yet. */
+struct metrics *points_merged_snapshots(struct points *pts);
 void points_free(struct points *pts);
 /* Main side: merges what threads handed over. */
 void points_collect(struct points *pts);

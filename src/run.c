@@ -3,11 +3,11 @@
 #include "clock.h"
 #include "ctx.h"
 #include "engine.h"
-#include "hist.h"
 #include "live.h"
 #include "list.h"
 #include "metrics.h"
 #include "options.h"
+#include "report.h"
 #include "scenario.h"
 
 #include <errno.h>
@@ -43,6 +43,7 @@ struct session {
     int data;                   /* stack index of setup()'s result */
     double elapsed;
     int interrupted;
+    char aborted[512];          /* the threshold that stopped the run early */
     struct points points;
 };
 
@@ -358,15 +359,34 @@ static void plan_progress(const struct session *s, struct progress *pr)
     }
 }
 
+/* abort_on_fail: evaluate the aborting thresholds on the threads' latest copies. */
+static void check_abort(struct session *s, struct run *run, double elapsed)
+{
+    struct metrics *m = points_merged_snapshots(run->points);
+    if (m && report_abort_check(s->L, s->mod, m, elapsed, s->aborted, sizeof s->aborted)) {
+        fprintf(stderr, "\ntide: threshold %s failed: aborting the run\n", s->aborted);
+        atomic_store(&run->stop_level, 2);
+    }
+    metrics_free(m);
+}
+
 static void supervise(struct session *s, struct run *run, struct engine *eng, unsigned n)
 {
+    double next_abort_check = 1;
     int seen = 0;
     struct progress pr;
     plan_progress(s, &pr);
     while (!all_done(eng, n)) {
         sleep_ms(20);
         points_collect(run->points);
-        progress_show(&pr, run->points, (double)(clock_now_ns() - run->start_ns) / 1e9, false);
+        double elapsed = (double)(clock_now_ns() - run->start_ns) / 1e9;
+        progress_show(&pr, run->points, elapsed, false);
+        if (run->snapshots && !s->aborted[0] && elapsed >= next_abort_check) {
+            next_abort_check = elapsed + 1;
+            check_abort(s, run, elapsed);
+            for (unsigned i = 0; s->aborted[0] && i < n; i++)
+                engine_poke(&eng[i]);
+        }
         int now = s->sig->interrupts();
         if (now == seen)
             continue;
@@ -412,7 +432,8 @@ static int run_load(struct session *s, const char *json, size_t json_len, char *
 {
     unsigned n = s->opt.threads;
     struct run run = {.opt = &s->opt, .scenario_path = s->path, .setup_json = json,
-                      .setup_json_len = json_len, .env = env, .threads = n, .points = &s->points};
+                      .setup_json_len = json_len, .env = env, .threads = n, .points = &s->points,
+                      .snapshots = report_can_abort(s->L, s->mod, s->ctx.metrics)};
     if (!points_init(&s->points, n))
         return EXIT_SCRIPT;
     struct engine *eng = calloc(n, sizeof *eng);
@@ -439,157 +460,6 @@ static int run_load(struct session *s, const char *json, size_t json_len, char *
     return rc;
 }
 
-static void set_number(lua_State *L, const char *k, double v)
-{
-    lua_pushnumber(L, v);
-    lua_setfield(L, -2, k);
-}
-
-/* { {t, reqs, failed, iterations, errors, dropped, vus, p50, p95, p99}, ... }: one per second. */
-static void push_points(lua_State *L, const struct points *pts)
-{
-    lua_createtable(L, (int)pts->nsecs, 0);
-    for (size_t i = 0; i < pts->nsecs; i++) {
-        const struct point *p = &pts->secs[i];
-        lua_createtable(L, 0, 10);
-        set_number(L, "t", p->sec);
-        set_number(L, "reqs", (double)p->reqs);
-        set_number(L, "failed", (double)p->failed);
-        set_number(L, "iterations", (double)p->iterations);
-        set_number(L, "errors", (double)p->errors);
-        set_number(L, "dropped", (double)p->dropped);
-        set_number(L, "vus", (double)p->vus);
-        static const double ps[] = {50, 95, 99};
-        static const char *const names[] = {"p50", "p95", "p99"};
-        for (int k = 0; k < 3; k++)
-            set_number(L, names[k], p->duration ? hist_percentile(p->duration, ps[k]) / 1e3 : 0);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
-}
-
-/* { {name, executor, vus, iterations, duration, rate, ...}, ... } for the report. */
-static void push_scenarios(lua_State *L, const struct options *o)
-{
-    lua_createtable(L, o->nscen, 0);
-    for (int i = 0; i < o->nscen; i++) {
-        const struct scen *sc = &o->scen[i];
-        lua_createtable(L, 0, 8);
-        lua_pushstring(L, sc->name);
-        lua_setfield(L, -2, "name");
-        lua_pushstring(L, executor_name(sc->executor));
-        lua_setfield(L, -2, "executor");
-        lua_pushinteger(L, scen_max_vus(sc));
-        lua_setfield(L, -2, "vus");
-        lua_pushinteger(L, sc->iterations);
-        lua_setfield(L, -2, "iterations");
-        lua_pushnumber(L, sc->duration);
-        lua_setfield(L, -2, "duration");
-        lua_pushnumber(L, sc->rate / sc->time_unit);
-        lua_setfield(L, -2, "rate");
-        lua_pushnumber(L, sc->start_time);
-        lua_setfield(L, -2, "start_time");
-        lua_pushinteger(L, sc->nstages);
-        lua_setfield(L, -2, "stages");
-        lua_rawseti(L, -2, i + 1);
-    }
-}
-
-/* Pushes options.thresholds of the scenario (or nil). */
-static void push_thresholds(struct session *s)
-{
-    lua_getfield(s->L, s->mod, "options");
-    if (lua_istable(s->L, -1))
-        lua_getfield(s->L, -1, "thresholds");
-    else
-        lua_pushnil(s->L);
-    lua_remove(s->L, -2);
-}
-
-/* Requires tide.summary and pushes its function `fn` above a traceback handler. */
-static bool summary_fn(lua_State *L, const char *fn)
-{
-    lua_pushcfunction(L, scenario_traceback);
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "tide.summary");
-    if (lua_pcall(L, 1, 1, -3) != LUA_OK) {
-        fprintf(stderr, "tide: %s\n", lua_tostring(L, -1));
-        lua_pop(L, 2);
-        return false;
-    }
-    lua_getfield(L, -1, fn);
-    lua_remove(L, -2);
-    return true;
-}
-
-/* A threshold on a metric nothing in the scenario defines, or a malformed
- * one, stops the run before any load (k6 would pass it silently). */
-static int check_thresholds(struct session *s)
-{
-    lua_State *L = s->L;
-    if (!summary_fn(L, "validate"))
-        return EXIT_SCRIPT;
-    push_thresholds(s);
-    metrics_push(L, s->ctx.metrics);
-    int rc = 0;
-    if (lua_pcall(L, 2, 1, -4) != LUA_OK)
-        rc = EXIT_SCRIPT, fprintf(stderr, "tide: %s\n", lua_tostring(L, -1));
-    else if (!lua_isnil(L, -1))
-        rc = usage_error("%s", lua_tostring(L, -1));
-    lua_pop(L, 2);
-    return rc;
-}
-
-static void push_report(struct session *s, struct metrics *results)
-{
-    lua_State *L = s->L;
-    lua_createtable(L, 0, 8);
-    metrics_push(L, results);
-    lua_setfield(L, -2, "metrics");
-    lua_pushnumber(L, s->elapsed);
-    lua_setfield(L, -2, "elapsed");
-    lua_pushstring(L, s->path);
-    lua_setfield(L, -2, "scenario");
-    push_scenarios(L, &s->opt);
-    lua_setfield(L, -2, "scenarios");
-    push_points(L, &s->points);
-    lua_setfield(L, -2, "points");
-    lua_pushinteger(L, s->opt.threads);
-    lua_setfield(L, -2, "threads");
-    lua_pushstring(L, s->opt.target);
-    lua_setfield(L, -2, "target");
-    lua_pushboolean(L, s->interrupted > 0);
-    lua_setfield(L, -2, "interrupted");
-    lua_pushliteral(L, TIDE_VERSION);
-    lua_setfield(L, -2, "version");
-    push_thresholds(s);
-    lua_setfield(L, -2, "thresholds");
-}
-
-/* Hands the results to lua/tide/summary.lua: print, then write outputs. */
-static int summarise(struct session *s, struct metrics *results)
-{
-    lua_State *L = s->L;
-    if (!summary_fn(L, "finish"))
-        return EXIT_SCRIPT;
-    push_report(s, results);
-    lua_createtable(L, 0, 2);
-    lua_pushboolean(L, s->cli.quiet);
-    lua_setfield(L, -2, "quiet");
-    if (s->cli.json_out) {
-        lua_pushstring(L, s->cli.json_out);
-        lua_setfield(L, -2, "json");
-    }
-    int rc;
-    if (lua_pcall(L, 2, 1, -4) != LUA_OK) {
-        fprintf(stderr, "tide: writing results failed: %s\n", lua_tostring(L, -1));
-        rc = EXIT_STORE;
-    } else {
-        rc = (int)lua_tointeger(L, -1);
-    }
-    lua_pop(L, 2);
-    return rc;
-}
-
 static int check_out_path(const char *path)
 {
     if (!path)
@@ -611,7 +481,7 @@ static int run_session(struct session *s, int argc, char **argv)
     if (!rc)
         rc = read_options(s, argc, argv);
     if (!rc)
-        rc = check_thresholds(s);
+        rc = report_check_thresholds(s->L, s->mod, s->ctx.metrics);
     if (!rc)
         rc = check_out_path(s->cli.json_out);
     if (!rc)
@@ -637,7 +507,10 @@ static int run_session(struct session *s, int argc, char **argv)
     bool teardown_ok = !has_teardown || call_hook(s, "teardown", ctx_idx, true, 0);
     if (results && !metrics_merge_custom(results, s->ctx.metrics))
         teardown_ok = false;
-    int sum_rc = results ? summarise(s, results) : EXIT_SCRIPT;
+    struct report_in in = {.path = s->path, .opt = &s->opt, .points = &s->points, .results = results,
+                           .elapsed = s->elapsed, .interrupted = s->interrupted > 0,
+                           .aborted = s->aborted[0] ? s->aborted : NULL};
+    int sum_rc = results ? report_finish(s->L, s->mod, &in, s->cli.quiet, s->cli.json_out) : EXIT_SCRIPT;
     metrics_free(results);
     if (s->interrupted)
         return EXIT_INTERRUPTED;

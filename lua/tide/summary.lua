@@ -354,6 +354,7 @@ local function threshold_lines(report)
   local res = report.threshold_results or {}
   if #res == 0 then return {} end
   local lines = { "  thresholds" }
+  if report.aborted then lines[#lines + 1] = "    run aborted by " .. report.aborted end
   for _, t in ipairs(res) do
     lines[#lines + 1] = ("    %s %s: %s  (observed %s)"):format(t.ok and "✓" or "✗", t.key, t.text,
       format_observed(report, t))
@@ -408,11 +409,42 @@ function M.validate(spec, metrics)
   return err
 end
 
+local function abort_list(spec, metrics)
+  local list = thresholds.parse(spec, metrics) or {}
+  local out = {}
+  for _, t in ipairs(list) do
+    if t.abort_on_fail then out[#out + 1] = t end
+  end
+  return out
+end
+
+-- Whether some threshold may stop the run early (then threads hand over
+-- their metrics every second).
+function M.can_abort(spec, metrics)
+  return #abort_list(spec, metrics) > 0
+end
+
+-- During the run: the first abort_on_fail threshold that fails once its
+-- delay_abort_eval has passed, as "KEY: EXPR (observed V)", or nil.
+function M.abort_check(spec, metrics, elapsed)
+  local report = { metrics = metrics, elapsed = elapsed }
+  for _, t in ipairs(abort_list(spec, metrics)) do
+    local delay = t.delay_abort_eval and require("tide").duration(t.delay_abort_eval) or 0
+    if elapsed >= delay then
+      local res = thresholds.evaluate({ t }, metrics, values_of(report))[1]
+      if not res.ok and res.observed ~= nil then
+        return ("%s: %s (observed %s)"):format(res.key, res.text, format_observed(report, res))
+      end
+    end
+  end
+end
+
 -- Prints and writes what was asked; returns the exit code it implies.
 function M.finish(report, outputs)
   local list = assert(thresholds.parse(report.thresholds, report.metrics))
   local all
   report.threshold_results, all = thresholds.evaluate(list, report.metrics, values_of(report))
+  if report.aborted then all = false end
   if not outputs.quiet then io.stdout:write(M.text(report)) end
   if outputs.json then write_file(outputs.json, json.encode(M.to_json(report)) .. "\n") end
   io.stdout:flush()

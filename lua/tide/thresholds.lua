@@ -82,6 +82,9 @@ function M.parse(thresholds, known)
       if not expr then return nil, ("threshold %q: %s"):format(key, err) end
       expr.key, expr.metric, expr.filter = key, name, filter
       expr.abort_on_fail = e.abort_on_fail and true or false
+      if e.delay_abort_eval ~= nil and not pcall(require("tide").duration, e.delay_abort_eval) then
+        return nil, ("threshold %q: delay_abort_eval must be a duration"):format(key)
+      end
       expr.delay_abort_eval = e.delay_abort_eval
       out[#out + 1] = expr
     end
