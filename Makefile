@@ -6,6 +6,7 @@ OPT     ?= -O2
 PKGS     = lua5.4 libcurl libpq libedit
 CJSON_A ?= $(firstword $(wildcard /usr/lib/*/liblua5.4-cjson.a /usr/lib/liblua5.4-cjson.a))
 PYTHON  ?= /usr/bin/python3
+DEMO_RACE ?= 0
 CFLAGS  += -std=c11 -D_GNU_SOURCE -DTIDE_VERSION=\"$(VERSION)\" $(OPT) -g -Wall -Wextra -Werror -pthread \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -Isrc -I$(BUILD)
 LDLIBS  += $(CJSON_A) $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread
@@ -75,8 +76,9 @@ ASAN_FLAGS = BUILD=build-asan BIN=tide-asan LDFLAGS="-fsanitize=address,undefine
 asan:
 	$(MAKE) $(ASAN_FLAGS) tide-asan unit systest
 
+# The main job on its default: the webserver scenario against the demo service.
 run: deps $(BIN)
-	tests/run-smoke.sh
+	DEMO_RACE=$(DEMO_RACE) tests/run-demo.sh $(ARGS)
 
 bench: deps $(BIN)
 	tests/bench/vs-wrk.sh

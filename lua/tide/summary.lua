@@ -338,6 +338,21 @@ local function format_observed(report, t)
   return ("%g"):format(t.observed)
 end
 
+-- The figures the old Python tool reported (and CI stored), in seconds, so a
+-- team moving over can compare with its history.
+local function old_tool_lines(report)
+  local m = report.metrics
+  if not (m.celery_task_duration and #m.celery_task_duration.series > 0) then return {} end
+  local rows = { { "old tool's figures (s)", "min", "max", "mean", "stdev" } }
+  for _, row in ipairs({ { "web time", "http_req_duration" }, { "container time", "celery_task_duration" } }) do
+    local h = merged(m[row[2]].series)
+    local function s(us) return ("%.4f"):format(us / 1e6) end
+    rows[#rows + 1] = { ("%s (%s)"):format(row[1], row[2]), s(h:min()), s(h:max()), s(h:mean()),
+                        s(h:stdev()) }
+  end
+  return table_lines(rows)
+end
+
 local function group_lines(report)
   local groups = names_of(report, "group_duration", "group")
   if #groups == 0 then return {} end
@@ -382,6 +397,9 @@ function M.text(report)
   local th = threshold_lines(report)
   for _, l in ipairs(th) do out[#out + 1] = l end
   if #th > 0 then out[#out + 1] = "" end
+  local old = old_tool_lines(report)
+  for _, l in ipairs(old) do out[#out + 1] = l end
+  if #old > 0 then out[#out + 1] = "" end
   local groups = group_lines(report)
   for _, l in ipairs(groups) do out[#out + 1] = l end
   if #groups > 0 then out[#out + 1] = "" end
