@@ -65,7 +65,7 @@ static int l_sleep(lua_State *L)
     timer_start(ctx->loop, &w.t, loop_refresh_now(ctx->loop) + seconds_to_ns(s));
     while (!w.done) {
         loop_run_once(ctx->loop, NS_PER_SEC / 10);
-        if (ctx->interrupts && ctx->interrupts()) {
+        if (ctx->interrupts && ctx->interrupts() > ctx->interrupts_before) {
             timer_stop(ctx->loop, &w.t);
             return luaL_error(L, "tide.sleep: interrupted");
         }

@@ -34,6 +34,7 @@ struct tctx {
     size_t max_body;
     bool in_load;               /* a loop is running VUs: blocking calls are refused */
     int (*interrupts)(void);    /* Ctrl-C presses, for blocking calls */
+    int interrupts_before;      /* presses already dealt with (by the load phase) */
 };
 
 /* Registered in every state: http, tide core module, cjson. */

@@ -919,7 +919,7 @@ static bool wait_blocking(struct tctx *ctx, const bool *done)
 {
     while (!*done) {
         loop_run_once(ctx->loop, NS_PER_SEC / 10);
-        if (ctx->interrupts && ctx->interrupts())
+        if (ctx->interrupts && ctx->interrupts() > ctx->interrupts_before)
             return false;
     }
     return true;

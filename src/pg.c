@@ -35,6 +35,35 @@ static const char *scrub(lua_State *L, const char *msg, const char *password)
     return luaL_gsub(L, msg, password, "***");
 }
 
+/* The DSN with its password (URI userinfo or password=...) replaced by ***,
+ * for messages that echo a DSN libpq could not parse. */
+static const char *redacted_dsn(lua_State *L, const char *dsn)
+{
+    const char *scheme = strstr(dsn, "://");
+    if (scheme) {
+        const char *auth = scheme + 3, *end = auth + strcspn(auth, "/?#");
+        const char *at = NULL, *colon = NULL;
+        for (const char *p = auth; p < end; p++)
+            if (*p == '@')
+                at = p;
+        for (const char *p = auth; at && p < at; p++)
+            if (*p == ':' && !colon)
+                colon = p;
+        if (colon)
+            return lua_pushfstring(L, "%s***%s", lua_pushlstring(L, dsn, (size_t)(colon + 1 - dsn)), at);
+        return lua_pushstring(L, dsn);
+    }
+    const char *pw = strstr(dsn, "password");
+    if (!pw)
+        return lua_pushstring(L, dsn);
+    const char *eq = strchr(pw, '=');
+    const char *val = eq ? eq + 1 : pw + 8;
+    while (*val == ' ')
+        val++;
+    size_t n = *val == '\'' ? strcspn(val + 1, "'") + 2 : strcspn(val, " ");
+    return lua_pushfstring(L, "%s***%s", lua_pushlstring(L, dsn, (size_t)(val - dsn)), val + n);
+}
+
 static const char *dsn_password(lua_State *L, const char *dsn)
 {
     PQconninfoOption *opts = PQconninfoParse(dsn, NULL);
@@ -54,6 +83,7 @@ static int l_connect(lua_State *L)
     if (!parsed) {
         lua_pushstring(L, perr ? perr : "out of memory");
         PQfreemem(perr);
+        luaL_gsub(L, lua_tostring(L, -1), dsn, redacted_dsn(L, dsn));
         return luaL_error(L, "pg.connect: malformed DSN: %s", lua_tostring(L, -1));
     }
     PQconninfoFree(parsed);
@@ -80,13 +110,16 @@ static const char *param_text(lua_State *L, int idx, int n)
         return NULL;
     case LUA_TBOOLEAN:
         return lua_toboolean(L, idx) ? "true" : "false";
-    case LUA_TNUMBER:
+    case LUA_TNUMBER: {
+        char buf[64];
         if (lua_isinteger(L, idx))
-            lua_pushfstring(L, "%I", (LUAI_UACINT)lua_tointeger(L, idx));
+            snprintf(buf, sizeof buf, "%lld", (long long)lua_tointeger(L, idx));
         else
-            lua_pushfstring(L, "%.17g", lua_tonumber(L, idx)); /* not %f: keep every digit */
+            snprintf(buf, sizeof buf, "%.17g", lua_tonumber(L, idx)); /* every digit */
+        lua_pushstring(L, buf);
         lua_replace(L, idx);
         return lua_tostring(L, idx);
+    }
     case LUA_TSTRING:
         return lua_tostring(L, idx);
     default:
@@ -110,14 +143,16 @@ static PGresult *run(lua_State *L, struct conn *c, const char *what, int first)
     ExecStatusType st = PQresultStatus(res);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
         return res;
-    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *field = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    char state[8];
+    snprintf(state, sizeof state, "%s", field ? field : "");
     lua_pushstring(L, res ? PQresultErrorMessage(res) : PQerrorMessage(c->pg));
     PQclear(res);
     const char *msg = lua_tostring(L, -1);
     size_t len = strlen(msg);
     while (len && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
         len--;
-    luaL_error(L, "pg: %s: %s (SQLSTATE %s)", what, lua_pushlstring(L, msg, len), state ? state : "none");
+    luaL_error(L, "pg: %s: %s (SQLSTATE %s)", what, lua_pushlstring(L, msg, len), state[0] ? state : "none");
     return NULL;
 }
 
@@ -136,8 +171,7 @@ static void push_value(lua_State *L, PGresult *res, int row, int col)
         lua_pushinteger(L, strtoll(v, NULL, 10));
         return;
     case OID_FLOAT4: case OID_FLOAT8: case OID_NUMERIC:
-        if (lua_stringtonumber(L, v) == 0)
-            lua_pushstring(L, v); /* NaN, Infinity: keep the text */
+        lua_pushnumber(L, strtod(v, NULL)); /* a float even when whole; NaN and Infinity too */
         return;
     default:
         lua_pushlstring(L, v, (size_t)PQgetlength(res, row, col));

@@ -504,6 +504,7 @@ static int run_session(struct session *s, int argc, char **argv)
     lua_getfield(s->L, s->mod, "teardown");
     bool has_teardown = !lua_isnil(s->L, -1);
     lua_pop(s->L, 1);
+    s->ctx.interrupts_before = s->sig->interrupts(); /* only a new Ctrl-C cuts teardown short */
     bool teardown_ok = !has_teardown || call_hook(s, "teardown", ctx_idx, true, 0);
     if (results && !metrics_merge_custom(results, s->ctx.metrics))
         teardown_ok = false;

@@ -4,6 +4,7 @@
 local http = require "tide.http"
 local tide = require "tide"
 local metrics = require "tide.metrics"
+local json = require "cjson"
 
 local M = {}
 
@@ -61,7 +62,9 @@ local function read_status(r, url, s)
     error(("celery.poll: %s answered a body that is not a JSON object: %q"):format(url,
       r.body:sub(1, 200)), 0)
   end
-  return doc[s.state_field], doc[s.output_field]
+  local output = doc[s.output_field]
+  if output == json.null then output = nil end
+  return doc[s.state_field], output
 end
 
 local function record(s, result)

@@ -36,6 +36,9 @@ class SlowServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body go out in two writes: without TCP_NODELAY the
+            # body waits for the client's delayed ACK (~40 ms per response)
+            disable_nagle_algorithm = True
 
             def log_message(self, *args):
                 pass
