@@ -1,0 +1,356 @@
+/* tide.http: turning (url, opts) from Lua into a configured easy handle. */
+#include "clock.h"
+#include "duration.h"
+#include "req.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+
+struct opts {
+    int headers, query, json, form, retry;  /* stack indexes, 0 = absent */
+    const char *body, *bearer, *name;
+    size_t body_len;
+    double timeout;
+    lua_Integer redirects;
+    bool discard;
+};
+
+static const char *const method_names[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", NULL};
+
+const char *req_method(lua_State *L, struct req *r, const char *m)
+{
+    for (int i = 0; method_names[i]; i++)
+        if (strcasecmp(m, method_names[i]) == 0)
+            return method_names[i];
+    size_t n = strlen(m);
+    if (n == 0 || n >= sizeof r->method_buf)
+        luaL_error(L, "http.request: bad method '%s'", m);
+    for (size_t i = 0; i < n; i++)
+        if (!((m[i] >= 'A' && m[i] <= 'Z') || (m[i] >= 'a' && m[i] <= 'z') || m[i] == '-'))
+            luaL_error(L, "http.request: bad method '%s'", m);
+    memcpy(r->method_buf, m, n + 1);
+    return r->method_buf;
+}
+
+static const char *const opt_names[] = {"headers", "query", "body", "json", "form", "bearer",
+                                        "timeout", "redirects", "name", "retry", "discard", NULL};
+
+static void opt_fail(lua_State *L, const char *fn, const char *key, const char *want, int idx)
+{
+    luaL_error(L, "http.%s: option '%s': %s expected, got %s", fn, key, want, luaL_typename(L, idx));
+}
+
+static void reject_unknown_opts(lua_State *L, int idx, const char *fn)
+{
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        const char *key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
+        int i = 0;
+        while (opt_names[i] && strcmp(opt_names[i], key) != 0)
+            i++;
+        if (!opt_names[i])
+            luaL_error(L, "http.%s: unknown option '%s' (valid: headers, query, body, json, form, "
+                          "bearer, timeout, redirects, name, retry, discard)", fn, key);
+    }
+}
+
+/* Pushes opts[key]; returns its index if it is a table, 0 if nil; raises otherwise. */
+static int table_opt(lua_State *L, int idx, const char *fn, const char *key)
+{
+    int t = lua_getfield(L, idx, key);
+    if (t == LUA_TNIL)
+        return 0;
+    if (t != LUA_TTABLE)
+        opt_fail(L, fn, key, "table", -1);
+    return lua_gettop(L);
+}
+
+static const char *string_opt(lua_State *L, int idx, const char *fn, const char *key, size_t *len)
+{
+    int t = lua_getfield(L, idx, key);
+    if (t == LUA_TNIL)
+        return NULL;
+    if (t != LUA_TSTRING && t != LUA_TNUMBER)
+        opt_fail(L, fn, key, "string", -1);
+    return lua_tolstring(L, -1, len);
+}
+
+/* Leaves the option values on the stack; *o holds their indexes. */
+static void read_opts(lua_State *L, int idx, const char *fn, struct opts *o)
+{
+    *o = (struct opts){.timeout = DEFAULT_TIMEOUT_MS / 1000.0, .redirects = DEFAULT_REDIRECTS};
+    if (idx == 0 || lua_isnoneornil(L, idx))
+        return;
+    if (!lua_istable(L, idx))
+        luaL_error(L, "http.%s: options must be a table, got %s", fn, luaL_typename(L, idx));
+    reject_unknown_opts(L, idx, fn);
+    o->headers = table_opt(L, idx, fn, "headers");
+    o->query = table_opt(L, idx, fn, "query");
+    o->form = table_opt(L, idx, fn, "form");
+    o->retry = table_opt(L, idx, fn, "retry");
+    if (lua_getfield(L, idx, "json") != LUA_TNIL)
+        o->json = lua_gettop(L);
+    o->body = string_opt(L, idx, fn, "body", &o->body_len);
+    o->bearer = string_opt(L, idx, fn, "bearer", NULL);
+    o->name = string_opt(L, idx, fn, "name", NULL);
+    if (lua_getfield(L, idx, "timeout") != LUA_TNIL &&
+        (!duration_from_lua(L, -1, &o->timeout) || o->timeout <= 0))
+        opt_fail(L, fn, "timeout", "positive duration", -1);
+    if (lua_getfield(L, idx, "redirects") != LUA_TNIL &&
+        (!lua_isinteger(L, -1) || (o->redirects = lua_tointeger(L, -1)) < 0))
+        opt_fail(L, fn, "redirects", "non-negative integer", -1);
+    lua_getfield(L, idx, "discard");
+    o->discard = lua_toboolean(L, -1);
+    if (!!o->body + !!o->json + !!o->form > 1)
+        luaL_error(L, "http.%s: options 'body', 'json' and 'form' exclude each other", fn);
+}
+
+static bool has_prefix_ci(const char *s, const char *prefix)
+{
+    return strncasecmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* The default metric name: the URL's path without query or fragment. */
+static void default_name(struct req *r, const char *url)
+{
+    const char *p = strstr(url, "://");
+    p = p ? strchr(p + 3, '/') : NULL;
+    size_t n = p ? strcspn(p, "?#") : 0;
+    if (n == 0) {
+        p = "/";
+        n = 1;
+    }
+    if (n >= sizeof r->name)
+        n = sizeof r->name - 1;
+    memcpy(r->name, p, n);
+    r->name[n] = '\0';
+}
+
+static bool append_escaped(struct buf *b, CURL *e, lua_State *L, int idx)
+{
+    size_t len;
+    const char *s = luaL_tolstring(L, idx, &len);
+    char *esc = curl_easy_escape(e, s, (int)len);
+    lua_pop(L, 1);
+    bool ok = esc && buf_append(b, esc, strlen(esc));
+    curl_free(esc);
+    return ok;
+}
+
+/* Appends k=v&k=v (array values repeat the key) to b. */
+static bool append_urlencoded(struct buf *b, CURL *e, lua_State *L, int t, bool first)
+{
+    bool ok = true;
+    lua_pushnil(L);
+    while (ok && lua_next(L, t)) {
+        int key = lua_gettop(L) - 1, val = lua_gettop(L);
+        int n = lua_istable(L, val) ? (int)luaL_len(L, val) : 1;
+        for (int i = 1; ok && i <= n; i++) {
+            if (lua_istable(L, val))
+                lua_geti(L, val, i);
+            else
+                lua_pushvalue(L, val);
+            ok = (first || buf_append(b, "&", 1)) && append_escaped(b, e, L, key) &&
+                 buf_append(b, "=", 1) && append_escaped(b, e, L, -1);
+            first = false;
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    return ok;
+}
+
+static bool table_empty(lua_State *L, int t)
+{
+    lua_pushnil(L);
+    if (!lua_next(L, t))
+        return true;
+    lua_pop(L, 2);
+    return false;
+}
+
+static void set_url(lua_State *L, struct req *r, const char *fn, const char *url, int query)
+{
+    if (!has_prefix_ci(url, "http://") && !has_prefix_ci(url, "https://"))
+        luaL_error(L, "http.%s: malformed URL '%s' (expected http:// or https://)", fn, url);
+    size_t len = strlen(url);
+    if (query && table_empty(L, query))
+        query = 0;
+    if (!query && r->url.len == len + 1 && memcmp(r->url.data, url, len) == 0)
+        return; /* curl copies every URL it is given: skip that when it repeats */
+    r->url.len = 0;
+    bool ok = buf_append(&r->url, url, len);
+    if (ok && query)
+        ok = buf_append(&r->url, strchr(url, '?') ? "&" : "?", 1) &&
+             append_urlencoded(&r->url, r->x.easy, L, query, true);
+    if (!ok || !buf_append(&r->url, "", 1))
+        luaL_error(L, "out of memory");
+    curl_easy_setopt(r->x.easy, CURLOPT_URL, r->url.data);
+}
+
+static bool add_header(struct curl_slist **list, const char *name, size_t nlen, const char *val, size_t vlen)
+{
+    char line[8192];
+    if (nlen + vlen + 3 > sizeof line)
+        return false;
+    memcpy(line, name, nlen);
+    memcpy(line + nlen, ": ", 2);
+    memcpy(line + nlen + 2, val, vlen);
+    line[nlen + 2 + vlen] = '\0';
+    struct curl_slist *l = curl_slist_append(*list, line);
+    if (l)
+        *list = l;
+    return l != NULL;
+}
+
+/* Builds the header list: the user's headers, then what bearer/json/body imply
+ * unless the user set them. Returns NULL when there is nothing to send. */
+static struct curl_slist *build_headers(lua_State *L, const char *fn, const struct opts *o, bool body)
+{
+    struct curl_slist *list = NULL;
+    bool has_type = false, has_auth = false, ok = true;
+    if (o->headers) {
+        lua_pushnil(L);
+        while (ok && lua_next(L, o->headers)) {
+            if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1)) {
+                curl_slist_free_all(list);
+                luaL_error(L, "http.%s: option 'headers': string keys and values expected", fn);
+            }
+            size_t nlen, vlen;
+            const char *n = lua_tolstring(L, -2, &nlen), *v = lua_tolstring(L, -1, &vlen);
+            has_type |= strcasecmp(n, "content-type") == 0;
+            has_auth |= strcasecmp(n, "authorization") == 0;
+            ok = add_header(&list, n, nlen, v, vlen);
+            lua_pop(L, 1);
+        }
+    }
+    if (ok && o->bearer && !has_auth) {
+        char v[4096];
+        int n = snprintf(v, sizeof v, "Bearer %s", o->bearer);
+        ok = n > 0 && (size_t)n < sizeof v && add_header(&list, "Authorization", 13, v, (size_t)n);
+    }
+    if (ok && o->json && !has_type)
+        ok = add_header(&list, "Content-Type", 12, "application/json", 16);
+    if (ok && body) /* no 100-continue round trip: it would be in every POST's latency */
+        ok = (list = curl_slist_append(list, "Expect:")) != NULL;
+    if (!ok) {
+        curl_slist_free_all(list);
+        luaL_error(L, "http.%s: header too long or out of memory", fn);
+    }
+    return list;
+}
+
+static bool set_body(lua_State *L, struct req *r, const struct opts *o)
+{
+    r->body.len = 0;
+    if (o->body)
+        return buf_append(&r->body, o->body, o->body_len);
+    if (o->form)
+        return append_urlencoded(&r->body, r->x.easy, L, o->form, true);
+    if (!o->json)
+        return true;
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_getfield(L, -1, "cjson");
+    lua_getfield(L, -1, "encode");
+    lua_pushvalue(L, o->json);
+    lua_call(L, 1, 1);
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    bool ok = buf_append(&r->body, s, len);
+    lua_pop(L, 3);
+    return ok;
+}
+
+static void set_method(struct req *r, const char *m, bool has_body)
+{
+    CURL *e = r->x.easy;
+    bool head = m == method_names[1], post = m == method_names[2];
+    curl_easy_setopt(e, CURLOPT_NOBODY, 0L);
+    if (has_body || post) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body.len);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body.len ? r->body.data : "");
+    } else {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    }
+    if (head)
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    bool custom = !head && !post && m != method_names[0];
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, custom ? m : NULL);
+    r->method = m;
+}
+
+static void set_limits(struct req *r, const struct opts *o)
+{
+    long ms = (long)(o->timeout * 1000 + 0.5);
+    if (ms != r->timeout_ms)
+        curl_easy_setopt(r->x.easy, CURLOPT_TIMEOUT_MS, r->timeout_ms = ms);
+    if (o->redirects != r->redirects) {
+        r->redirects = (long)o->redirects;
+        curl_easy_setopt(r->x.easy, CURLOPT_FOLLOWLOCATION, r->redirects > 0 ? 1L : 0L);
+        curl_easy_setopt(r->x.easy, CURLOPT_MAXREDIRS, r->redirects);
+    }
+}
+
+static void set_retry(lua_State *L, struct req *r, const char *fn, int t)
+{
+    r->nretry = 0;
+    r->retry_max = 1;
+    r->attempts = 0;
+    if (!t)
+        return;
+    double every = 0.5;
+    int st = lua_getfield(L, t, "status");
+    if (st == LUA_TNUMBER) {
+        r->retry_status[r->nretry++] = (int)lua_tointeger(L, -1);
+    } else if (st == LUA_TTABLE) {
+        lua_Integer n = luaL_len(L, -1);
+        for (lua_Integer i = 1; i <= n && r->nretry < MAX_RETRY_STATUS; i++, lua_pop(L, 1))
+            if (lua_geti(L, -1, i) != LUA_TNUMBER || !lua_isinteger(L, -1))
+                luaL_error(L, "http.%s: option 'retry': status must list integers", fn);
+            else
+                r->retry_status[r->nretry++] = (int)lua_tointeger(L, -1);
+    } else {
+        luaL_error(L, "http.%s: option 'retry': 'status' (integer or list) expected", fn);
+    }
+    if (lua_getfield(L, t, "every") != LUA_TNIL && !duration_from_lua(L, -1, &every))
+        luaL_error(L, "http.%s: option 'retry': 'every' must be a duration", fn);
+    lua_Integer max = 3;
+    if (lua_getfield(L, t, "max") != LUA_TNIL && (!lua_isinteger(L, -1) || (max = lua_tointeger(L, -1)) < 1))
+        luaL_error(L, "http.%s: option 'retry': 'max' must be a positive integer (attempts)", fn);
+    lua_pop(L, 3);
+    r->retry_max = max > 1000000 ? 1000000 : (int)max;
+    r->retry_every_ns = seconds_to_ns(every);
+}
+
+/* Sets up r from (url, opts) at the given stack indexes. Raises on bad input,
+ * before anything is sent. */
+void req_configure(lua_State *L, struct req *r, const char *fn, const char *method, int url_idx, int opts_idx)
+{
+    luaL_checkstack(L, 24, "http options");
+    const char *url = luaL_checkstring(L, url_idx);
+    struct opts o;
+    read_opts(L, opts_idx, fn, &o);
+    set_url(L, r, fn, url, o.query);
+    if (o.name) {
+        snprintf(r->name, sizeof r->name, "%s", o.name);
+    } else {
+        default_name(r, url);
+    }
+    set_retry(L, r, fn, o.retry);
+    if (!set_body(L, r, &o))
+        luaL_error(L, "out of memory");
+    bool has_body = o.body || o.json || o.form;
+    struct curl_slist *h = (o.headers || o.bearer || has_body) ? build_headers(L, fn, &o, has_body) : NULL;
+    if (h || r->headers) {
+        curl_slist_free_all(r->headers);
+        r->headers = h;
+        curl_easy_setopt(r->x.easy, CURLOPT_HTTPHEADER, h);
+    }
+    set_method(r, method, has_body);
+    set_limits(r, &o);
+    r->discard = o.discard;
+}
