@@ -7,6 +7,7 @@
 #include "http.h"
 #include "metrics.h"
 #include "metrics_lua.h"
+#include "once.h"
 #include "pg.h"
 #include "vu.h"
 
@@ -119,6 +120,13 @@ static int l_group(lua_State *L)
     return group_done(L, lua_pcallk(L, 0, LUA_MULTRET, 0, (lua_KContext)outer, group_done), (lua_KContext)outer);
 }
 
+/* tide.once(key): true the first time key is seen in this run, on any thread. */
+static int l_once(lua_State *L)
+{
+    lua_pushboolean(L, once_first(tctx_get(L)->once, luaL_checkstring(L, 1)));
+    return 1;
+}
+
 static int l_duration(lua_State *L)
 {
     lua_pushnumber(L, duration_check(L, 1));
@@ -128,7 +136,7 @@ static int l_duration(lua_State *L)
 static int luaopen_tide(lua_State *L)
 {
     static const luaL_Reg fns[] = {
-        {"sleep", l_sleep}, {"now", l_now}, {"duration", l_duration}, {"group", l_group},
+        {"sleep", l_sleep}, {"now", l_now}, {"duration", l_duration}, {"group", l_group}, {"once", l_once},
         {NULL, NULL},
     };
     luaL_newlibtable(L, fns);

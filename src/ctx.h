@@ -10,6 +10,7 @@
 #include "shard.h"
 
 struct metrics;
+struct once;
 struct req;
 
 /* Whose cookies a request carries: a virtual user, or the caller of a
@@ -35,6 +36,7 @@ struct tctx {
     bool in_load;               /* a loop is running VUs: blocking calls are refused */
     int (*interrupts)(void);    /* Ctrl-C presses, for blocking calls */
     int interrupts_before;      /* presses already dealt with (by the load phase) */
+    struct once *once;          /* shared by all threads of the run: tide.once */
 };
 
 /* Registered in every state: http, tide core module, cjson. */

@@ -127,6 +127,7 @@ static bool prepare(struct engine *e)
         return fail(e, "out of memory");
     }
     e->ctx.max_body = e->run->opt->max_body;
+    e->ctx.once = e->run->once;
     tctx_open_libs(L, &e->ctx);
     if (scenario_load(L, e->run->scenario_path, e->error, sizeof e->error) != 0)
         return false;

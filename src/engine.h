@@ -24,6 +24,7 @@ struct run {
     uint64_t start_ns;          /* written before the second barrier */
     struct points *points;      /* per-second hand-over to main */
     bool snapshots;             /* thresholds may abort: hand over metrics each second */
+    struct once *once;
     pthread_barrier_t barrier;
 };
 

@@ -167,6 +167,7 @@ static void on_ramp(struct timer *t)
         }
     }
     ex->launching = false;
+    count(ex, M_VUS, ex->running);
     if (ex->made < ex->target)
         ex->made = ex->target;
     if (now < ex->end_ns)

@@ -1,6 +1,7 @@
 #include "metrics.h"
 #include "hist.h"
 #include "hist_lua.h"
+#include "clock.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -10,7 +11,7 @@
 struct series {
     union {
         struct { double sum; uint64_t n; } counter;
-        struct { double value, min, max; bool set; } gauge;
+        struct { double value, min, max; uint64_t at; bool set; } gauge;
         struct { uint64_t passes, total; } rate;
         struct hist *trend;
     } u;
@@ -223,6 +224,7 @@ static void series_add(struct series *s, enum metric_type t, double v)
         if (!s->u.gauge.set || v > s->u.gauge.max)
             s->u.gauge.max = v;
         s->u.gauge.value = v;
+        s->u.gauge.at = clock_now_ns();
         s->u.gauge.set = true;
         break;
     case METRIC_RATE:
@@ -245,7 +247,26 @@ void metrics_add(struct metrics *m, int metric, int tagset, double value)
         series_add(s, mt->type, value);
 }
 
-static void series_merge(struct series *d, const struct series *s, enum metric_type t)
+/* The VU gauges: each thread owns a share of the users, so they add up. */
+static void gauge_sum(struct series *d, const struct series *s)
+{
+    d->u.gauge.value += s->u.gauge.value;
+    d->u.gauge.min = d->u.gauge.set ? d->u.gauge.min + s->u.gauge.min : s->u.gauge.min;
+    d->u.gauge.max = d->u.gauge.set ? d->u.gauge.max + s->u.gauge.max : s->u.gauge.max;
+}
+
+/* A scenario's own gauges: the last value set anywhere, the extremes of all. */
+static void gauge_latest(struct series *d, const struct series *s)
+{
+    if (!d->u.gauge.set || s->u.gauge.at >= d->u.gauge.at) {
+        d->u.gauge.value = s->u.gauge.value;
+        d->u.gauge.at = s->u.gauge.at;
+    }
+    d->u.gauge.min = d->u.gauge.set && d->u.gauge.min < s->u.gauge.min ? d->u.gauge.min : s->u.gauge.min;
+    d->u.gauge.max = d->u.gauge.set && d->u.gauge.max > s->u.gauge.max ? d->u.gauge.max : s->u.gauge.max;
+}
+
+static void series_merge(struct series *d, const struct series *s, enum metric_type t, bool builtin)
 {
     switch (t) {
     case METRIC_COUNTER:
@@ -253,12 +274,9 @@ static void series_merge(struct series *d, const struct series *s, enum metric_t
         d->u.counter.n += s->u.counter.n;
         break;
     case METRIC_GAUGE:
-        /* gauges are summed across threads: each thread owns a share of the VUs */
         if (!s->u.gauge.set)
             break;
-        d->u.gauge.value += s->u.gauge.value;
-        d->u.gauge.min = d->u.gauge.set ? d->u.gauge.min + s->u.gauge.min : s->u.gauge.min;
-        d->u.gauge.max = d->u.gauge.set ? d->u.gauge.max + s->u.gauge.max : s->u.gauge.max;
+        (builtin ? gauge_sum : gauge_latest)(d, s);
         d->u.gauge.set = true;
         break;
     case METRIC_RATE:
@@ -285,7 +303,7 @@ static bool merge_from(struct metrics *dst, const struct metrics *src, size_t fi
             struct series *d = tag < 0 ? NULL : series_get(&dst->metrics[id], tag);
             if (!d)
                 return false;
-            series_merge(d, sm->by_tag[j], sm->type);
+            series_merge(d, sm->by_tag[j], sm->type, i < M_BUILTIN_COUNT);
         }
     }
     return true;

@@ -6,6 +6,7 @@
 #include "live.h"
 #include "list.h"
 #include "metrics.h"
+#include "once.h"
 #include "options.h"
 #include "report.h"
 #include "scenario.h"
@@ -207,6 +208,7 @@ static int open_scenario(struct session *s)
     }
     tctx_open_libs(s->L, &s->ctx);
     s->ctx.interrupts = s->sig->interrupts;
+    s->ctx.once = once_new();
     int rc = scenario_load(s->L, s->path, err, sizeof err);
     if (rc) {
         fprintf(stderr, "tide: %s%s\n", rc == EXIT_SCRIPT ? "scenario failed to load: " : "", err);
@@ -433,7 +435,7 @@ static int run_load(struct session *s, const char *json, size_t json_len, char *
     unsigned n = s->opt.threads;
     struct run run = {.opt = &s->opt, .scenario_path = s->path, .setup_json = json,
                       .setup_json_len = json_len, .env = env, .threads = n, .points = &s->points,
-                      .snapshots = report_can_abort(s->L, s->mod, s->ctx.metrics)};
+                      .snapshots = report_can_abort(s->L, s->mod, s->ctx.metrics), .once = s->ctx.once};
     if (!points_init(&s->points, n))
         return EXIT_SCRIPT;
     struct engine *eng = calloc(n, sizeof *eng);
@@ -531,6 +533,7 @@ int cmd_run(int argc, char **argv, const struct signals *sig)
     if (s->points.total)
         points_free(&s->points);
     if (s->L) {
+        once_free(s->ctx.once);
         lua_close(s->L);
         tctx_free(&s->ctx);
     }

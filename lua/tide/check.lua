@@ -2,9 +2,9 @@
 -- recorded in the rate metric `checks`, tagged `check:NAME`; the summary
 -- lists every check with its passes and fails.
 local metrics = require "tide.metrics"
+local tide = require "tide"
 
 local checks = metrics.rate("checks")
-local reported = {}
 
 -- A check given as a function is called with the value; if it raises, the
 -- check fails and the error is shown once per check name.
@@ -12,8 +12,7 @@ local function outcome(name, c, value)
   if type(c) ~= "function" then return c and true or false end
   local ok, res = pcall(c, value)
   if ok then return res and true or false end
-  if not reported[name] then
-    reported[name] = true
+  if tide.once("check raised: " .. tostring(name)) then
     io.stderr:write(("tide: check '%s' raised: %s\n"):format(name, tostring(res)))
   end
   return false
