@@ -1,5 +1,6 @@
 /* tide: the command line. */
 #include "list.h"
+#include "luacmd.h"
 #include "run.h"
 
 #include <curl/curl.h>
@@ -29,6 +30,12 @@ static void usage(FILE *f)
             "  tide run SCENARIO [options]   run a scenario (a file, or scenarios/NAME.lua)\n"
             "  tide run --help               the run options\n"
             "  tide list                     the named scenarios\n"
+            "  tide report SOURCE... [--html FILE] [--json FILE]\n"
+            "                                print a stored run again (merging several exactly);\n"
+            "                                SOURCE: results.json or pg:DSN#RUN_ID|latest|latest~N\n"
+            "  tide compare BASE CURRENT [--tolerance 10%%]\n"
+            "                                per request: latency, req/s, errors; exit 1 if worse\n"
+            "  tide db init DSN | db runs DSN [--scenario NAME] [--last N] | db import DSN FILE\n"
             "  tide --version\n\n"
             "exit codes: 0 pass, 1 a threshold or required check failed, 2 bad command line\n"
             "or options, 3 the script failed, 4 results not stored where asked, 130 interrupted\n",
@@ -52,8 +59,15 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "list") == 0)
         return cmd_list(argc - 2, argv + 2);
+    if (strcmp(cmd, "report") == 0 || strcmp(cmd, "compare") == 0 || strcmp(cmd, "db") == 0) {
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        int rc = cmd_lua(cmd, argc - 2, argv + 2);
+        curl_global_cleanup();
+        return rc;
+    }
     if (strcmp(cmd, "run") != 0) {
-        fprintf(stderr, "tide: unknown command '%s' (valid: run, list, --help, --version)\n", cmd);
+        fprintf(stderr, "tide: unknown command '%s' (valid: run, list, report, compare, db, --help, "
+                        "--version)\n", cmd);
         return EXIT_USAGE;
     }
     struct sigaction sa = {.sa_handler = on_interrupt};

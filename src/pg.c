@@ -75,6 +75,13 @@ static const char *dsn_password(lua_State *L, const char *dsn)
     return pw;
 }
 
+/* "relation already exists, skipping" and the like are not the user's business. */
+static void ignore_notice(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
 static int l_connect(lua_State *L)
 {
     const char *dsn = luaL_checkstring(L, 1);
@@ -100,6 +107,7 @@ static int l_connect(lua_State *L)
         return luaL_error(L, "pg.connect: %s", lua_tostring(L, -1));
     }
     PQsetClientEncoding(c->pg, "UTF8");
+    PQsetNoticeProcessor(c->pg, ignore_notice, NULL);
     return 1;
 }
 

@@ -9,6 +9,7 @@
 
 #include <lauxlib.h>
 #include <stdio.h>
+#include <unistd.h>
 
 static void set_number(lua_State *L, const char *k, double v)
 {
@@ -136,7 +137,17 @@ bool report_abort_check(lua_State *L, int mod, const struct metrics *m, double e
 
 static void push_report(lua_State *L, int mod, const struct report_in *in)
 {
-    lua_createtable(L, 0, 12);
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    lua_createtable(L, 0, 16);
+    lua_pushstring(L, in->run_id);
+    lua_setfield(L, -2, "run_id");
+    set_number(L, "started", (double)in->started);
+    set_number(L, "finished", (double)in->finished);
+    lua_pushinteger(L, in->status);
+    lua_setfield(L, -2, "status");
+    lua_pushstring(L, host);
+    lua_setfield(L, -2, "host");
     metrics_push(L, in->results);
     lua_setfield(L, -2, "metrics");
     set_number(L, "elapsed", in->elapsed);
@@ -162,19 +173,31 @@ static void push_report(lua_State *L, int mod, const struct report_in *in)
     lua_setfield(L, -2, "thresholds");
 }
 
-int report_finish(lua_State *L, int mod, const struct report_in *in, bool quiet, const char *json_out)
+static void set_string(lua_State *L, const char *k, const char *v)
+{
+    if (v && *v) {
+        lua_pushstring(L, v);
+        lua_setfield(L, -2, k);
+    }
+}
+
+int report_finish(lua_State *L, int mod, const struct report_in *in, const struct outputs *out, int *store)
 {
     push_report(L, mod, in);
-    lua_createtable(L, 0, 2);
-    lua_pushboolean(L, quiet);
+    lua_createtable(L, 0, 6);
+    lua_pushboolean(L, out->quiet);
     lua_setfield(L, -2, "quiet");
-    if (json_out) {
-        lua_pushstring(L, json_out);
-        lua_setfield(L, -2, "json");
+    set_string(L, "json", out->json);
+    set_string(L, "csv", out->csv);
+    set_string(L, "html", out->html);
+    set_string(L, "pg", out->pg);
+    *store = 0;
+    if (!call_summary(L, "finish", 2, 2)) {
+        *store = EXIT_STORE;
+        return EXIT_FAILED;
     }
-    if (!call_summary(L, "finish", 2, 1))
-        return EXIT_STORE;
-    int rc = (int)lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    return rc;
+    int verdict = (int)lua_tointeger(L, -2);
+    *store = (int)lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    return verdict;
 }

@@ -3,6 +3,7 @@
 #include <lua.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 struct metrics;
 struct options;
@@ -11,7 +12,18 @@ struct points;
 /* The bridge to lua/tide/summary.lua: thresholds before and during the run,
  * the summary and the outputs after it. `mod` is the scenario module's index. */
 
+/* Where --out sends the results. */
+struct outputs {
+    const char *json, *csv, *html;
+    char pg[2048];              /* DSN; "" for none */
+    char run_id[128];
+    bool quiet;
+};
+
 struct report_in {
+    const char *run_id;
+    time_t started, finished;   /* wall clock */
+    int status;                 /* 0, or what the run already knows: 3 script failed, 130 interrupted */
     const char *path;
     const struct options *opt;
     const struct points *points;
@@ -28,7 +40,9 @@ int report_check_thresholds(lua_State *L, int mod, const struct metrics *defined
 bool report_can_abort(lua_State *L, int mod, const struct metrics *defined);
 /* True (and the threshold in buf) when an aborting threshold fails on m. */
 bool report_abort_check(lua_State *L, int mod, const struct metrics *m, double elapsed, char *buf, size_t len);
-/* Prints the summary and writes the outputs; returns the exit code they imply. */
-int report_finish(lua_State *L, int mod, const struct report_in *in, bool quiet, const char *json_out);
+/* Prints the summary and writes the outputs. Returns the verdict (0, or 1
+ * when a threshold failed) and sets *store to 4 when an output could not be
+ * written where asked (0 otherwise). */
+int report_finish(lua_State *L, int mod, const struct report_in *in, const struct outputs *out, int *store);
 
 #endif

@@ -12,6 +12,7 @@
 #include "scenario.h"
 
 #include <errno.h>
+#include <libpq-fe.h>
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,8 +27,8 @@ extern char **environ;
 
 struct cli {
     const char *scenario;
-    const char *json_out;
-    bool quiet;
+    struct outputs out;
+    const char *run_id;
     double progress_every;      /* seconds between progress lines off a terminal */
     char *env[MAX_CLI_ENV];     /* environ, then --env, later ones win */
     int nenv;
@@ -43,6 +44,7 @@ struct session {
     int mod;                    /* stack index of the scenario module */
     int data;                   /* stack index of setup()'s result */
     double elapsed;
+    time_t started, finished;
     int interrupted;
     char aborted[512];          /* the threshold that stopped the run early */
     struct points points;
@@ -64,7 +66,11 @@ void run_usage(void)
            "  --env KEY=VALUE      seen in ctx.env / vu.env (repeatable; the process\n"
            "                       environment is there too)\n"
            "  --max-body SIZE      keep at most SIZE of each response body (64MB)\n"
-           "  --out json=FILE      write the results (k6 summary shape + histograms)\n"
+           "  --out json=FILE      write the results (k6 summary shape + histograms + points)\n"
+           "  --out csv=FILE       one row per metric and aggregate per second\n"
+           "  --out html=FILE      a self-contained HTML report with charts\n"
+           "  --out pg=DSN         store in PostgreSQL (--out pg: $DATABASE_URL); repeatable\n"
+           "  --run-id ID          the run's id (default $GITHUB_RUN_ID, else a timestamp)\n"
            "  --progress N         a progress line every N seconds when stderr is not a\n"
            "                       terminal (default 10; 0 for none)\n"
            "  --quiet              no summary on stdout, no progress\n");
@@ -78,13 +84,61 @@ static int usage_error(const char *fmt, const char *arg)
     return EXIT_USAGE;
 }
 
+/* A file output must be creatable: its directory writable, the file too if it exists. */
+static int check_writable(const char *kind, const char *path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *(slash == dir ? slash + 1 : slash) = '\0';
+    const char *d = slash ? dir : ".";
+    if (access(d, W_OK) != 0 || (access(path, F_OK) == 0 && access(path, W_OK) != 0)) {
+        fprintf(stderr, "tide run: --out %s=%s: cannot write there: %s\n", kind, path, strerror(errno));
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+static int parse_pg_out(struct cli *c, const char *dsn)
+{
+    if (!dsn || !*dsn)
+        return usage_error("--out pg: no DSN given and $DATABASE_URL is not set (%s)", "use --out pg=DSN");
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(dsn, &err);
+    PQconninfoFree(opts);
+    if (!opts) {
+        fprintf(stderr, "tide run: --out pg: the DSN does not parse: %s", err ? err : "out of memory\n");
+        PQfreemem(err);
+        return EXIT_USAGE;
+    }
+    if (strlen(dsn) >= sizeof c->out.pg)
+        return usage_error("--out pg: DSN too long (%s)", "max 2047 bytes");
+    snprintf(c->out.pg, sizeof c->out.pg, "%s", dsn);
+    return 0;
+}
+
+/* --out KIND=TARGET, repeatable: json=FILE, csv=FILE, html=FILE, pg=DSN, pg. */
 static int parse_out(struct cli *c, const char *v)
 {
-    if (strncmp(v, "json=", 5) == 0 && v[5]) {
-        c->json_out = v + 5;
-        return 0;
+    static const char *const kinds[] = {"json=", "csv=", "html="};
+    const char **slots[] = {&c->out.json, &c->out.csv, &c->out.html};
+    for (int i = 0; i < 3; i++) {
+        size_t n = strlen(kinds[i]);
+        if (strncmp(v, kinds[i], n) == 0) {
+            if (!v[n])
+                return usage_error("--out %s needs a file name", kinds[i]);
+            *slots[i] = v + n;
+            char kind[8];
+            snprintf(kind, sizeof kind, "%.*s", (int)n - 1, kinds[i]);
+            return check_writable(kind, v + n);
+        }
     }
-    return usage_error("--out: expected json=FILE, got '%s' (valid kinds: json)", v);
+    if (strcmp(v, "pg") == 0)
+        return parse_pg_out(c, getenv("DATABASE_URL"));
+    if (strncmp(v, "pg=", 3) == 0)
+        return parse_pg_out(c, v + 3);
+    return usage_error("--out: unknown output '%s' (valid: json=FILE, csv=FILE, html=FILE, pg=DSN, pg)", v);
 }
 
 /* Splits "--key=value" / "--key value". */
@@ -99,26 +153,39 @@ static const char *option_value(int argc, char **argv, int *i, char *key, size_t
 }
 
 static const char *const run_flags[] = {"vus", "duration", "iterations", "executor", "threads",
-                                        "target", "graceful-stop", "max-body", "progress", NULL};
+                                        "target", "graceful-stop", "max-body", "progress", "run-id",
+                                        NULL};
+/* Flags of `tide run` itself, not scenario options. */
+static bool run_own_flag(const char *key)
+{
+    return strcmp(key, "env") == 0 || strcmp(key, "out") == 0 || strcmp(key, "progress") == 0 ||
+           strcmp(key, "run-id") == 0;
+}
 
 static int parse_flag(struct session *s, int argc, char **argv, int *i)
 {
     char key[64];
     const char *flag = argv[*i];
     if (strcmp(flag, "--quiet") == 0 || strcmp(flag, "-q") == 0)
-        return s->cli.quiet = true, 0;
+        return s->cli.out.quiet = true, 0;
     const char *v = option_value(argc, argv, i, key, sizeof key);
-    bool known = strcmp(key, "env") == 0 || strcmp(key, "out") == 0;
+    bool known = run_own_flag(key);
     for (int k = 0; run_flags[k] && !known; k++)
         known = strcmp(key, run_flags[k]) == 0;
     if (!known)
         return usage_error("unknown option '%s' (valid: --vus --duration --iterations --executor "
                            "--graceful-stop --threads --target --env --max-body --out --progress "
-                           "--quiet)", flag);
+                           "--run-id --quiet)", flag);
     if (!v)
         return usage_error("--%s needs a value", key);
     if (strcmp(key, "out") == 0)
         return parse_out(&s->cli, v);
+    if (strcmp(key, "run-id") == 0) {
+        if (!*v || strlen(v) >= sizeof s->cli.out.run_id || strpbrk(v, "/ \t\n"))
+            return usage_error("--run-id: expected a short id without spaces or slashes (got '%s')", v);
+        snprintf(s->cli.out.run_id, sizeof s->cli.out.run_id, "%s", v);
+        return 0;
+    }
     if (strcmp(key, "progress") == 0) {
         char *end;
         s->cli.progress_every = strtod(v, &end);
@@ -171,7 +238,7 @@ static int apply_cli_options(struct session *s, int argc, char **argv)
         if (strncmp(argv[i], "--", 2) != 0 || strcmp(argv[i], "--quiet") == 0)
             continue;
         const char *v = option_value(argc, argv, &i, key, sizeof key);
-        if (strcmp(key, "env") == 0 || strcmp(key, "out") == 0 || strcmp(key, "progress") == 0)
+        if (run_own_flag(key))
             continue;
         if (!options_set_cli(&s->opt, key, v, err))
             return usage_error("%s", err);
@@ -346,7 +413,7 @@ static bool all_done(struct engine *eng, unsigned n)
 static void plan_progress(const struct session *s, struct progress *pr)
 {
     const struct options *o = &s->opt;
-    *pr = (struct progress){.out = s->cli.quiet ? NULL : stderr, .tty = isatty(2),
+    *pr = (struct progress){.out = s->cli.out.quiet ? NULL : stderr, .tty = isatty(2),
                             .every = s->cli.progress_every};
     if (!pr->tty && pr->every <= 0)
         pr->out = NULL;
@@ -445,12 +512,14 @@ static int run_load(struct session *s, const char *json, size_t json_len, char *
         eng[i].run = &run;
         eng[i].index = i;
     }
+    s->started = time(NULL);
     int rc = start_engines(&run, eng, n);
     if (rc == 0)
         supervise(s, &run, eng, n);
     for (unsigned i = 0; i < n; i++)
         engine_join(&eng[i]);
     s->elapsed = (double)(clock_now_ns() - run.start_ns) / 1e9;
+    s->finished = time(NULL);
     points_collect(&s->points);
     for (unsigned i = 0; i < n; i++) {
         if (eng[i].started && !metrics_merge(results, eng[i].ctx.metrics))
@@ -462,30 +531,36 @@ static int run_load(struct session *s, const char *json, size_t json_len, char *
     return rc;
 }
 
-static int check_out_path(const char *path)
+/* --run-id, else $GITHUB_RUN_ID, else a UTC timestamp and a random tail. */
+static void choose_run_id(struct outputs *out)
 {
-    if (!path)
-        return 0;
-    FILE *f = fopen(path, "a");
-    if (!f) {
-        fprintf(stderr, "tide run: --out json=%s: cannot write: %s\n", path, strerror(errno));
-        return EXIT_USAGE;
+    const char *gh = getenv("GITHUB_RUN_ID");
+    if (out->run_id[0])
+        return;
+    if (gh && *gh && strlen(gh) < sizeof out->run_id) {
+        snprintf(out->run_id, sizeof out->run_id, "%s", gh);
+        return;
     }
-    fclose(f);
-    return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char stamp[32];
+    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+    unsigned tail = (unsigned)(ts.tv_nsec ^ ((unsigned)getpid() << 16)) & 0xffffff;
+    snprintf(out->run_id, sizeof out->run_id, "%s-%06x", stamp, tail);
 }
 
 static int run_session(struct session *s, int argc, char **argv)
 {
     int rc = parse_cli(s, argc, argv);
+    choose_run_id(&s->cli.out);
     if (!rc)
         rc = open_scenario(s);
     if (!rc)
         rc = read_options(s, argc, argv);
     if (!rc)
         rc = report_check_thresholds(s->L, s->mod, s->ctx.metrics);
-    if (!rc)
-        rc = check_out_path(s->cli.json_out);
     if (!rc)
         rc = check_fd_limit(&s->opt);
     char **env = rc ? NULL : build_env(&s->cli);
@@ -510,16 +585,16 @@ static int run_session(struct session *s, int argc, char **argv)
     bool teardown_ok = !has_teardown || call_hook(s, "teardown", ctx_idx, true, 0);
     if (results && !metrics_merge_custom(results, s->ctx.metrics))
         teardown_ok = false;
-    struct report_in in = {.path = s->path, .opt = &s->opt, .points = &s->points, .results = results,
-                           .elapsed = s->elapsed, .interrupted = s->interrupted > 0,
+    int status = s->interrupted ? EXIT_INTERRUPTED : load_rc ? load_rc : !teardown_ok ? EXIT_SCRIPT : 0;
+    struct report_in in = {.run_id = s->cli.out.run_id, .started = s->started, .finished = s->finished,
+                           .status = status, .path = s->path, .opt = &s->opt, .points = &s->points,
+                           .results = results, .elapsed = s->elapsed, .interrupted = s->interrupted > 0,
                            .aborted = s->aborted[0] ? s->aborted : NULL};
-    int sum_rc = results ? report_finish(s->L, s->mod, &in, s->cli.quiet, s->cli.json_out) : EXIT_SCRIPT;
+    int store = EXIT_STORE;
+    int verdict = results ? report_finish(s->L, s->mod, &in, &s->cli.out, &store) : EXIT_FAILED;
     metrics_free(results);
-    if (s->interrupted)
-        return EXIT_INTERRUPTED;
-    if (load_rc || !teardown_ok)
-        return load_rc ? load_rc : EXIT_SCRIPT;
-    return sum_rc;
+    /* what went wrong first wins; stored-elsewhere results outrank a failed verdict */
+    return status ? status : store ? store : verdict;
 }
 
 int cmd_run(int argc, char **argv, const struct signals *sig)

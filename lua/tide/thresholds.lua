@@ -37,6 +37,15 @@ local function parse_expr(text)
            value = n * UNITS[unit] }
 end
 
+-- The parsed expression, or nil (for documents read back).
+function M.expression(text)
+  return (parse_expr(text))
+end
+
+function M.holds(expr, observed)
+  return OPS[expr.op](observed, expr.value)
+end
+
 -- "http_req_duration{name:assign,method:POST}" -> "http_req_duration", { name = "assign", ... }
 local function parse_key(key)
   local name, tags = key:match("^([%w_]+)(%b{})$")

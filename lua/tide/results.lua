@@ -1,0 +1,305 @@
+-- The results document: what `--out json` writes, what PostgreSQL stores,
+-- what `tide report` and `tide compare` read back. k6's end-of-test summary
+-- shape (metrics.NAME.values), plus each trend's histogram so runs merge
+-- exactly, plus per-second points and what tide knows about the run.
+local json = require "cjson"
+local hist = require "tide.hist"
+local series = require "tide.series"
+local thresholds = require "tide.thresholds"
+local redact = require "tide.redact"
+
+local M = {}
+
+M.FORMAT = "tide-results/1"
+
+-- Sub-metrics kept in the document: per request name, group and check.
+local SPLITS = {
+  { match = "^http_", tag = "name" },
+  { match = "^group_duration$", tag = "group" },
+  { match = "^checks$", tag = "check" },
+}
+
+local function entry(m, elapsed, pick)
+  local values, h = series.values(m, elapsed, pick)
+  local out = { type = m.type, contains = m.contains, values = values }
+  if h then out.histogram = h:encode() end
+  return out
+end
+
+local function split_tag(name)
+  for _, s in ipairs(SPLITS) do
+    if name:match(s.match) then return s.tag end
+  end
+end
+
+function M.key(name, tag, value)
+  return ("%s{%s:%s}"):format(name, tag, value)
+end
+
+local function doc_metrics(report)
+  local out = {}
+  for name, m in pairs(report.metrics) do
+    if #m.series > 0 then
+      out[name] = entry(m, report.elapsed)
+      local tag = split_tag(name)
+      for _, v in ipairs(tag and series.tag_values(report.metrics, name, tag) or {}) do
+        out[M.key(name, tag, v)] = entry(m, report.elapsed, series.having(tag, v))
+      end
+    end
+  end
+  return out
+end
+
+-- Failed requests by name and reason (a transport error or the HTTP status).
+local function failures(report)
+  local counts, list = {}, {}
+  local m = report.metrics.http_reqs
+  for _, s in ipairs(m and m.series or {}) do
+    local status = tonumber(s.tags.status) or 0
+    local reason = s.tags.error or (status >= 400 and ("HTTP " .. s.tags.status))
+    if reason then
+      local k = (s.tags.name or "?") .. "\0" .. reason
+      if not counts[k] then
+        counts[k] = { name = s.tags.name or "?", reason = reason, count = 0 }
+        list[#list + 1] = counts[k]
+      end
+      counts[k].count = counts[k].count + s.value
+    end
+  end
+  table.sort(list, function(a, b) return a.name .. a.reason < b.name .. b.reason end)
+  return list
+end
+
+local function checks(report)
+  local out = {}
+  for _, name in ipairs(series.tag_values(report.metrics, "checks", "check")) do
+    local p, t = series.sum_rate(report.metrics.checks.series, series.having("check", name))
+    out[#out + 1] = { name = name, passes = p, fails = t - p }
+  end
+  return out
+end
+
+-- Threshold results, and each threshold's sub-metric in metrics[key].
+local function attach_thresholds(report, metrics)
+  for _, t in ipairs(report.threshold_results or {}) do
+    local m = metrics[t.key]
+    if not m and report.metrics[t.metric] then
+      m = entry(report.metrics[t.metric], report.elapsed,
+        function(tags) return thresholds.matches(tags, t.filter) end)
+      metrics[t.key] = m
+    end
+    if m then
+      m.thresholds = m.thresholds or {}
+      m.thresholds[t.text] = { ok = t.ok }
+    end
+  end
+end
+
+local function iso(t)
+  return t and t > 0 and os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(t)) or nil
+end
+
+-- The document for a run that just ended (report: what the C side handed over).
+function M.from_report(report)
+  local metrics = doc_metrics(report)
+  attach_thresholds(report, metrics)
+  local results = {}
+  for i, t in ipairs(report.threshold_results or {}) do
+    results[i] = { key = t.key, text = t.text, ok = t.ok, observed = t.observed, metric = t.metric }
+  end
+  return {
+    format = M.FORMAT,
+    run_id = report.run_id,
+    started = iso(report.started), finished = iso(report.finished),
+    host = report.host,
+    exit_code = report.exit_code,
+    metrics = metrics,
+    failures = failures(report),
+    checks = checks(report),
+    threshold_results = results,
+    aborted = report.aborted,
+    points = report.points,
+    state = { testRunDurationMs = report.elapsed * 1e3, interrupted = report.interrupted },
+    tide = {
+      version = report.version, scenario = report.scenario, scenarios = report.scenarios,
+      threads = report.threads, target = redact.url(report.target),
+    },
+  }
+end
+
+-- ---------------------------------------------------------------- reading back
+
+local function nonnull(v)
+  if v == json.null then return nil end
+  return v
+end
+
+-- cjson turns an empty list into {} and null into a sentinel: tidy both.
+local function list(v)
+  v = nonnull(v)
+  return type(v) == "table" and v or {}
+end
+
+local function check_doc(doc, where)
+  if type(doc) ~= "table" or type(doc.metrics) ~= "table" or type(doc.tide) ~= "table"
+      or type(doc.state) ~= "table" then
+    error(("%s is not a tide results document (no metrics/tide/state)"):format(where), 0)
+  end
+  for key, m in pairs(doc.metrics) do
+    if type(m) ~= "table" or type(m.values) ~= "table" or type(m.type) ~= "string" then
+      error(("%s: metric %s is malformed"):format(where, tostring(key)), 0)
+    end
+    if m.histogram ~= nil then
+      local ok, err = pcall(hist.decode, m.histogram)
+      if not ok then error(("%s: metric %s: %s"):format(where, key, err), 0) end
+    end
+  end
+  doc.points, doc.failures, doc.checks = list(doc.points), list(doc.failures), list(doc.checks)
+  doc.threshold_results = list(doc.threshold_results)
+  doc.aborted = nonnull(doc.aborted)
+  doc.tide.scenarios = list(doc.tide.scenarios)
+  return doc
+end
+
+-- A document from JSON text; where names it in errors.
+function M.decode(text, where)
+  local ok, doc = pcall(json.decode, text)
+  if not ok then
+    error(("%s is not JSON or is truncated (%s)"):format(where, tostring(doc)), 0)
+  end
+  return check_doc(doc, where)
+end
+
+function M.load_file(path)
+  local f, err = io.open(path, "rb")
+  if not f then error(("cannot read %s: %s"):format(path, err), 0) end
+  local text = f:read("a")
+  f:close()
+  return M.decode(text, path)
+end
+
+-- Values from a stored histogram (exact percentiles after a round trip).
+function M.trend_hist(m)
+  return m and m.histogram and hist.decode(m.histogram)
+end
+
+function M.recompute(doc)
+  for _, m in pairs(doc.metrics) do
+    local h = M.trend_hist(m)
+    if h then
+      local v = series.trend_values(h, m.contains == "time")
+      for k, x in pairs(v) do m.values[k] = x end
+    end
+  end
+  return doc
+end
+
+-- ---------------------------------------------------------------- merging
+
+local function merge_metric(into, m, seconds)
+  if not into then
+    into = { type = m.type, contains = m.contains, values = {}, histogram = m.histogram }
+    for k, v in pairs(m.values) do into.values[k] = v end
+    return into
+  end
+  local a, b = into.values, m.values
+  if m.type == "trend" and into.histogram and m.histogram then
+    local h = hist.decode(into.histogram):merge(hist.decode(m.histogram))
+    into.histogram = h:encode()
+    into.values = series.trend_values(h, m.contains == "time")
+  elseif m.type == "counter" then
+    a.count = (a.count or 0) + (b.count or 0)
+    a.rate = seconds > 0 and a.count / seconds or 0
+  elseif m.type == "rate" then
+    a.passes, a.fails = (a.passes or 0) + (b.passes or 0), (a.fails or 0) + (b.fails or 0)
+    local total = a.passes + a.fails
+    a.rate = total > 0 and a.passes / total or 0
+  else -- gauges of separate runs (a distributed run's shares) add up
+    for _, k in ipairs({ "value", "min", "max" }) do a[k] = (a[k] or 0) + (b[k] or 0) end
+  end
+  return into
+end
+
+local function merge_points(docs)
+  local by = {}
+  for _, d in ipairs(docs) do
+    for _, p in ipairs(d.points) do
+      local q = by[p.t] or { t = p.t, reqs = 0, failed = 0, iterations = 0, errors = 0, dropped = 0, vus = 0 }
+      for _, k in ipairs({ "reqs", "failed", "iterations", "errors", "dropped", "vus" }) do
+        q[k] = q[k] + (p[k] or 0)
+      end
+      by[p.t] = q
+    end
+  end
+  local out = {}
+  for _, q in pairs(by) do out[#out + 1] = q end
+  table.sort(out, function(x, y) return x.t < y.t end)
+  return out -- per-second percentiles cannot be merged from percentiles: left out
+end
+
+local function merge_counts(docs, field, keyf, sum)
+  local by, out = {}, {}
+  for _, d in ipairs(docs) do
+    for _, e in ipairs(d[field]) do
+      local k = keyf(e)
+      if not by[k] then
+        by[k] = {}
+        for f, v in pairs(e) do by[k][f] = v end
+        out[#out + 1] = by[k]
+      else
+        sum(by[k], e)
+      end
+    end
+  end
+  return out
+end
+
+-- Several runs (a distributed run's parts, or repeated runs) as one: trends
+-- merge by adding histogram buckets, so percentiles are exact.
+function M.merge(docs)
+  if #docs == 1 then return docs[1] end
+  local seconds = 0
+  for _, d in ipairs(docs) do seconds = math.max(seconds, d.state.testRunDurationMs / 1e3) end
+  local metrics = {}
+  for _, d in ipairs(docs) do
+    for key, m in pairs(d.metrics) do metrics[key] = merge_metric(metrics[key], m, seconds) end
+  end
+  local first = docs[1]
+  local ids = {}
+  for i, d in ipairs(docs) do ids[i] = tostring(d.run_id or "?") end
+  return {
+    format = M.FORMAT,
+    run_id = table.concat(ids, "+"),
+    started = first.started, finished = docs[#docs].finished, host = first.host,
+    metrics = metrics,
+    failures = merge_counts(docs, "failures", function(e) return e.name .. "\0" .. e.reason end,
+      function(a, b) a.count = a.count + b.count end),
+    checks = merge_counts(docs, "checks", function(e) return e.name end,
+      function(a, b) a.passes, a.fails = a.passes + b.passes, a.fails + b.fails end),
+    threshold_results = M.reevaluate(first.threshold_results, metrics),
+    points = merge_points(docs),
+    state = { testRunDurationMs = seconds * 1e3, interrupted = false },
+    tide = first.tide,
+    merged = #docs,
+  }
+end
+
+-- Thresholds judged again on (merged) document metrics.
+function M.reevaluate(results, metrics)
+  local out = {}
+  for i, r in ipairs(results or {}) do
+    local expr = thresholds.expression(r.text)
+    local m = metrics[r.key]
+    local observed
+    if expr and m then
+      observed = m.values[expr.agg == "value" and (m.type == "gauge" and "value" or "count") or expr.agg]
+      local h = expr.p and M.trend_hist(m)
+      if h then observed = h:percentile(expr.p) * (m.contains == "time" and 1e-3 or 1) end
+    end
+    local ok = observed ~= nil and expr ~= nil and thresholds.holds(expr, observed)
+    out[i] = { key = r.key, text = r.text, metric = r.metric, observed = observed, ok = ok }
+  end
+  return out
+end
+
+return M

@@ -1,0 +1,214 @@
+-- Results in PostgreSQL: the old tool's one-row-per-run table (kept exactly
+-- as the dashboards know it) and tide's own complete tables, from which
+-- `tide report` and `tide compare` rebuild a run, histograms included.
+local json = require "cjson"
+local pg = require "tide.pg"
+local results = require "tide.results"
+
+local M = {}
+
+local SCHEMA = {
+  "CREATE SCHEMA IF NOT EXISTS analytics",
+  [[CREATE TABLE IF NOT EXISTS analytics.load_testing (
+      run_id text PRIMARY KEY, num_users integer,
+      avg_container_time numeric, max_container_time numeric, std_container_time numeric,
+      avg_web_time numeric, max_web_time numeric, std_web_time numeric)]],
+  "CREATE SCHEMA IF NOT EXISTS tide",
+  [[CREATE TABLE IF NOT EXISTS tide.runs (
+      run_id text PRIMARY KEY, scenario text NOT NULL, options jsonb, target text,
+      started_at timestamptz, finished_at timestamptz, exit_code integer, host text,
+      tide_version text, duration_s double precision, summary jsonb NOT NULL)]],
+  "CREATE INDEX IF NOT EXISTS runs_by_scenario ON tide.runs (scenario, started_at)",
+  [[CREATE TABLE IF NOT EXISTS tide.metrics (
+      run_id text NOT NULL REFERENCES tide.runs ON DELETE CASCADE, key text NOT NULL,
+      metric text NOT NULL, tags jsonb NOT NULL, type text NOT NULL, contains text,
+      "values" jsonb NOT NULL, histogram jsonb, thresholds jsonb,
+      PRIMARY KEY (run_id, key))]],
+  [[CREATE TABLE IF NOT EXISTS tide.points (
+      run_id text NOT NULL REFERENCES tide.runs ON DELETE CASCADE, t integer NOT NULL,
+      metric text NOT NULL, count double precision, rate double precision,
+      p50 double precision, p95 double precision, p99 double precision, vus integer,
+      PRIMARY KEY (run_id, t, metric))]],
+}
+
+local function create_schema(db)
+  for _, sql in ipairs(SCHEMA) do db:exec(sql) end
+end
+
+-- Everything about the run except metrics and points (they have tables).
+local function summary_of(doc)
+  local s = {}
+  for k, v in pairs(doc) do
+    if k ~= "metrics" and k ~= "points" then s[k] = v end
+  end
+  return s
+end
+
+local function insert_run(db, doc)
+  local t = doc.tide
+  db:exec([[INSERT INTO tide.runs (run_id, scenario, options, target, started_at, finished_at,
+              exit_code, host, tide_version, duration_s, summary)
+            VALUES ($1, $2, $3::jsonb, $4, $5::timestamptz, $6::timestamptz, $7, $8, $9, $10, $11::jsonb)]],
+    doc.run_id, t.scenario, json.encode({ scenarios = t.scenarios, threads = t.threads }), t.target,
+    doc.started, doc.finished, doc.exit_code, doc.host, t.version,
+    doc.state.testRunDurationMs / 1e3, json.encode(summary_of(doc)))
+end
+
+-- "http_req_duration{name:assign}" -> "http_req_duration", { name = "assign" }
+local function split_key(key)
+  local name, inner = key:match("^([^{]+){(.*)}$")
+  if not name then return key, {} end
+  local tags = {}
+  for pair in inner:gmatch("[^,]+") do
+    local k, v = pair:match("^([^:]+):(.*)$")
+    if k then tags[k] = v end
+  end
+  return name, tags
+end
+
+local function insert_metrics(db, doc)
+  local rows = {}
+  for key, m in pairs(doc.metrics) do
+    local name, tags = split_key(key)
+    rows[#rows + 1] = { key = key, metric = name, tags = tags, type = m.type, contains = m.contains,
+                        values = m.values, histogram = m.histogram, thresholds = m.thresholds }
+  end
+  if #rows == 0 then return end
+  db:exec([[INSERT INTO tide.metrics (run_id, key, metric, tags, type, contains, "values", histogram, thresholds)
+            SELECT $1, x.key, x.metric, coalesce(x.tags, '{}'), x.type, x.contains, x."values", x.histogram, x.thresholds
+              FROM jsonb_to_recordset($2::jsonb) AS x(key text, metric text, tags jsonb, type text,
+                   contains text, "values" jsonb, histogram jsonb, thresholds jsonb)]],
+    doc.run_id, json.encode(rows))
+end
+
+-- Per second: the counts and latency percentiles the run handed over.
+local POINT_ROWS = {
+  { "http_reqs", "reqs" }, { "http_req_failed", "failed" }, { "iterations", "iterations" },
+  { "iteration_errors", "errors" }, { "dropped_iterations", "dropped" },
+  { "http_req_duration", "reqs", percentiles = true }, { "vus", "vus" },
+}
+
+local function point_rows(doc)
+  local rows = {}
+  for _, p in ipairs(doc.points) do
+    for _, r in ipairs(POINT_ROWS) do
+      local row = { t = p.t, metric = r[1], count = p[r[2]], rate = p[r[2]], vus = p.vus }
+      if r.percentiles then row.p50, row.p95, row.p99 = p.p50, p.p95, p.p99 end
+      rows[#rows + 1] = row
+    end
+  end
+  return rows
+end
+
+local function insert_points(db, doc)
+  local rows = point_rows(doc)
+  if #rows == 0 then return end
+  db:exec([[INSERT INTO tide.points (run_id, t, metric, count, rate, p50, p95, p99, vus)
+            SELECT $1, x.t, x.metric, x.count, x.rate, x.p50, x.p95, x.p99, x.vus
+              FROM jsonb_to_recordset($2::jsonb) AS x(t int, metric text, count float8, rate float8,
+                   p50 float8, p95 float8, p99 float8, vus int)]],
+    doc.run_id, json.encode(rows))
+end
+
+-- The old tool's row: seconds, as it stored them.
+local function insert_legacy(db, doc)
+  local web = results.trend_hist(doc.metrics.http_req_duration)
+  local container = results.trend_hist(doc.metrics.celery_task_duration)
+  local function sec(h, f) -- microsecond precision, as text: numeric keeps it exact
+    return h and h:count() > 0 and ("%.6f"):format(h[f](h) / 1e6) or nil
+  end
+  local users = 0
+  for _, sc in ipairs(doc.tide.scenarios) do users = users + (sc.vus or 0) end
+  db:exec([[INSERT INTO analytics.load_testing (run_id, num_users, avg_container_time,
+              max_container_time, std_container_time, avg_web_time, max_web_time, std_web_time)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)]],
+    doc.run_id, math.floor(users), sec(container, "mean"), sec(container, "max"),
+    sec(container, "stdev"), sec(web, "mean"), sec(web, "max"), sec(web, "stdev"))
+end
+
+function M.init(dsn)
+  local db <close> = pg.connect(dsn)
+  db:transaction(create_schema)
+end
+
+-- Stores a run in one transaction, creating what is missing first.
+function M.save(dsn, doc)
+  local db <close> = pg.connect(dsn)
+  db:transaction(function()
+    create_schema(db)
+    if #db:query("SELECT 1 FROM tide.runs WHERE run_id = $1", doc.run_id) > 0 then
+      error(("run %s is already stored"):format(doc.run_id), 0)
+    end
+    insert_run(db, doc)
+    insert_metrics(db, doc)
+    insert_points(db, doc)
+    insert_legacy(db, doc)
+  end)
+end
+
+-- ---------------------------------------------------------------- reading
+
+local function decode(v)
+  if v == nil then return nil end
+  return json.decode(v)
+end
+
+-- "RUN_ID", "latest", or "latest~N" (N runs before the newest, same scenario).
+local function resolve(db, ref)
+  local back = ref == "latest" and 0 or tonumber(ref:match("^latest~(%d+)$"))
+  if not back then return ref end
+  local newest = db:query("SELECT run_id, scenario FROM tide.runs ORDER BY started_at DESC, run_id DESC LIMIT 1")[1]
+  if not newest then error("no runs stored yet", 0) end
+  local row = db:query([[SELECT run_id FROM tide.runs WHERE scenario = $1
+                         ORDER BY started_at DESC, run_id DESC OFFSET $2 LIMIT 1]], newest.scenario, back)[1]
+  if not row then error(("no run %s for scenario %s"):format(ref, newest.scenario), 0) end
+  return row.run_id
+end
+
+local function load_points(db, run_id)
+  local by, list = {}, {}
+  local field = {}
+  for _, r in ipairs(POINT_ROWS) do if not r.percentiles then field[r[1]] = r[2] end end
+  for _, row in ipairs(db:query("SELECT * FROM tide.points WHERE run_id = $1 ORDER BY t", run_id)) do
+    local p = by[row.t]
+    if not p then
+      p = { t = row.t }
+      by[row.t] = p
+      list[#list + 1] = p
+    end
+    if field[row.metric] then p[field[row.metric]] = row.count end
+    if row.metric == "http_req_duration" then p.p50, p.p95, p.p99 = row.p50, row.p95, row.p99 end
+  end
+  return list
+end
+
+function M.load(dsn, ref)
+  local db <close> = pg.connect(dsn)
+  local run_id = resolve(db, ref)
+  local run = db:query("SELECT summary FROM tide.runs WHERE run_id = $1", run_id)[1]
+  if not run then error(("no run %s in the database"):format(run_id), 0) end
+  local doc = decode(run.summary)
+  doc.metrics = {}
+  for _, m in ipairs(db:query([[SELECT key, type, contains, "values", histogram, thresholds
+                                FROM tide.metrics WHERE run_id = $1]], run_id)) do
+    doc.metrics[m.key] = { type = m.type, contains = m.contains, values = decode(m.values),
+                           histogram = decode(m.histogram), thresholds = decode(m.thresholds) }
+  end
+  doc.points = load_points(db, run_id)
+  return results.recompute(results.decode(json.encode(doc), "pg:" .. run_id))
+end
+
+function M.runs(dsn, scenario, last)
+  local db <close> = pg.connect(dsn)
+  return db:query([[
+    SELECT r.run_id, r.scenario, to_char(r.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS started,
+           r.duration_s, r.exit_code,
+           (m."values"->>'count')::float8 AS reqs, (d."values"->>'p(95)')::float8 AS p95
+      FROM tide.runs r
+      LEFT JOIN tide.metrics m ON m.run_id = r.run_id AND m.key = 'http_reqs'
+      LEFT JOIN tide.metrics d ON d.run_id = r.run_id AND d.key = 'http_req_duration'
+     WHERE $1::text IS NULL OR r.scenario = $1 OR r.scenario LIKE '%/' || $1 || '.lua'
+     ORDER BY r.started_at DESC, r.run_id DESC LIMIT $2]], scenario, last)
+end
+
+return M
