@@ -35,33 +35,58 @@ static const char *scrub(lua_State *L, const char *msg, const char *password)
     return luaL_gsub(L, msg, password, "***");
 }
 
-/* The DSN with its password (URI userinfo or password=...) replaced by ***,
- * for messages that echo a DSN libpq could not parse. */
-static const char *redacted_dsn(lua_State *L, const char *dsn)
+/* Where the password of a DSN starts and how long it is (URI userinfo or
+ * password=...); false when it has none. */
+static bool password_span(const char *dsn, size_t *at, size_t *len)
 {
     const char *scheme = strstr(dsn, "://");
     if (scheme) {
         const char *auth = scheme + 3, *end = auth + strcspn(auth, "/?#");
-        const char *at = NULL, *colon = NULL;
+        const char *last_at = NULL, *colon = NULL;
         for (const char *p = auth; p < end; p++)
             if (*p == '@')
-                at = p;
-        for (const char *p = auth; at && p < at; p++)
-            if (*p == ':' && !colon)
+                last_at = p;
+        for (const char *p = auth; last_at && p < last_at && !colon; p++)
+            if (*p == ':')
                 colon = p;
-        if (colon)
-            return lua_pushfstring(L, "%s***%s", lua_pushlstring(L, dsn, (size_t)(colon + 1 - dsn)), at);
-        return lua_pushstring(L, dsn);
+        if (!colon)
+            return false;
+        *at = (size_t)(colon + 1 - dsn);
+        *len = (size_t)(last_at - colon - 1);
+        return true;
     }
     const char *pw = strstr(dsn, "password");
-    if (!pw)
-        return lua_pushstring(L, dsn);
-    const char *eq = strchr(pw, '=');
-    const char *val = eq ? eq + 1 : pw + 8;
+    const char *eq = pw ? strchr(pw, '=') : NULL;
+    if (!eq)
+        return false;
+    const char *val = eq + 1;
     while (*val == ' ')
         val++;
-    size_t n = *val == '\'' ? strcspn(val + 1, "'") + 2 : strcspn(val, " ");
-    return lua_pushfstring(L, "%s***%s", lua_pushlstring(L, dsn, (size_t)(val - dsn)), val + n);
+    *at = (size_t)(val - dsn);
+    *len = *val == '\'' ? strcspn(val + 1, "'") + 2 : strcspn(val, " ");
+    return true;
+}
+
+void pg_redact(const char *text, const char *dsn, char *out, size_t len)
+{
+    size_t at, pwlen;
+    char secret[1024];
+    if (!password_span(dsn, &at, &pwlen) || pwlen == 0 || pwlen >= sizeof secret) {
+        snprintf(out, len, "%s", text);
+        return;
+    }
+    memcpy(secret, dsn + at, pwlen);
+    secret[pwlen] = '\0';
+    size_t n = 0;
+    for (const char *p = text; *p && n + 1 < len;) {
+        if (strncmp(p, secret, pwlen) == 0) {
+            n += (size_t)snprintf(out + n, len - n, "***");
+            p += pwlen;
+        } else {
+            out[n++] = *p++;
+        }
+    }
+    out[n < len ? n : len - 1] = '\0';
 }
 
 static const char *dsn_password(lua_State *L, const char *dsn)
@@ -90,8 +115,9 @@ static int l_connect(lua_State *L)
     if (!parsed) {
         lua_pushstring(L, perr ? perr : "out of memory");
         PQfreemem(perr);
-        luaL_gsub(L, lua_tostring(L, -1), dsn, redacted_dsn(L, dsn));
-        return luaL_error(L, "pg.connect: malformed DSN: %s", lua_tostring(L, -1));
+        char clean[2048];
+        pg_redact(lua_tostring(L, -1), dsn, clean, sizeof clean);
+        return luaL_error(L, "pg.connect: malformed DSN: %s", clean);
     }
     PQconninfoFree(parsed);
     const char *pw = dsn_password(L, dsn);

@@ -7,6 +7,7 @@
 #include "list.h"
 #include "metrics.h"
 #include "once.h"
+#include "pg.h"
 #include "options.h"
 #include "report.h"
 #include "scenario.h"
@@ -108,7 +109,9 @@ static int parse_pg_out(struct cli *c, const char *dsn)
     PQconninfoOption *opts = PQconninfoParse(dsn, &err);
     PQconninfoFree(opts);
     if (!opts) {
-        fprintf(stderr, "tide run: --out pg: the DSN does not parse: %s", err ? err : "out of memory\n");
+        char clean[2048];
+        pg_redact(err ? err : "out of memory\n", dsn, clean, sizeof clean);
+        fprintf(stderr, "tide run: --out pg: the DSN does not parse: %s", clean);
         PQfreemem(err);
         return EXIT_USAGE;
     }

@@ -174,9 +174,27 @@ return { options = { vus = 2 }, run = function(vu) http.get(vu.target .. "/") en
 
 
 def test_cli_bad_out_kind(run_tide):
-    res = run_tide(OK_SCENARIO, "--out", "csv=x.csv", json_out=False)
+    res = run_tide(OK_SCENARIO, "--out", "xml=x.xml", json_out=False)
     assert res.rc == 2, str(res)
-    assert "csv=x.csv" in res.stderr, str(res)
+    assert "xml=x.xml" in res.stderr, str(res)
+
+
+def test_cli_out_missing_value(run_tide):
+    res = run_tide(OK_SCENARIO, "--out", "csv=", json_out=False)
+    assert res.rc == 2, str(res)
+    assert "csv" in res.stderr, str(res)
+
+
+def test_cli_out_unwritable(run_tide):
+    res = run_tide(OK_SCENARIO, "--out", "html=/proc/nope/x.html", json_out=False)
+    assert res.rc == 2, str(res)
+    assert "/proc/nope/x.html" in res.stderr, str(res)
+
+
+def test_cli_out_pg_bad_dsn(run_tide):
+    res = run_tide(OK_SCENARIO, "--out", "pg=postgresql://u:sekrit@[::1", json_out=False)
+    assert res.rc == 2, str(res)
+    assert "DSN" in res.stderr and "sekrit" not in res.stderr, str(res)
 
 
 def test_cli_option_missing_value(tide):

@@ -1,0 +1,1132 @@
+-- tide.html: the results of a run (the decoded `--out json` document) as one
+-- self-contained HTML page: inline CSS and SVG charts drawn here from the
+-- data, no script, no fonts, nothing fetched.
+--
+--   local page = require("tide.html").render(doc)
+
+local json_null = (function()
+  local ok, cjson = pcall(require, "cjson")
+  return ok and cjson.null or nil
+end)()
+
+-- ------------------------------------------------------------ reading JSON
+-- Every field may be missing, null (cjson.null) or of another type: these
+-- return nil (or an empty table) for anything that is not what is wanted.
+
+local function num(x)
+  if type(x) ~= "number" or x ~= x or x == math.huge or x == -math.huge then return nil end
+  return x
+end
+
+local function str(x)
+  if type(x) == "string" then return x end
+  if num(x) then return ("%g"):format(x) end
+  return nil
+end
+
+local function tbl(x)
+  if type(x) == "table" and x ~= json_null then return x end
+  return {}
+end
+
+local function flag(x) return x == true end
+
+-- ------------------------------------------------------------- formatting
+
+local ENTITIES = { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&#39;" }
+
+local function esc(s)
+  return (tostring(s):gsub("[&<>\"']", ENTITIES))
+end
+
+local DASH = "—"
+
+local function thousands(n)
+  local s = ("%.0f"):format(n)
+  local sign, digits = s:match("^(-?)(%d+)$")
+  if not digits then return s end
+  digits = digits:reverse():gsub("(%d%d%d)", "%1,"):reverse():gsub("^,", "")
+  return sign .. digits
+end
+
+local function fmt_count(n)
+  n = num(n)
+  return n and thousands(n) or DASH
+end
+
+-- 48.1k, 1.25M: for cards and axis ticks.
+local function fmt_si(n)
+  n = num(n)
+  if not n then return DASH end
+  local a = math.abs(n)
+  if a < 1000 then return ("%g"):format(tonumber(("%.3g"):format(n))) end
+  for _, u in ipairs({ { 1e15, "P" }, { 1e12, "T" }, { 1e9, "G" }, { 1e6, "M" }, { 1e3, "k" } }) do
+    if a >= u[1] then return ("%.3g%s"):format(n / u[1], u[2]) end
+  end
+end
+
+local function fmt_rate(r)
+  r = num(r)
+  if not r then return DASH end
+  if r >= 1000 then return thousands(r) end
+  if r >= 100 then return ("%.0f"):format(r) end
+  if r >= 10 then return ("%.1f"):format(r) end
+  return ("%.2f"):format(r)
+end
+
+local function fmt_pct(rate)
+  rate = num(rate)
+  if not rate then return DASH end
+  if rate == 0 then return "0%" end
+  if rate < 0.0001 then return "<0.01%" end
+  return ("%.2f%%"):format(rate * 100)
+end
+
+local function fmt_duration(s)
+  s = num(s)
+  if not s then return DASH end
+  if s < 60 then return ("%.1fs"):format(s) end
+  s = math.floor(s + 0.5)
+  if s < 3600 then return ("%dm %02ds"):format(s // 60, s % 60) end
+  return ("%dh %02dm"):format(s // 3600, s % 3600 // 60)
+end
+
+-- Milliseconds, three significant figures: 850µs, 5.90ms, 74.1ms, 1.25s.
+local function fmt_ms(ms)
+  ms = num(ms)
+  if not ms then return DASH end
+  if ms == 0 then return "0ms" end
+  if ms < 1 then return ("%.0fµs"):format(ms * 1000) end
+  if ms < 10 then return ("%.2fms"):format(ms) end
+  if ms < 100 then return ("%.1fms"):format(ms) end
+  if ms < 1000 then return ("%.0fms"):format(ms) end
+  if ms < 60000 then return ("%.2fs"):format(ms / 1000) end
+  return fmt_duration(ms / 1000)
+end
+
+local function fmt_bytes(n)
+  n = num(n)
+  if not n then return DASH end
+  local units = { "B", "kB", "MB", "GB", "TB", "PB" }
+  local i = 1
+  while n >= 1000 and i < #units do n, i = n / 1000, i + 1 end
+  return (i == 1 and "%.0f %s" or "%.1f %s"):format(n, units[i])
+end
+
+local function fmt_when(x)
+  if type(x) == "string" then return x end
+  x = num(x)
+  if not x then return nil end
+  if x > 1e11 then x = x / 1000 end -- epoch milliseconds
+  return os.date("!%Y-%m-%d %H:%M:%S UTC", math.floor(x))
+end
+
+-- ------------------------------------------------------------- histograms
+-- Slot i < 2048 holds the value i µs; above, bucket k >= 1 covers
+-- [1024·2^k, 2048·2^k) µs in 1024 slots of width 2^k.
+
+local function slot_range(i)
+  if i < 2048 then return i, 1 end
+  local k = (i - 2048) // 1024 + 1
+  local width = 2.0 ^ k
+  return ((i - 2048) % 1024 + 1024) * width, width
+end
+
+-- { {lo = µs, width = µs, count = n}, ... } in slot order.
+local function hist_slots(h)
+  local slots, out = tbl(tbl(h).slots), {}
+  for i = 1, #slots - 1, 2 do
+    local idx, n = num(slots[i]), num(slots[i + 1])
+    if idx and n and n > 0 and idx >= 0 then
+      local lo, width = slot_range(math.floor(idx))
+      out[#out + 1] = { lo = lo, width = width, count = n }
+    end
+  end
+  return out
+end
+
+-- The p-th percentile in µs from decoded slots (a slot's midpoint).
+local function hist_percentile(slots, p)
+  local total = 0
+  for _, s in ipairs(slots) do total = total + s.count end
+  if total == 0 then return nil end
+  local want, seen = math.max(1, math.ceil(total * p / 100)), 0
+  for _, s in ipairs(slots) do
+    seen = seen + s.count
+    if seen >= want then return s.lo + (s.width - 1) / 2 end
+  end
+  return slots[#slots].lo
+end
+
+-- ---------------------------------------------------------- the metrics
+
+-- "http_req_duration{name:/a}" -> "http_req_duration", "name", "/a"
+local function split_key(key)
+  local base, tag, value = key:match("^([%w_]+){([^:{}]+):(.*)}$")
+  if base then return base, tag, value end
+  return key
+end
+
+-- Values of the sub-metrics base{tag:VALUE}, keyed by VALUE.
+local function tagged(metrics, base, tag)
+  local out = {}
+  for key, m in pairs(metrics) do
+    local b, t, v = split_key(key)
+    if b == base and t == tag and type(m) == "table" then out[v] = m end
+  end
+  return out
+end
+
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys)
+  return keys
+end
+
+local function values(metrics, key)
+  return tbl(tbl(metrics[key]).values)
+end
+
+-- A percentile of a trend in its own unit (ms for time): from values when
+-- present, else from its histogram.
+local function trend_percentile(m, p)
+  local v = tbl(tbl(m).values)
+  local direct = num(v[("p(%s)"):format(("%g"):format(p))])
+  if direct then return direct end
+  if p == 50 and num(v.med) then return v.med end
+  local us = hist_percentile(hist_slots(tbl(m).histogram), p)
+  if not us then return nil end
+  return tbl(m).contains == "time" and us / 1000 or us
+end
+
+-- The figure a threshold expression looks at, from the metric entry.
+local function observe(m, text)
+  local agg = tostring(text):match("^%s*([%a_]+%b())") or tostring(text):match("^%s*([%a_]+)")
+  if not agg then return nil end
+  local v = tbl(tbl(m).values)
+  local p = agg:match("^p%(([%d%.]+)%)$")
+  if p then return trend_percentile(m, tonumber(p)) end
+  if agg == "value" then return num(v.value) or num(v.count) end
+  return num(v[agg])
+end
+
+-- How an observed threshold value reads: ms for time trends, else plain.
+local function fmt_observed(m, text, observed)
+  observed = num(observed)
+  if not observed then return "no data" end
+  local agg = tostring(text):match("^%s*([%a_]+)")
+  if tbl(m).contains == "time" and tbl(m).type == "trend" and agg ~= "count" then
+    return fmt_ms(observed)
+  end
+  if tbl(m).type == "rate" and agg == "rate" then
+    return ("%g (%s)"):format(tonumber(("%.4g"):format(observed)), fmt_pct(observed))
+  end
+  return ("%g"):format(tonumber(("%.6g"):format(observed)))
+end
+
+-- Thresholds: the document's threshold_results when it has them, else the
+-- per-metric "thresholds" maps (observed values recomputed from the entry).
+local function thresholds_of(doc, metrics)
+  local list = {}
+  local given = doc.threshold_results
+  if type(given) == "table" and given ~= json_null and #given > 0 then
+    for _, t in ipairs(given) do
+      t = tbl(t)
+      local key, text = str(t.key) or "?", str(t.text) or "?"
+      local m = metrics[key] or metrics[(split_key(key))]
+      list[#list + 1] = { key = key, text = text, ok = flag(t.ok),
+                          observed = fmt_observed(m, text, t.observed) }
+    end
+    return list
+  end
+  for _, key in ipairs(sorted_keys(metrics)) do
+    local m = tbl(metrics[key])
+    for _, text in ipairs(sorted_keys(tbl(m.thresholds))) do
+      list[#list + 1] = { key = key, text = text, ok = flag(tbl(m.thresholds[text]).ok),
+                          observed = fmt_observed(m, text, observe(m, text)) }
+    end
+  end
+  return list
+end
+
+-- One row per request name, plus the total.
+local function request_rows(metrics)
+  local reqs = tagged(metrics, "http_reqs", "name")
+  if next(reqs) == nil then reqs = tagged(metrics, "http_req_duration", "name") end
+  local function row(label, suffix, total)
+    local d = values(metrics, "http_req_duration" .. suffix)
+    local r = values(metrics, "http_reqs" .. suffix)
+    return { label = label, total = total, count = num(r.count) or num(d.count), rate = num(r.rate),
+             failed = num(values(metrics, "http_req_failed" .. suffix).rate),
+             min = d.min, avg = d.avg, med = d.med, p90 = d["p(90)"], p95 = d["p(95)"],
+             p99 = d["p(99)"], max = d.max }
+  end
+  local rows = {}
+  for _, name in ipairs(sorted_keys(reqs)) do
+    rows[#rows + 1] = row(name, "{name:" .. name .. "}")
+  end
+  if #rows ~= 1 and (metrics.http_reqs or metrics.http_req_duration) then
+    rows[#rows + 1] = row("total", "", true)
+  end
+  return rows
+end
+
+-- Checks by name (checks{check:NAME}), then all checks together.
+local function check_rows(metrics)
+  local rows = {}
+  for name, m in pairs(tagged(metrics, "checks", "check")) do
+    local v = tbl(m.values)
+    rows[#rows + 1] = { name = name, passes = num(v.passes) or 0, fails = num(v.fails) or 0 }
+  end
+  table.sort(rows, function(a, b) return a.name < b.name end)
+  local all = values(metrics, "checks")
+  if metrics.checks then
+    rows[#rows + 1] = { name = "all checks", total = true, passes = num(all.passes) or 0,
+                        fails = num(all.fails) or 0 }
+  end
+  return rows
+end
+
+local BUILTIN = {
+  http_reqs = true, http_req_duration = true, http_req_waiting = true,
+  http_req_connecting = true, http_req_tls_handshaking = true, http_req_failed = true,
+  http_body_truncated = true, data_sent = true, data_received = true, iterations = true,
+  iteration_duration = true, iteration_errors = true, iterations_interrupted = true,
+  vus = true, vus_max = true, checks = true, dropped_iterations = true, group_duration = true,
+}
+
+local function custom_keys(metrics)
+  local keys = {}
+  for _, key in ipairs(sorted_keys(metrics)) do
+    if not BUILTIN[(split_key(key))] then keys[#keys + 1] = key end
+  end
+  return keys
+end
+
+-- The per-second points as columns; latency is nil in seconds without requests.
+local function series_of(points)
+  local s = { t = {}, reqs = {}, iterations = {}, failed = {}, errors = {}, dropped = {},
+              vus = {}, p50 = {}, p95 = {}, p99 = {} }
+  for i, p in ipairs(points) do
+    p = tbl(p)
+    s.t[#s.t + 1] = num(p.t) or (i - 1)
+    local n = #s.t
+    for _, k in ipairs({ "reqs", "iterations", "failed", "errors", "dropped", "vus" }) do
+      s[k][n] = num(p[k]) or 0
+    end
+    local has = (num(p.reqs) or 0) > 0
+    for _, k in ipairs({ "p50", "p95", "p99" }) do s[k][n] = has and num(p[k]) or nil end
+  end
+  return s
+end
+
+local function maximum(list, n)
+  local m = nil
+  for i = 1, n or #list do
+    local v = list[i]
+    if v and (not m or v > m) then m = v end
+  end
+  return m
+end
+
+-- ------------------------------------------------------------ SVG helpers
+
+local COLORS = {
+  reqs = "#2563eb", iterations = "#0891b2", p50 = "#10b981", p95 = "#f59e0b", p99 = "#e11d48",
+  vus = "#7c3aed", failed = "#dc2626", errors = "#ea580c", dropped = "#64748b", bars = "#3b82f6",
+}
+
+local function f1(x) return ("%.1f"):format(x) end
+
+local function nice_step(span, ticks)
+  local raw = span / ticks
+  local mag = 10 ^ math.floor(math.log(raw, 10))
+  for _, m in ipairs({ 1, 2, 2.5, 5, 10 }) do
+    if raw <= m * mag * (1 + 1e-9) then return m * mag end
+  end
+  return 10 * mag
+end
+
+-- Ticks from 0 to a round top above max.
+local function linear_ticks(max, ticks)
+  max = (num(max) and max > 0) and max or 1
+  local step = nice_step(max, ticks or 4)
+  local n = math.ceil(max / step - 1e-9)
+  local list = {}
+  for i = 0, n do list[#list + 1] = i * step end
+  return list, n * step
+end
+
+local TIME_STEPS = { 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800,
+                     21600, 43200, 86400 }
+
+local function time_ticks(x0, x1, ticks)
+  local span, step = x1 - x0, nil
+  for _, s in ipairs(TIME_STEPS) do
+    if span / s <= ticks then step = s; break end
+  end
+  step = step or nice_step(span, ticks)
+  local list = {}
+  for v = math.ceil(x0 / step) * step, x1 + 1e-9, step do list[#list + 1] = v end
+  return list
+end
+
+-- 90 -> "1m30s"
+local function fmt_clock(s)
+  s = math.floor(s + 0.5)
+  if s < 60 then return ("%ds"):format(s) end
+  local h, m, sec = s // 3600, s % 3600 // 60, s % 60
+  local out = h > 0 and ("%dh"):format(h) or ""
+  if m > 0 or (h > 0 and sec > 0) then out = out .. ("%dm"):format(m) end
+  if sec > 0 then out = out .. ("%ds"):format(sec) end
+  return out
+end
+
+-- Axis labels in milliseconds: 0, 500µs, 20ms, 1.5s, 2m.
+local function tick_ms(v)
+  if v == 0 then return "0" end
+  if v >= 3600000 then return ("%gh"):format(v / 3600000) end
+  if v >= 60000 then return ("%gm"):format(v / 60000) end
+  if v >= 1000 then return ("%gs"):format(v / 1000) end
+  if v >= 1 then return ("%gms"):format(tonumber(("%.4g"):format(v))) end
+  return ("%gµs"):format(tonumber(("%.4g"):format(v * 1000)))
+end
+
+local function tick_us(v) return tick_ms(v / 1000) end
+local function tick_per_s(v) return v == 0 and "0" or fmt_si(v) .. "/s" end
+local function tick_plain(v) return fmt_si(v) end
+
+-- A chart's drawing area in a W×H view box.
+local function plot_area(w, h, top)
+  return { w = w, h = h, l = 60, r = 18, t = top or 14, b = 30 }
+end
+
+local function x_of(a, x0, x1)
+  return function(v) return a.l + (v - x0) / (x1 - x0) * (a.w - a.l - a.r) end
+end
+
+local function y_of(a, top)
+  return function(v) return a.h - a.b - v / top * (a.h - a.t - a.b) end
+end
+
+local function svg_open(w, h, label)
+  return ('<svg class="chart" viewBox="0 0 %d %d" role="img" aria-label="%s">'):format(w, h,
+    esc(label))
+end
+
+local function y_axis(a, ticks, y, fmt)
+  local out = {}
+  for _, v in ipairs(ticks) do
+    local py = f1(y(v))
+    out[#out + 1] = ('<line class="grid" x1="%d" x2="%d" y1="%s" y2="%s"/>'):format(a.l, a.w - a.r,
+      py, py)
+    out[#out + 1] = ('<text class="tick" x="%d" y="%s" text-anchor="end" dy="0.32em">%s</text>')
+      :format(a.l - 8, py, esc(fmt(v)))
+  end
+  return table.concat(out)
+end
+
+local function x_axis(a, ticks, x, fmt)
+  local base = a.h - a.b
+  local out = { ('<line class="axis" x1="%d" x2="%d" y1="%d" y2="%d"/>'):format(a.l, a.w - a.r,
+    base, base) }
+  for _, v in ipairs(ticks) do
+    local px = f1(x(v))
+    out[#out + 1] = ('<line class="axis" x1="%s" x2="%s" y1="%d" y2="%d"/>'):format(px, px, base,
+      base + 4)
+    out[#out + 1] = ('<text class="tick" x="%s" y="%d" text-anchor="middle">%s</text>'):format(px,
+      base + 17, esc(fmt(v)))
+  end
+  return table.concat(out)
+end
+
+local function message(a, text)
+  return ('<text class="empty" x="%s" y="%s" text-anchor="middle">%s</text>'):format(
+    f1((a.l + a.w - a.r) / 2), f1((a.t + a.h - a.b) / 2), esc(text))
+end
+
+-- Runs of consecutive present values: { { {x, y}, ... }, ... }.
+local function segments(xs, ys)
+  local segs, cur = {}, nil
+  for i = 1, #xs do
+    if ys[i] then
+      if not cur then cur = {}; segs[#segs + 1] = cur end
+      cur[#cur + 1] = { xs[i], ys[i] }
+    else
+      cur = nil
+    end
+  end
+  return segs
+end
+
+local function line_path(seg, x, y)
+  local d = {}
+  for i, p in ipairs(seg) do d[i] = (i == 1 and "M" or "L") .. f1(x(p[1])) .. "," .. f1(y(p[2])) end
+  return table.concat(d)
+end
+
+local function draw_series(s, xs, x, y, base)
+  local out = {}
+  for _, seg in ipairs(segments(xs, s.ys)) do
+    local d = line_path(seg, x, y)
+    if s.area and #seg > 1 then
+      out[#out + 1] = ('<path d="%sL%s,%sL%s,%sZ" fill="%s" fill-opacity="0.10"/>'):format(d,
+        f1(x(seg[#seg][1])), f1(base), f1(x(seg[1][1])), f1(base), s.color)
+    end
+    out[#out + 1] = ('<path class="line%s" d="%s" stroke="%s"/>'):format(s.dash and " dash" or "", d,
+      s.color)
+    if #seg == 1 then
+      out[#out + 1] = ('<circle cx="%s" cy="%s" r="3" fill="%s"/>'):format(f1(x(seg[1][1])),
+        f1(y(seg[1][2])), s.color)
+    end
+  end
+  return table.concat(out)
+end
+
+-- Invisible columns, one per point, whose tooltip lists every series.
+local function hover_columns(a, xs, x, series, fmt)
+  local out, n = { '<g class="hits">' }, #xs
+  local stride = math.max(1, math.ceil(n / 600))
+  for i = 1, n, stride do
+    local left = i == 1 and a.l or (x(xs[i - 1]) + x(xs[i])) / 2
+    local j = math.min(n, i + stride)
+    local right = i + stride > n and a.w - a.r or (x(xs[j - 1]) + x(xs[j])) / 2
+    local lines = { fmt_clock(xs[i]) }
+    for _, s in ipairs(series) do
+      local v = s.ys[i]
+      lines[#lines + 1] = ("%s: %s"):format(s.name, v and fmt(v) or DASH)
+    end
+    out[#out + 1] = ('<rect x="%s" y="%d" width="%s" height="%d"><title>%s</title></rect>'):format(
+      f1(left), a.t, f1(math.max(0.5, right - left)), a.h - a.t - a.b, esc(table.concat(lines, "\n")))
+  end
+  out[#out + 1] = "</g>"
+  return table.concat(out)
+end
+
+-- A chart of per-second series against time since the start.
+--   spec = { label, xs, series = { {name, color, ys, area, dash} }, tick = fn, tip = fn }
+local function time_chart(spec)
+  local a = plot_area(560, 230)
+  local out = { svg_open(a.w, a.h, spec.label) }
+  local xs = spec.xs
+  if #xs == 0 then
+    out[#out + 1] = x_axis(a, {}, nil, nil)
+    out[#out + 1] = message(a, "no per-second data in this result")
+    out[#out + 1] = "</svg>"
+    return table.concat(out)
+  end
+  local x0, x1 = xs[1], xs[#xs]
+  if x1 <= x0 then x1 = x0 + 1 end
+  local top = 0
+  for _, s in ipairs(spec.series) do top = math.max(top, maximum(s.ys, #xs) or 0) end
+  local yt, ytop = linear_ticks(top > 0 and top * 1.05 or spec.floor or 1, 4)
+  local x, y = x_of(a, x0, x1), y_of(a, ytop)
+  out[#out + 1] = y_axis(a, yt, y, spec.tick)
+  out[#out + 1] = x_axis(a, time_ticks(x0, x1, 7), x, fmt_clock)
+  for i = #spec.series, 1, -1 do
+    out[#out + 1] = draw_series(spec.series[i], xs, x, y, y(0))
+  end
+  out[#out + 1] = hover_columns(a, xs, x, spec.series, spec.tip)
+  out[#out + 1] = "</svg>"
+  return table.concat(out)
+end
+
+-- --------------------------------------------------- latency distribution
+
+-- Decade ticks (with 2 and 5 between when the range is short) in µs.
+local function log_ticks(lo, hi)
+  local list, short = {}, math.log(hi / lo, 10) < 2.5
+  for e = math.floor(math.log(lo, 10)), math.ceil(math.log(hi, 10)) do
+    for _, m in ipairs(short and { 1, 2, 5 } or { 1 }) do
+      local v = m * 10 ^ e
+      if v >= lo and v <= hi then list[#list + 1] = v end
+    end
+  end
+  return list
+end
+
+-- Slots regrouped into `n` equal bins on a log scale between lo and hi µs.
+local function log_bins(slots, lo, hi, n)
+  local bins, L, span = {}, math.log(lo, 10), math.log(hi / lo, 10)
+  for i = 1, n do bins[i] = 0 end
+  for _, s in ipairs(slots) do
+    local v = math.max(s.lo + (s.width - 1) / 2, lo)
+    local i = math.floor((math.log(v, 10) - L) / span * n) + 1
+    i = math.max(1, math.min(n, i))
+    bins[i] = bins[i] + s.count
+  end
+  return bins, function(i) return 10 ^ (L + (i - 1) / n * span) end
+end
+
+-- The shown range in µs: the data's, padded, at least half a decade wide.
+local function log_range(slots)
+  local lo = math.max(1, slots[1].lo)
+  local last = slots[#slots]
+  local hi = math.max(lo * 1.01, last.lo + last.width)
+  local L, H = math.log(lo, 10), math.log(hi, 10)
+  local pad = math.max(0.04 * (H - L), (0.5 - (H - L)) / 2, 0)
+  return 10 ^ (L - pad), 10 ^ (H + pad)
+end
+
+-- p50/p95/p99 markers; labels move down a row when they would overlap.
+local function percentile_marks(a, x, marks)
+  local out, last_x, row = {}, {}, 0
+  for _, m in ipairs(marks) do
+    local px = x(m.us)
+    row = 0
+    while last_x[row] and px - last_x[row] < 74 do row = row + 1 end
+    last_x[row] = px
+    local ly = a.t - 30 + row * 15
+    out[#out + 1] = ('<line class="mark" x1="%s" x2="%s" y1="%d" y2="%d" stroke="%s"/>'):format(
+      f1(px), f1(px), ly + 4, a.h - a.b, m.color)
+    out[#out + 1] = ('<text class="marklabel" x="%s" y="%d" fill="%s">%s %s</text>'):format(
+      f1(px + 4), ly + 4, m.color, m.name, esc(fmt_ms(m.us / 1000)))
+  end
+  return table.concat(out)
+end
+
+local function distribution_chart(m)
+  local a = plot_area(1120, 270, 48)
+  local out = { svg_open(a.w, a.h, "latency distribution of http_req_duration") }
+  local slots = hist_slots(tbl(m).histogram)
+  local total = 0
+  for _, s in ipairs(slots) do total = total + s.count end
+  if total == 0 then
+    out[#out + 1] = x_axis(a, {}, nil, nil)
+    out[#out + 1] = message(a, "no request durations recorded")
+    out[#out + 1] = "</svg>"
+    return table.concat(out)
+  end
+  local lo, hi = log_range(slots)
+  local n = 90
+  local bins, edge = log_bins(slots, lo, hi, n)
+  local L, span = math.log(lo, 10), math.log(hi / lo, 10)
+  local x = function(us) return a.l + (math.log(math.max(us, lo), 10) - L) / span * (a.w - a.l - a.r) end
+  local peak = maximum(bins) / total * 100
+  local yt, ytop = linear_ticks(peak * 1.08, 4)
+  local y = y_of(a, ytop)
+  out[#out + 1] = y_axis(a, yt, y, function(v) return ("%g%%"):format(tonumber(("%.3g"):format(v))) end)
+  out[#out + 1] = x_axis(a, log_ticks(lo, hi), x, tick_us)
+  out[#out + 1] = '<g class="bars">'
+  for i, c in ipairs(bins) do
+    if c > 0 then
+      local x0, x1 = x(edge(i)), x(edge(i + 1))
+      local pct = c / total * 100
+      out[#out + 1] = ('<rect x="%s" y="%s" width="%s" height="%s" fill="%s"><title>%s – %s\n%s requests (%.2f%%)</title></rect>')
+        :format(f1(x0 + 0.5), f1(y(pct)), f1(math.max(0.8, x1 - x0 - 1)), f1(y(0) - y(pct)),
+          COLORS.bars, esc(fmt_ms(edge(i) / 1000)), esc(fmt_ms(edge(i + 1) / 1000)),
+          fmt_count(c), pct)
+    end
+  end
+  out[#out + 1] = "</g>"
+  local marks = {}
+  for _, p in ipairs({ { "p50", 50 }, { "p95", 95 }, { "p99", 99 } }) do
+    local ms = trend_percentile(m, p[2])
+    if ms then marks[#marks + 1] = { name = p[1], us = ms * 1000, color = COLORS[p[1]] } end
+  end
+  out[#out + 1] = percentile_marks(a, x, marks)
+  out[#out + 1] = ('<text class="axistitle" x="%d" y="%d" text-anchor="end">response time (log scale)</text>')
+    :format(a.w - a.r, a.h - 34)
+  out[#out + 1] = "</svg>"
+  return table.concat(out)
+end
+
+-- ---------------------------------------------------------- page pieces
+
+local function legend(items)
+  local out = { '<div class="legend">' }
+  for _, it in ipairs(items) do
+    out[#out + 1] = ('<span><i style="background:%s"></i>%s</span>'):format(it[2], esc(it[1]))
+  end
+  out[#out + 1] = "</div>"
+  return table.concat(out)
+end
+
+local function chart_card(title, note, items, svg, wide)
+  return ('<section class="card chartcard%s"><div class="cardhead"><h3>%s</h3>%s</div>%s%s</section>')
+    :format(wide and " wide" or "", esc(title), note and ('<span class="note">%s</span>'):format(esc(note)) or "",
+      legend(items), svg)
+end
+
+local function per_second(list)
+  local out = {}
+  for i, v in ipairs(list) do out[i] = v end
+  return out
+end
+
+local function any_positive(list)
+  for _, v in ipairs(list) do if v > 0 then return true end end
+  return false
+end
+
+local function charts(doc, metrics)
+  local s = series_of(tbl(doc.points))
+  local function ser(name, key, extra)
+    local t = { name = name, color = COLORS[key], ys = s[key] }
+    for k, v in pairs(extra or {}) do t[k] = v end
+    return t
+  end
+  local reqs = { ser("requests/s", "reqs", { area = true }), ser("iterations/s", "iterations", { dash = true }) }
+  local lat = { ser("p50", "p50"), ser("p95", "p95"), ser("p99", "p99") }
+  local vus = { ser("active VUs", "vus", { area = true }) }
+  local errs = { ser("failed requests/s", "failed", { area = true }), ser("iteration errors/s", "errors") }
+  if any_positive(s.dropped) then errs[#errs + 1] = ser("dropped iterations/s", "dropped", { dash = true }) end
+  local function items(list)
+    local out = {}
+    for _, it in ipairs(list) do out[#out + 1] = { it.name, it.color } end
+    return out
+  end
+  local dur = metrics.http_req_duration
+  local dv = tbl(tbl(dur).values)
+  return table.concat({
+    '<div class="grid2">',
+    chart_card("Throughput", "per second", items(reqs), time_chart({ label = "requests per second over time",
+      xs = s.t, series = reqs, tick = tick_per_s, tip = fmt_rate })),
+    chart_card("Latency percentiles", "http_req_duration, per second", items(lat), time_chart({
+      label = "latency percentiles over time", xs = s.t, series = lat, tick = tick_ms, tip = fmt_ms })),
+    chart_card("Virtual users", "active at the end of each second", items(vus), time_chart({
+      label = "active virtual users over time", xs = s.t, series = vus, tick = tick_plain,
+      tip = fmt_count })),
+    chart_card("Errors", any_positive(s.failed) or any_positive(s.errors) and "per second"
+      or "none recorded", items(errs), time_chart({ label = "errors over time", xs = s.t,
+      series = errs, tick = tick_per_s, tip = fmt_rate })),
+    "</div>",
+    chart_card("Latency distribution", ("http_req_duration · %s requests · mean %s"):format(
+      fmt_count(dv.count), fmt_ms(dv.avg)), { { "share of requests", COLORS.bars },
+      { "p50", COLORS.p50 }, { "p95", COLORS.p95 }, { "p99", COLORS.p99 } },
+      distribution_chart(dur), true),
+  })
+end
+
+local function html_table(head, rows, class)
+  local out = { ('<div class="tablewrap"><table class="%s"><thead><tr>'):format(class or "") }
+  for _, h in ipairs(head) do out[#out + 1] = ("<th>%s</th>"):format(esc(h)) end
+  out[#out + 1] = "</tr></thead><tbody>"
+  for _, r in ipairs(rows) do
+    out[#out + 1] = ("<tr%s>"):format(r.class and (' class="%s"'):format(r.class) or "")
+    for _, c in ipairs(r) do out[#out + 1] = ("<td>%s</td>"):format(c) end
+    out[#out + 1] = "</tr>"
+  end
+  out[#out + 1] = "</tbody></table></div>"
+  return table.concat(out)
+end
+
+local function section(title, body, extra)
+  return ('<section class="card%s"><div class="cardhead"><h2>%s</h2></div>%s</section>'):format(
+    extra and " " .. extra or "", esc(title), body)
+end
+
+local function muted(text) return ('<p class="muted">%s</p>'):format(esc(text)) end
+
+local function failed_cell(rate)
+  local text = esc(fmt_pct(rate))
+  return (num(rate) or 0) > 0 and ('<span class="bad">%s</span>'):format(text) or text
+end
+
+local function requests_section(metrics)
+  local rows = request_rows(metrics)
+  if #rows == 0 then return section("Requests", muted("No HTTP requests were made in this run.")) end
+  local out = {}
+  for _, r in ipairs(rows) do
+    out[#out + 1] = {
+      class = r.total and "total" or nil,
+      ('<span class="name">%s</span>'):format(esc(r.label)), fmt_count(r.count), fmt_rate(r.rate),
+      failed_cell(r.failed), fmt_ms(r.min), fmt_ms(r.avg), fmt_ms(r.med), fmt_ms(r.p90),
+      fmt_ms(r.p95), fmt_ms(r.p99), fmt_ms(r.max),
+    }
+  end
+  return section("Requests", html_table({ "request", "reqs", "req/s", "failed", "min", "avg", "med",
+    "p90", "p95", "p99", "max" }, out, "num"))
+end
+
+local function thresholds_section(list)
+  if #list == 0 then return section("Thresholds", muted("No thresholds were defined for this run.")) end
+  local out = { '<ul class="checklist">' }
+  for _, t in ipairs(list) do
+    out[#out + 1] = ('<li class="%s"><span class="mark">%s</span><span class="what"><code>%s</code> <b>%s</b></span><span class="obs">observed %s</span></li>')
+      :format(t.ok and "ok" or "fail", t.ok and "✓" or "✗", esc(t.key), esc(t.text), esc(t.observed))
+  end
+  out[#out + 1] = "</ul>"
+  return section("Thresholds", table.concat(out))
+end
+
+local function check_bar(passes, fails)
+  local total = passes + fails
+  local pct = total > 0 and passes / total * 100 or 0
+  return ('<span class="bar"><i style="width:%.1f%%"></i></span>'):format(pct)
+end
+
+local function checks_section(metrics)
+  local rows = check_rows(metrics)
+  if #rows == 0 then return section("Checks", muted("No checks were recorded.")) end
+  local out = {}
+  for _, r in ipairs(rows) do
+    local total = r.passes + r.fails
+    out[#out + 1] = {
+      class = r.total and "total" or nil,
+      ('<span class="mark %s">%s</span> <span class="name">%s</span>'):format(
+        r.fails == 0 and "ok" or "fail", r.fails == 0 and "✓" or "✗", esc(r.name)),
+      fmt_count(r.passes), r.fails > 0 and ('<span class="bad">%s</span>'):format(fmt_count(r.fails)) or "0",
+      fmt_pct(total > 0 and r.passes / total or nil), check_bar(r.passes, r.fails),
+    }
+  end
+  return section("Checks", html_table({ "check", "passes", "fails", "rate", "" }, out, "num checks"))
+end
+
+local function trend_row(label, m)
+  local v = tbl(tbl(m).values)
+  local f = tbl(m).contains == "time" and fmt_ms or function(x)
+    return num(x) and ("%g"):format(tonumber(("%.4g"):format(x))) or DASH
+  end
+  return { ('<span class="name">%s</span>'):format(esc(label)), fmt_count(v.count), f(v.min),
+           f(v.avg), f(v.med), f(v["p(90)"]), f(v["p(95)"]), f(v["p(99)"]), f(v.max) }
+end
+
+local TREND_HEAD = { "", "count", "min", "avg", "med", "p90", "p95", "p99", "max" }
+
+local function group_label(name)
+  return (name:gsub("^::", ""):gsub("::", " › "))
+end
+
+local function groups_section(metrics)
+  local groups = tagged(metrics, "group_duration", "group")
+  if next(groups) == nil then return "" end
+  local rows = {}
+  for _, g in ipairs(sorted_keys(groups)) do rows[#rows + 1] = trend_row(group_label(g), groups[g]) end
+  local head = { table.unpack(TREND_HEAD) }
+  head[1] = "group"
+  return section("Groups", html_table(head, rows, "num"))
+end
+
+local function custom_value(m)
+  local v = tbl(m.values)
+  if m.type == "counter" then
+    return ("%s <span class=\"muted\">(%s/s)</span>"):format(fmt_count(v.count), fmt_rate(v.rate))
+  elseif m.type == "rate" then
+    return ("%s <span class=\"muted\">(%s of %s)</span>"):format(fmt_pct(v.rate), fmt_count(v.passes),
+      fmt_count((num(v.passes) or 0) + (num(v.fails) or 0)))
+  elseif m.type == "gauge" then
+    return ("%s <span class=\"muted\">(min %s, max %s)</span>"):format(fmt_si(v.value), fmt_si(v.min),
+      fmt_si(v.max))
+  end
+  return esc(DASH)
+end
+
+local function custom_section(metrics)
+  local keys = custom_keys(metrics)
+  if #keys == 0 then return "" end
+  local trends, others = {}, {}
+  for _, key in ipairs(keys) do
+    local m = tbl(metrics[key])
+    if m.type == "trend" then
+      trends[#trends + 1] = trend_row(key, m)
+    else
+      others[#others + 1] = { ('<span class="name">%s</span>'):format(esc(key)), esc(str(m.type) or "?"),
+                              custom_value(m) }
+    end
+  end
+  local body = {}
+  if #trends > 0 then
+    local head = { table.unpack(TREND_HEAD) }
+    head[1] = "trend"
+    body[#body + 1] = html_table(head, trends, "num")
+  end
+  if #others > 0 then body[#body + 1] = html_table({ "metric", "type", "value" }, others, "kv") end
+  return section("Custom metrics", table.concat(body))
+end
+
+local function timings_section(metrics)
+  local rows = {}
+  for _, key in ipairs({ "http_req_waiting", "http_req_connecting", "http_req_tls_handshaking",
+                         "iteration_duration" }) do
+    if metrics[key] then rows[#rows + 1] = trend_row(key, metrics[key]) end
+  end
+  local counters = {}
+  local function counter(label, key, f)
+    local v = values(metrics, key)
+    if num(v.count) then counters[#counters + 1] = { esc(label), (f or fmt_count)(v.count) } end
+  end
+  counter("iterations", "iterations")
+  counter("iteration errors", "iteration_errors")
+  counter("iterations interrupted", "iterations_interrupted")
+  counter("dropped iterations", "dropped_iterations")
+  counter("bodies truncated", "http_body_truncated")
+  counter("data sent", "data_sent", fmt_bytes)
+  counter("data received", "data_received", fmt_bytes)
+  if #rows == 0 and #counters == 0 then return "" end
+  local head = { table.unpack(TREND_HEAD) }
+  head[1] = "timing"
+  return section("Timings and totals", (#rows > 0 and html_table(head, rows, "num") or "")
+    .. (#counters > 0 and html_table({ "counter", "value" }, counters, "kv") or ""))
+end
+
+-- ------------------------------------------------------ header and verdict
+
+local function executor_text(sc)
+  local e, vus = str(sc.executor) or "?", num(sc.vus) or 0
+  local dur, its, rate = num(sc.duration) or 0, num(sc.iterations) or 0, num(sc.rate) or 0
+  local stages = num(sc.stages) or 0
+  if e == "per-vu-iterations" then return ("%s VUs × %s iterations"):format(fmt_count(vus), fmt_count(its)) end
+  if e == "shared-iterations" then
+    return ("%s iterations shared by %s VUs"):format(fmt_count(its), fmt_count(vus))
+  end
+  if e == "constant-vus" then return ("%s VUs for %s"):format(fmt_count(vus), fmt_clock(dur)) end
+  if e == "constant-arrival-rate" then
+    return ("%g iterations/s for %s, up to %s VUs"):format(rate, fmt_clock(dur), fmt_count(vus))
+  end
+  if stages > 0 then
+    return ("%s stage%s over %s, up to %s VUs"):format(fmt_count(stages), stages == 1 and "" or "s",
+      fmt_clock(dur), fmt_count(vus))
+  end
+  return ("up to %s VUs"):format(fmt_count(vus))
+end
+
+local function executors_html(scenarios)
+  local out = {}
+  for _, sc in ipairs(scenarios) do
+    sc = tbl(sc)
+    local start = num(sc.start_time) or 0
+    out[#out + 1] = ('<li><b>%s</b><span class="exec">%s</span>%s%s</li>'):format(
+      esc(str(sc.name) or "default"), esc(str(sc.executor) or "?"), esc(executor_text(sc)),
+      start > 0 and esc(" · starts at " .. fmt_clock(start)) or "")
+  end
+  if #out == 0 then return "" end
+  return '<ul class="executors">' .. table.concat(out) .. "</ul>"
+end
+
+local function scenario_title(path)
+  local base = path:match("([^/]+)$") or path
+  return (base:gsub("%.lua$", ""))
+end
+
+local function meta_item(label, value)
+  if not value or value == "" then return "" end
+  return ('<div><dt>%s</dt><dd>%s</dd></div>'):format(esc(label), esc(value))
+end
+
+local LOGO = '<svg class="logo" viewBox="0 0 32 32" aria-hidden="true"><path d="M2 20c4 0 5-8 9-8s5 8 9 8 5-8 10-8" fill="none" stroke="#7dd3fc" stroke-width="3" stroke-linecap="round"/><path d="M2 27c4 0 5-5 9-5s5 5 9 5 5-5 10-5" fill="none" stroke="#38bdf8" stroke-opacity=".55" stroke-width="2.5" stroke-linecap="round"/></svg>'
+
+local function header(doc)
+  local t, st = tbl(doc.tide), tbl(doc.state)
+  local scenario = str(t.scenario) or "unnamed scenario"
+  local secs = num(st.testRunDurationMs) and st.testRunDurationMs / 1000
+  local threads = num(t.threads)
+  return table.concat({
+    '<header class="top"><div class="wrap">',
+    ('<div class="brand">%s<span>tide</span><span class="ver">%s</span></div>'):format(LOGO,
+      esc(str(t.version) and "v" .. str(t.version) or "")),
+    ('<h1>%s</h1>'):format(esc(scenario_title(scenario))),
+    '<dl class="meta">',
+    meta_item("scenario", scenario),
+    meta_item("target", str(t.target)),
+    meta_item("started", fmt_when(doc.started) or fmt_when(st.started)),
+    meta_item("finished", fmt_when(doc.finished) or fmt_when(st.finished)),
+    meta_item("duration", secs and fmt_duration(secs)),
+    meta_item("threads", threads and fmt_count(threads)),
+    meta_item("run", str(doc.run_id)),
+    "</dl>",
+    executors_html(tbl(t.scenarios)),
+    "</div></header>",
+  })
+end
+
+-- PASS / FAIL from the thresholds (and the exit code when given); an
+-- interrupted or aborted run says so.
+local function verdict(doc, thresholds)
+  local st = tbl(doc.state)
+  local failed = {}
+  for _, t in ipairs(thresholds) do if not t.ok then failed[#failed + 1] = t end end
+  local code = num(doc.exit_code)
+  local aborted = doc.aborted or st.aborted
+  local v = { tone = "pass", word = "PASS" }
+  if #failed > 0 or (code and code ~= 0 and code ~= 130) then v = { tone = "fail", word = "FAIL" } end
+  if #thresholds == 0 and v.tone == "pass" then v = { tone = "neutral", word = "DONE" } end
+  local notes = {}
+  if aborted and aborted ~= false and aborted ~= json_null then
+    v = { tone = "fail", word = "ABORTED" }
+    notes[#notes + 1] = type(aborted) == "string" and "stopped early by " .. aborted
+      or "stopped early by a failing threshold"
+  elseif flag(st.interrupted) or flag(doc.interrupted) or code == 130 then
+    v.tone, v.word = "warn", "INTERRUPTED"
+    notes[#notes + 1] = "the run was interrupted before the end; figures are partial"
+  end
+  if #thresholds == 0 then
+    notes[#notes + 1] = "no thresholds were defined"
+  else
+    notes[#notes + 1] = ("%d of %d thresholds passed"):format(#thresholds - #failed, #thresholds)
+  end
+  if code then notes[#notes + 1] = ("exit code %s"):format(fmt_count(code)) end
+  local detail = {}
+  for i, t in ipairs(failed) do
+    if i > 3 then detail[#detail + 1] = ("and %d more"):format(#failed - 3); break end
+    detail[#detail + 1] = ("%s: %s (observed %s)"):format(t.key, t.text, t.observed)
+  end
+  return ('<div class="verdict %s"><div class="word">%s</div><div class="why"><div>%s</div>%s</div></div>')
+    :format(v.tone, v.word, esc(table.concat(notes, " · ")),
+      #detail > 0 and ('<div class="failed">✗ %s</div>'):format(esc(table.concat(detail, " · "))) or "")
+end
+
+local function card(label, value, sub, tone)
+  return ('<div class="kpi%s"><div class="label">%s</div><div class="value">%s</div><div class="sub">%s</div></div>')
+    :format(tone and " " .. tone or "", esc(label), esc(value), esc(sub or ""))
+end
+
+local function key_figures(doc, metrics)
+  local reqs, dur = values(metrics, "http_reqs"), values(metrics, "http_req_duration")
+  local failed, its = values(metrics, "http_req_failed"), values(metrics, "iterations")
+  local s = series_of(tbl(doc.points))
+  local peak = maximum(s.reqs)
+  local total = (num(failed.passes) or 0) + (num(failed.fails) or 0)
+  local errs = num(values(metrics, "iteration_errors").count) or 0
+  local vus_max = num(values(metrics, "vus").max) or maximum(s.vus)
+  local allocated = num(values(metrics, "vus_max").max)
+  local rx, tx = values(metrics, "data_received"), values(metrics, "data_sent")
+  local bad = (num(failed.rate) or 0) > 0
+  return table.concat({
+    '<div class="kpis">',
+    card("Requests", fmt_si(reqs.count), num(reqs.count) and fmt_count(reqs.count) .. " in total" or "no requests"),
+    card("Request rate", fmt_rate(reqs.rate) .. (num(reqs.rate) and "/s" or ""),
+      peak and ("peak %s/s"):format(fmt_rate(peak)) or nil),
+    card("Failed", fmt_pct(failed.rate), total > 0 and ("%s of %s requests"):format(
+      fmt_count(failed.passes or 0), fmt_count(total)) or nil, bad and "bad" or (total > 0 and "good" or nil)),
+    card("p95 latency", fmt_ms(dur["p(95)"]), num(dur.med) and "median " .. fmt_ms(dur.med) or nil),
+    card("p99 latency", fmt_ms(dur["p(99)"]), num(dur.max) and "max " .. fmt_ms(dur.max) or nil),
+    card("Iterations", fmt_si(its.count), errs > 0 and ("%s raised an error"):format(fmt_count(errs))
+      or (num(its.rate) and ("%s/s"):format(fmt_rate(its.rate)) or nil), errs > 0 and "bad" or nil),
+    card("VUs max", fmt_count(vus_max), allocated and ("%s allocated"):format(fmt_count(allocated)) or nil),
+    card("Data received", fmt_bytes(rx.count), num(tx.count) and "sent " .. fmt_bytes(tx.count) or nil),
+    "</div>",
+  })
+end
+
+-- ------------------------------------------------------------------ CSS
+
+local CSS = [[
+:root{--bg:#f3f5f9;--card:#fff;--ink:#0f172a;--muted:#64748b;--line:#e5e9f0;--soft:#f8fafc;
+--ok:#15803d;--okbg:#ecfdf3;--bad:#b91c1c;--badbg:#fef2f2;--warn:#b45309;--warnbg:#fffbeb}
+*{box-sizing:border-box}
+html{-webkit-text-size-adjust:100%}
+body{margin:0;background:var(--bg);color:var(--ink);
+font:14px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
+.wrap{max-width:1200px;margin:0 auto;padding:0 28px}
+code,.name{font-family:ui-monospace,"SFMono-Regular",Menlo,Consolas,"DejaVu Sans Mono",monospace;font-size:12.5px}
+header.top{background:linear-gradient(120deg,#0b1324 0%,#12264d 55%,#0e4a6e 100%);color:#e2e8f0;padding:22px 0 70px}
+.brand{display:flex;align-items:center;gap:8px;font-weight:600;letter-spacing:.02em;color:#bae6fd}
+.brand .logo{width:26px;height:26px}
+.brand .ver{font-weight:500;font-size:12px;color:#94a3b8;border:1px solid #334155;border-radius:99px;padding:0 8px}
+h1{margin:14px 0 10px;font-size:30px;line-height:1.2;color:#fff;font-weight:650;word-break:break-word}
+.meta{display:flex;flex-wrap:wrap;gap:6px 28px;margin:0}
+.meta div{min-width:0}
+.meta dt{font-size:11px;text-transform:uppercase;letter-spacing:.06em;color:#94a3b8}
+.meta dd{margin:0;color:#f1f5f9;word-break:break-all}
+.executors{list-style:none;padding:0;margin:14px 0 0;display:flex;flex-wrap:wrap;gap:8px}
+.executors li{background:rgba(255,255,255,.08);border:1px solid rgba(255,255,255,.12);border-radius:8px;padding:4px 10px;font-size:13px}
+.executors b{color:#fff;margin-right:6px}
+.exec{color:#7dd3fc;margin-right:8px}
+main.wrap{margin-top:-48px;padding-bottom:40px}
+.verdict{display:flex;align-items:center;gap:20px;border-radius:14px;padding:18px 24px;background:var(--card);
+box-shadow:0 1px 2px rgba(15,23,42,.06),0 8px 24px rgba(15,23,42,.08);border-left:8px solid}
+.verdict .word{font-size:30px;font-weight:800;letter-spacing:.06em}
+.verdict .why{color:var(--muted)}
+.verdict .failed{color:var(--bad);margin-top:2px;word-break:break-word}
+.verdict.pass{border-color:#22c55e}.verdict.pass .word{color:var(--ok)}
+.verdict.fail{border-color:#ef4444}.verdict.fail .word{color:var(--bad)}
+.verdict.warn{border-color:#f59e0b}.verdict.warn .word{color:var(--warn)}
+.verdict.neutral{border-color:#94a3b8}.verdict.neutral .word{color:#475569}
+.kpis{display:grid;grid-template-columns:repeat(4,1fr);gap:14px;margin:18px 0}
+.kpi{background:var(--card);border-radius:12px;padding:14px 16px;border:1px solid var(--line);min-width:0}
+.kpi .label{font-size:12px;text-transform:uppercase;letter-spacing:.06em;color:var(--muted)}
+.kpi .value{font-size:26px;font-weight:700;font-variant-numeric:tabular-nums;margin:2px 0;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+.kpi .sub{font-size:12.5px;color:var(--muted);min-height:1.5em}
+.kpi.bad{background:var(--badbg);border-color:#fecaca}.kpi.bad .value{color:var(--bad)}
+.kpi.good .value{color:var(--ok)}
+.card{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:16px 18px;margin:14px 0;min-width:0}
+.cardhead{display:flex;align-items:baseline;gap:10px;flex-wrap:wrap;margin-bottom:8px}
+h2,h3{margin:0;font-size:15px;font-weight:650}
+.note{color:var(--muted);font-size:12.5px}
+.grid2{display:grid;grid-template-columns:1fr 1fr;gap:0 14px}
+.grid2>.card{margin:14px 0 0}
+.cols{display:grid;grid-template-columns:1fr 1fr;gap:0 14px;align-items:start}
+.legend{display:flex;flex-wrap:wrap;gap:4px 16px;font-size:12.5px;color:#334155;margin-bottom:4px}
+.legend i{display:inline-block;width:12px;height:3px;border-radius:2px;margin-right:6px;vertical-align:middle}
+svg.chart{display:block;width:100%;height:auto;overflow:visible}
+svg.chart text{font-family:inherit}
+.grid{stroke:#edf0f5;stroke-width:1}
+.axis{stroke:#cbd5e1;stroke-width:1}
+.tick{fill:#64748b;font-size:11px;font-variant-numeric:tabular-nums}
+.axistitle{fill:#94a3b8;font-size:11px}
+.empty{fill:#94a3b8;font-size:14px}
+.line{fill:none;stroke-width:2;stroke-linejoin:round;stroke-linecap:round}
+.line.dash{stroke-dasharray:5 4;stroke-width:1.6}
+.hits rect{fill:transparent}
+.hits rect:hover{fill:rgba(15,23,42,.05)}
+.bars rect:hover{fill-opacity:.7}
+.mark{stroke-width:1.5;stroke-dasharray:4 3}
+.marklabel{font-size:11.5px;font-weight:600}
+.tablewrap{overflow-x:auto}
+table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}
+th{font-size:11px;text-transform:uppercase;letter-spacing:.05em;color:var(--muted);font-weight:600;text-align:right;padding:6px 10px;border-bottom:1px solid var(--line);white-space:nowrap}
+td{padding:7px 10px;border-bottom:1px solid #f1f4f8;text-align:right;white-space:nowrap}
+th:first-child,td:first-child{text-align:left}
+td:first-child{white-space:normal;word-break:break-all}
+tbody tr:hover{background:var(--soft)}
+tr.total td{font-weight:650;border-top:1px solid var(--line);background:var(--soft)}
+table.kv{margin-top:10px}
+table.kv td:last-child,table.kv th:last-child{text-align:right}
+.bad{color:var(--bad);font-weight:600}
+.muted{color:var(--muted)}
+p.muted{margin:4px 0}
+.checklist{list-style:none;margin:0;padding:0}
+.checklist li{display:flex;align-items:baseline;gap:10px;padding:7px 2px;border-bottom:1px solid #f1f4f8}
+.checklist li:last-child{border-bottom:0}
+.checklist .what{flex:1;min-width:0;word-break:break-all}
+.checklist .obs{color:var(--muted);white-space:nowrap;font-variant-numeric:tabular-nums}
+.checklist li.fail .obs{color:var(--bad)}
+span.mark{display:inline-flex;align-items:center;justify-content:center;width:20px;height:20px;border-radius:50%;font-size:12px;font-weight:700;flex:none}
+.ok span.mark,span.mark.ok{background:var(--okbg);color:var(--ok)}
+.fail span.mark,span.mark.fail{background:var(--badbg);color:var(--bad)}
+.checks td:first-child{word-break:break-word}
+.bar{display:inline-block;width:90px;height:6px;border-radius:3px;background:#fecaca;vertical-align:middle;overflow:hidden}
+.bar i{display:block;height:100%;background:#22c55e}
+footer{color:var(--muted);font-size:12px;text-align:center;padding:8px 0 28px}
+@media (max-width:900px){.kpis{grid-template-columns:repeat(2,1fr)}.grid2,.cols{grid-template-columns:1fr}}
+@media print{body{background:#fff}.card,.kpi{break-inside:avoid}}
+]]
+
+-- ------------------------------------------------------------------ page
+
+local function title_of(doc)
+  local t = tbl(doc.tide)
+  return ("%s · tide report"):format(scenario_title(str(t.scenario) or "run"))
+end
+
+local function render(doc)
+  doc = tbl(doc)
+  local metrics = tbl(doc.metrics)
+  local thresholds = thresholds_of(doc, metrics)
+  local version = str(tbl(doc.tide).version)
+  return table.concat({
+    "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
+    '<meta name="viewport" content="width=device-width,initial-scale=1">',
+    ('<meta name="generator" content="tide%s">'):format(version and " " .. esc(version) or ""),
+    ("<title>%s</title>"):format(esc(title_of(doc))),
+    "<style>", CSS, "</style></head><body>",
+    header(doc),
+    '<main class="wrap">',
+    verdict(doc, thresholds),
+    key_figures(doc, metrics),
+    charts(doc, metrics),
+    requests_section(metrics),
+    '<div class="cols">', thresholds_section(thresholds), checks_section(metrics), "</div>",
+    groups_section(metrics),
+    custom_section(metrics),
+    timings_section(metrics),
+    "</main>",
+    ("<footer>tide%s · report generated %s · a single self-contained file</footer>"):format(
+      version and " " .. esc(version) or "", esc(os.date("!%Y-%m-%d %H:%M UTC"))),
+    "</body></html>\n",
+  })
+end
+
+return { render = render }
