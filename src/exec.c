@@ -85,6 +85,10 @@ void exec_stop(struct exec *ex, int level)
 
 static void launch(struct exec *ex, struct vu *vu, uint64_t sched)
 {
+    if (!closed_model(ex) && ex->scen->executor != EXEC_RAMPING_VUS) {
+        uint64_t now = now_ns(ex); /* how late the schedule started it: the open model's own health */
+        count(ex, M_ITERATION_START_DELAY, now > sched ? (double)(now - sched) / 1e3 : 0);
+    }
     ex->running++;
     if (!ex->launching)
         count(ex, M_VUS, ex->running);

@@ -25,6 +25,7 @@ struct loop {
     size_t nwatches;
     struct timer **heap;
     size_t heap_len, heap_cap;
+    bool no_pwait2;
 };
 
 struct loop *loop_new(void)
@@ -212,7 +213,7 @@ static void run_timers(struct loop *l)
     }
 }
 
-static int wait_ms(const struct loop *l, uint64_t max_wait_ns)
+static uint64_t wait_ns(const struct loop *l, uint64_t max_wait_ns)
 {
     uint64_t wait = max_wait_ns;
     if (l->heap_len) {
@@ -221,7 +222,21 @@ static int wait_ms(const struct loop *l, uint64_t max_wait_ns)
         if (until < wait)
             wait = until;
     }
-    return (int)((wait + NS_PER_MS - 1) / NS_PER_MS);
+    return wait;
+}
+
+/* epoll_pwait2 takes a timespec: timers fire to the microsecond, which an
+ * open-model schedule needs (epoll_wait would round every wait to 1 ms). */
+static int wait_events(struct loop *l, struct epoll_event *evs, int max, uint64_t ns)
+{
+    if (!l->no_pwait2) {
+        struct timespec ts = {(time_t)(ns / NS_PER_SEC), (long)(ns % NS_PER_SEC)};
+        int n = epoll_pwait2(l->epfd, evs, max, &ts, NULL);
+        if (n >= 0 || errno != ENOSYS)
+            return n;
+        l->no_pwait2 = true; /* kernel before 5.11 */
+    }
+    return epoll_wait(l->epfd, evs, max, (int)((ns + NS_PER_MS - 1) / NS_PER_MS));
 }
 
 static void drain_wake(struct loop *l)
@@ -236,7 +251,7 @@ static void drain_wake(struct loop *l)
 void loop_run_once(struct loop *l, uint64_t max_wait_ns)
 {
     struct epoll_event evs[256];
-    int n = epoll_wait(l->epfd, evs, 256, wait_ms(l, max_wait_ns));
+    int n = wait_events(l, evs, 256, wait_ns(l, max_wait_ns));
     loop_refresh_now(l);
     for (int i = 0; i < n; i++) {
         int fd = evs[i].data.fd;

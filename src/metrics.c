@@ -58,6 +58,7 @@ static const struct { const char *name; enum metric_type t; enum metric_contains
     [M_VUS_MAX] = {"vus_max", METRIC_GAUGE, CONTAINS_DEFAULT},
     [M_DROPPED_ITERATIONS] = {"dropped_iterations", METRIC_COUNTER, CONTAINS_DEFAULT},
     [M_GROUP_DURATION] = {"group_duration", METRIC_TREND, CONTAINS_TIME},
+    [M_ITERATION_START_DELAY] = {"iteration_start_delay", METRIC_TREND, CONTAINS_TIME},
 };
 
 struct metrics *metrics_new(void)

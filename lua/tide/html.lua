@@ -649,12 +649,6 @@ local function chart_card(title, note, items, svg, wide)
       legend(items), svg)
 end
 
-local function per_second(list)
-  local out = {}
-  for i, v in ipairs(list) do out[i] = v end
-  return out
-end
-
 local function any_positive(list)
   for _, v in ipairs(list) do if v > 0 then return true end end
   return false
@@ -688,7 +682,7 @@ local function charts(doc, metrics)
     chart_card("Virtual users", "active at the end of each second", items(vus), time_chart({
       label = "active virtual users over time", xs = s.t, series = vus, tick = tick_plain,
       tip = fmt_count })),
-    chart_card("Errors", any_positive(s.failed) or any_positive(s.errors) and "per second"
+    chart_card("Errors", (any_positive(s.failed) or any_positive(s.errors)) and "per second"
       or "none recorded", items(errs), time_chart({ label = "errors over time", xs = s.t,
       series = errs, tick = tick_per_s, tip = fmt_rate })),
     "</div>",

@@ -11,6 +11,7 @@ local BUILTIN = {
   iteration_duration = true, iteration_errors = true, iterations_interrupted = true,
   vus = true, vus_max = true, checks = true, dropped_iterations = true, group_duration = true,
 }
+M.BUILTIN = BUILTIN
 
 local function ms(x)
   if x >= 1e3 then return ("%.2fs"):format(x / 1e3) end
