@@ -2,6 +2,7 @@
 #include "clock.h"
 #include "engine.h"
 #include "metrics.h"
+#include "redact.h"
 #include "vu.h"
 
 #include <lauxlib.h>
@@ -291,9 +292,12 @@ void exec_iteration_cut(struct exec *ex, struct vu *vu)
 void exec_report_error(struct exec *ex, struct vu *vu, const char *traceback)
 {
     unsigned n = atomic_fetch_add(&ex->eng->run->tracebacks, 1);
-    if (n < TRACEBACKS_SHOWN)
+    char clean[4096];
+    if (n < TRACEBACKS_SHOWN) {
+        redact_password(traceback, ex->eng->run->opt->target, clean, sizeof clean);
         fprintf(stderr, "tide: VU %u, iteration %llu failed: %s\n", vu->id,
-                (unsigned long long)vu->iteration, traceback);
+                (unsigned long long)vu->iteration, clean);
+    }
     else if (n == TRACEBACKS_SHOWN)
         fprintf(stderr, "tide: more iterations failed; they are counted in iteration_errors\n");
 }

@@ -1,15 +1,10 @@
 #ifndef TIDE_PG_H
 #define TIDE_PG_H
 #include <lua.h>
-#include <stddef.h>
 
 /* tide.pg: a libpq binding for setup, teardown, checks and the prompt.
  * Parameterised queries only (PQexecParams): values are never spliced into
  * SQL. Calls block the calling thread, inside a virtual user too. */
 int luaopen_tide_pg(lua_State *L);
-
-/* Copies text to out with the password of dsn (if any) replaced by ***:
- * for messages that may echo a DSN back. */
-void pg_redact(const char *text, const char *dsn, char *out, size_t len);
 
 #endif

@@ -142,8 +142,8 @@ static void push_report(lua_State *L, int mod, const struct report_in *in)
     lua_createtable(L, 0, 16);
     lua_pushstring(L, in->run_id);
     lua_setfield(L, -2, "run_id");
-    set_number(L, "started", (double)in->started);
-    set_number(L, "finished", (double)in->finished);
+    set_number(L, "started", in->started);
+    set_number(L, "finished", in->finished);
     lua_pushinteger(L, in->status);
     lua_setfield(L, -2, "status");
     lua_pushstring(L, host);

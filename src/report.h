@@ -22,7 +22,7 @@ struct outputs {
 
 struct report_in {
     const char *run_id;
-    time_t started, finished;   /* wall clock */
+    double started, finished;   /* wall clock, seconds since the epoch */
     int status;                 /* 0, or what the run already knows: 3 script failed, 130 interrupted */
     const char *path;
     const struct options *opt;

@@ -1,5 +1,6 @@
 /* tide.response: what a request received, copied once; the body string and
  * the header table are made only when the script asks. */
+#include "redact.h"
 #include "req.h"
 
 #include <lauxlib.h>
@@ -137,10 +138,13 @@ static int response_json(lua_State *L)
     lua_getfield(L, -1, "cjson");
     lua_getfield(L, -1, "decode");
     push_body(L, p);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK)
-        return luaL_error(L, "response:json(): body of %s %.*s is not JSON (%s)", p->method,
-                          (int)p->url_len, p->data, lua_tostring(L, -1));
-    return 1;
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK)
+        return 1;
+    char url[2048], clean[2048];
+    snprintf(url, sizeof url, "%.*s", (int)(p->url_len < sizeof url ? p->url_len : sizeof url - 1), p->data);
+    redact_password(url, url, clean, sizeof clean);
+    return luaL_error(L, "response:json(): the body of %s %s is not JSON (%s)", p->method, clean,
+                      lua_tostring(L, -1));
 }
 
 static int response_index(lua_State *L)

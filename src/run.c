@@ -7,7 +7,7 @@
 #include "list.h"
 #include "metrics.h"
 #include "once.h"
-#include "pg.h"
+#include "redact.h"
 #include "options.h"
 #include "report.h"
 #include "scenario.h"
@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,7 +46,7 @@ struct session {
     int mod;                    /* stack index of the scenario module */
     int data;                   /* stack index of setup()'s result */
     double elapsed;
-    time_t started, finished;
+    double started, finished;
     int interrupted;
     char aborted[512];          /* the threshold that stopped the run early */
     struct points points;
@@ -88,6 +89,12 @@ static int usage_error(const char *fmt, const char *arg)
 /* A file output must be creatable: its directory writable, the file too if it exists. */
 static int check_writable(const char *kind, const char *path)
 {
+    struct stat st;
+    size_t n = strlen(path);
+    if ((n && path[n - 1] == '/') || (stat(path, &st) == 0 && S_ISDIR(st.st_mode))) {
+        fprintf(stderr, "tide run: --out %s=%s: that is a directory, a file name is needed\n", kind, path);
+        return EXIT_USAGE;
+    }
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
@@ -110,7 +117,7 @@ static int parse_pg_out(struct cli *c, const char *dsn)
     PQconninfoFree(opts);
     if (!opts) {
         char clean[2048];
-        pg_redact(err ? err : "out of memory\n", dsn, clean, sizeof clean);
+        redact_password(err ? err : "out of memory\n", dsn, clean, sizeof clean);
         fprintf(stderr, "tide run: --out pg: the DSN does not parse: %s", clean);
         PQfreemem(err);
         return EXIT_USAGE;
@@ -396,6 +403,13 @@ static int run_setup(struct session *s, int ctx_idx, const char **json, size_t *
     return 0;
 }
 
+static double wall_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static void sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -515,14 +529,14 @@ static int run_load(struct session *s, const char *json, size_t json_len, char *
         eng[i].run = &run;
         eng[i].index = i;
     }
-    s->started = time(NULL);
+    s->started = wall_clock();
     int rc = start_engines(&run, eng, n);
     if (rc == 0)
         supervise(s, &run, eng, n);
     for (unsigned i = 0; i < n; i++)
         engine_join(&eng[i]);
     s->elapsed = (double)(clock_now_ns() - run.start_ns) / 1e9;
-    s->finished = time(NULL);
+    s->finished = wall_clock();
     points_collect(&s->points);
     for (unsigned i = 0; i < n; i++) {
         if (eng[i].started && !metrics_merge(results, eng[i].ctx.metrics))

@@ -5,6 +5,7 @@ local http = require "tide.http"
 local tide = require "tide"
 local metrics = require "tide.metrics"
 local json = require "cjson"
+local redact = require "tide.redact"
 
 local M = {}
 
@@ -55,11 +56,11 @@ end
 local function read_status(r, url, s)
   if r.error or r.status == 503 then return nil end
   if r.status ~= 200 then
-    error(("celery.poll: %s answered HTTP %d: %s"):format(url, r.status, r.body:sub(1, 200)), 0)
+    error(("celery.poll: %s answered HTTP %d: %s"):format(redact.url(url), r.status, r.body:sub(1, 200)), 0)
   end
   local ok, doc = pcall(r.json, r)
   if not ok or type(doc) ~= "table" then
-    error(("celery.poll: %s answered a body that is not a JSON object: %q"):format(url,
+    error(("celery.poll: %s answered a body that is not a JSON object: %q"):format(redact.url(url),
       r.body:sub(1, 200)), 0)
   end
   local output = doc[s.output_field]

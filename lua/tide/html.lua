@@ -54,14 +54,18 @@ local function fmt_count(n)
   return n and thousands(n) or DASH
 end
 
--- 48.1k, 1.25M: for cards and axis ticks.
+local SI = { { 1, "" }, { 1e3, "k" }, { 1e6, "M" }, { 1e9, "G" }, { 1e12, "T" }, { 1e15, "P" },
+             { 1e18, "E" } }
+
+-- Three significant figures and a prefix: 950, 48.1k, 1.25M (for cards and ticks).
 local function fmt_si(n)
   n = num(n)
   if not n then return DASH end
-  local a = math.abs(n)
-  if a < 1000 then return ("%g"):format(tonumber(("%.3g"):format(n))) end
-  for _, u in ipairs({ { 1e15, "P" }, { 1e12, "T" }, { 1e9, "G" }, { 1e6, "M" }, { 1e3, "k" } }) do
-    if a >= u[1] then return ("%.3g%s"):format(n / u[1], u[2]) end
+  for i, u in ipairs(SI) do
+    local v = n / u[1]
+    if math.abs(v) < 999.5 or i == #SI then
+      return ("%g%s"):format(tonumber(("%.3g"):format(v)), u[2])
+    end
   end
 end
 
@@ -87,8 +91,8 @@ local function fmt_duration(s)
   if not s then return DASH end
   if s < 60 then return ("%.1fs"):format(s) end
   s = math.floor(s + 0.5)
-  if s < 3600 then return ("%dm %02ds"):format(s // 60, s % 60) end
-  return ("%dh %02dm"):format(s // 3600, s % 3600 // 60)
+  if s < 3600 then return ("%.0fm %02.0fs"):format(s // 60, s % 60) end
+  return ("%.0fh %02.0fm"):format(s // 3600, s % 3600 // 60)
 end
 
 -- Milliseconds, three significant figures: 850µs, 5.90ms, 74.1ms, 1.25s.
@@ -96,6 +100,7 @@ local function fmt_ms(ms)
   ms = num(ms)
   if not ms then return DASH end
   if ms == 0 then return "0ms" end
+  if ms < 0.001 then return "<1µs" end
   if ms < 1 then return ("%.0fµs"):format(ms * 1000) end
   if ms < 10 then return ("%.2fms"):format(ms) end
   if ms < 100 then return ("%.1fms"):format(ms) end
@@ -107,17 +112,22 @@ end
 local function fmt_bytes(n)
   n = num(n)
   if not n then return DASH end
-  local units = { "B", "kB", "MB", "GB", "TB", "PB" }
+  local units = { "B", "kB", "MB", "GB", "TB", "PB", "EB" }
   local i = 1
   while n >= 1000 and i < #units do n, i = n / 1000, i + 1 end
   return (i == 1 and "%.0f %s" or "%.1f %s"):format(n, units[i])
 end
 
+-- Epoch seconds (or ms), or an ISO 8601 UTC string, as "2026-01-02 10:20:30 UTC".
 local function fmt_when(x)
-  if type(x) == "string" then return x end
+  if type(x) == "string" then
+    local d, t = x:match("^(%d%d%d%d%-%d%d%-%d%d)T(%d%d:%d%d:%d%d)[%.%d]*Z$")
+    return d and ("%s %s UTC"):format(d, t) or x
+  end
   x = num(x)
   if not x then return nil end
   if x > 1e11 then x = x / 1000 end -- epoch milliseconds
+  if x < 0 or x > 1e11 then return nil end
   return os.date("!%Y-%m-%d %H:%M:%S UTC", math.floor(x))
 end
 
@@ -132,16 +142,20 @@ local function slot_range(i)
   return ((i - 2048) % 1024 + 1024) * width, width
 end
 
+-- Far above any recordable value (an hour is near slot 24,000).
+local MAX_SLOT = 2048 + 64 * 1024
+
 -- { {lo = µs, width = µs, count = n}, ... } in slot order.
 local function hist_slots(h)
   local slots, out = tbl(tbl(h).slots), {}
   for i = 1, #slots - 1, 2 do
     local idx, n = num(slots[i]), num(slots[i + 1])
-    if idx and n and n > 0 and idx >= 0 then
+    if idx and n and n > 0 and idx >= 0 and idx < MAX_SLOT then
       local lo, width = slot_range(math.floor(idx))
       out[#out + 1] = { lo = lo, width = width, count = n }
     end
   end
+  table.sort(out, function(a, b) return a.lo < b.lo end)
   return out
 end
 
@@ -222,6 +236,7 @@ local function fmt_observed(m, text, observed)
   if tbl(m).type == "rate" and agg == "rate" then
     return ("%g (%s)"):format(tonumber(("%.4g"):format(observed)), fmt_pct(observed))
   end
+  if observed == math.floor(observed) and math.abs(observed) >= 1000 then return thousands(observed) end
   return ("%g"):format(tonumber(("%.6g"):format(observed)))
 end
 
@@ -234,7 +249,7 @@ local function thresholds_of(doc, metrics)
     for _, t in ipairs(given) do
       t = tbl(t)
       local key, text = str(t.key) or "?", str(t.text) or "?"
-      local m = metrics[key] or metrics[(split_key(key))]
+      local m = metrics[key] or metrics[str(t.metric) or ""] or metrics[(split_key(key))]
       list[#list + 1] = { key = key, text = text, ok = flag(t.ok),
                           observed = fmt_observed(m, text, t.observed) }
     end
@@ -255,12 +270,12 @@ local function request_rows(metrics)
   local reqs = tagged(metrics, "http_reqs", "name")
   if next(reqs) == nil then reqs = tagged(metrics, "http_req_duration", "name") end
   local function row(label, suffix, total)
-    local d = values(metrics, "http_req_duration" .. suffix)
-    local r = values(metrics, "http_reqs" .. suffix)
+    local m = metrics["http_req_duration" .. suffix]
+    local d, r = tbl(tbl(m).values), values(metrics, "http_reqs" .. suffix)
+    local function p(n) return m and trend_percentile(m, n) end
     return { label = label, total = total, count = num(r.count) or num(d.count), rate = num(r.rate),
              failed = num(values(metrics, "http_req_failed" .. suffix).rate),
-             min = d.min, avg = d.avg, med = d.med, p90 = d["p(90)"], p95 = d["p(95)"],
-             p99 = d["p(99)"], max = d.max }
+             min = d.min, avg = d.avg, med = p(50), p90 = p(90), p95 = p(95), p99 = p(99), max = d.max }
   end
   local rows = {}
   for _, name in ipairs(sorted_keys(reqs)) do
@@ -272,12 +287,20 @@ local function request_rows(metrics)
   return rows
 end
 
--- Checks by name (checks{check:NAME}), then all checks together.
-local function check_rows(metrics)
+-- Checks by name (the document's list, else checks{check:NAME}), then all
+-- checks together.
+local function check_rows(doc, metrics)
   local rows = {}
-  for name, m in pairs(tagged(metrics, "checks", "check")) do
-    local v = tbl(m.values)
-    rows[#rows + 1] = { name = name, passes = num(v.passes) or 0, fails = num(v.fails) or 0 }
+  for _, c in ipairs(tbl(doc.checks)) do
+    c = tbl(c)
+    rows[#rows + 1] = { name = str(c.name) or "?", passes = num(c.passes) or 0,
+                        fails = num(c.fails) or 0 }
+  end
+  if #rows == 0 then
+    for name, m in pairs(tagged(metrics, "checks", "check")) do
+      local v = tbl(m.values)
+      rows[#rows + 1] = { name = name, passes = num(v.passes) or 0, fails = num(v.fails) or 0 }
+    end
   end
   table.sort(rows, function(a, b) return a.name < b.name end)
   local all = values(metrics, "checks")
@@ -339,6 +362,9 @@ local COLORS = {
 
 local function f1(x) return ("%.1f"):format(x) end
 
+local TIME_STEPS = { 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800,
+                     21600, 43200, 86400 }
+
 local function nice_step(span, ticks)
   local raw = span / ticks
   local mag = 10 ^ math.floor(math.log(raw, 10))
@@ -348,18 +374,30 @@ local function nice_step(span, ticks)
   return 10 * mag
 end
 
--- Ticks from 0 to a round top above max.
-local function linear_ticks(max, ticks)
+-- Steps of an axis in ms: round numbers up to half a minute, then round
+-- durations (1m, 5m, 30m, 1h, ...).
+local function ms_step(span, ticks)
+  if span / ticks < 30000 then return nice_step(span, ticks) end
+  for _, s in ipairs(TIME_STEPS) do
+    if span / (s * 1000) <= ticks then return s * 1000 end
+  end
+  return nice_step(span / 86400000, ticks) * 86400000
+end
+
+-- Steps of a count (users): whole numbers.
+local function whole_step(span, ticks)
+  return math.max(1, nice_step(span, ticks))
+end
+
+-- Ticks from 0 to a round top above max; step_of picks the step.
+local function linear_ticks(max, ticks, step_of)
   max = (num(max) and max > 0) and max or 1
-  local step = nice_step(max, ticks or 4)
+  local step = (step_of or nice_step)(max, ticks or 4)
   local n = math.ceil(max / step - 1e-9)
   local list = {}
   for i = 0, n do list[#list + 1] = i * step end
   return list, n * step
 end
-
-local TIME_STEPS = { 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800,
-                     21600, 43200, 86400 }
 
 local function time_ticks(x0, x1, ticks)
   local span, step = x1 - x0, nil
@@ -375,31 +413,40 @@ end
 -- 90 -> "1m30s"
 local function fmt_clock(s)
   s = math.floor(s + 0.5)
-  if s < 60 then return ("%ds"):format(s) end
+  if s < 60 then return ("%.0fs"):format(s) end
   local h, m, sec = s // 3600, s % 3600 // 60, s % 60
-  local out = h > 0 and ("%dh"):format(h) or ""
-  if m > 0 or (h > 0 and sec > 0) then out = out .. ("%dm"):format(m) end
-  if sec > 0 then out = out .. ("%ds"):format(sec) end
+  local out = h > 0 and ("%.0fh"):format(h) or ""
+  if m > 0 or (h > 0 and sec > 0) then out = out .. ("%.0fm"):format(m) end
+  if sec > 0 then out = out .. ("%.0fs"):format(sec) end
   return out
 end
 
--- Axis labels in milliseconds: 0, 500µs, 20ms, 1.5s, 2m.
+-- Axis labels in milliseconds: 0, 500µs, 20ms, 1.5s, 2m, 1h30m.
 local function tick_ms(v)
   if v == 0 then return "0" end
-  if v >= 3600000 then return ("%gh"):format(v / 3600000) end
-  if v >= 60000 then return ("%gm"):format(v / 60000) end
-  if v >= 1000 then return ("%gs"):format(v / 1000) end
+  if v >= 60000 then return fmt_clock(v / 1000) end
+  if v >= 1000 then return ("%gs"):format(tonumber(("%.4g"):format(v / 1000))) end
   if v >= 1 then return ("%gms"):format(tonumber(("%.4g"):format(v))) end
   return ("%gµs"):format(tonumber(("%.4g"):format(v * 1000)))
 end
 
-local function tick_us(v) return tick_ms(v / 1000) end
+-- Log axis labels in µs: 10µs, 1ms, 100s, 16.7m, 2.78h, 11.6d.
+local function tick_us(v)
+  local s = v / 1e6
+  if s < 100 then return tick_ms(v / 1000) end
+  for _, u in ipairs({ { 86400, "d" }, { 3600, "h" }, { 60, "m" } }) do
+    if s >= 10 * u[1] or (u[2] == "m" and s >= 1000) then
+      return ("%.3g%s"):format(s / u[1], u[2])
+    end
+  end
+  return ("%.3gs"):format(s)
+end
 local function tick_per_s(v) return v == 0 and "0" or fmt_si(v) .. "/s" end
 local function tick_plain(v) return fmt_si(v) end
 
 -- A chart's drawing area in a W×H view box.
-local function plot_area(w, h, top)
-  return { w = w, h = h, l = 60, r = 18, t = top or 14, b = 30 }
+local function plot_area(w, h, top, bottom)
+  return { w = w, h = h, l = 60, r = 18, t = top or 14, b = bottom or 30 }
 end
 
 local function x_of(a, x0, x1)
@@ -487,11 +534,9 @@ end
 -- Invisible columns, one per point, whose tooltip lists every series.
 local function hover_columns(a, xs, x, series, fmt)
   local out, n = { '<g class="hits">' }, #xs
-  local stride = math.max(1, math.ceil(n / 600))
-  for i = 1, n, stride do
+  for i = 1, n do
     local left = i == 1 and a.l or (x(xs[i - 1]) + x(xs[i])) / 2
-    local j = math.min(n, i + stride)
-    local right = i + stride > n and a.w - a.r or (x(xs[j - 1]) + x(xs[j])) / 2
+    local right = i == n and a.w - a.r or (x(xs[i]) + x(xs[i + 1])) / 2
     local lines = { fmt_clock(xs[i]) }
     for _, s in ipairs(series) do
       local v = s.ys[i]
@@ -504,23 +549,28 @@ local function hover_columns(a, xs, x, series, fmt)
   return table.concat(out)
 end
 
+local function empty_chart(a, label, text)
+  return table.concat({ svg_open(a.w, a.h, label), x_axis(a, {}, nil, nil), message(a, text), "</svg>" })
+end
+
 -- A chart of per-second series against time since the start.
---   spec = { label, xs, series = { {name, color, ys, area, dash} }, tick = fn, tip = fn }
+--   spec = { label, xs, series = { {name, color, ys, area, dash} }, tick = fn (axis labels),
+--            tip = fn (tooltips), step = fn (tick step, optional), missing = text }
 local function time_chart(spec)
   local a = plot_area(560, 230)
-  local out = { svg_open(a.w, a.h, spec.label) }
   local xs = spec.xs
-  if #xs == 0 then
-    out[#out + 1] = x_axis(a, {}, nil, nil)
-    out[#out + 1] = message(a, "no per-second data in this result")
-    out[#out + 1] = "</svg>"
-    return table.concat(out)
+  if #xs == 0 then return empty_chart(a, spec.label, "no per-second data in this result") end
+  local top, any = 0, false
+  for _, s in ipairs(spec.series) do
+    local m = maximum(s.ys, #xs)
+    any = any or m ~= nil
+    top = math.max(top, m or 0)
   end
+  if not any then return empty_chart(a, spec.label, spec.missing or "no data") end
+  local out = { svg_open(a.w, a.h, spec.label) }
   local x0, x1 = xs[1], xs[#xs]
-  if x1 <= x0 then x1 = x0 + 1 end
-  local top = 0
-  for _, s in ipairs(spec.series) do top = math.max(top, maximum(s.ys, #xs) or 0) end
-  local yt, ytop = linear_ticks(top > 0 and top * 1.05 or spec.floor or 1, 4)
+  if x1 <= x0 then x0, x1 = x0 - 0.5, x0 + 0.5 end -- a single point, in the middle
+  local yt, ytop = linear_ticks(top > 0 and top * 1.05 or 1, 4, spec.step)
   local x, y = x_of(a, x0, x1), y_of(a, ytop)
   out[#out + 1] = y_axis(a, yt, y, spec.tick)
   out[#out + 1] = x_axis(a, time_ticks(x0, x1, 7), x, fmt_clock)
@@ -569,35 +619,37 @@ local function log_range(slots)
   return 10 ^ (L - pad), 10 ^ (H + pad)
 end
 
--- p50/p95/p99 markers; labels move down a row when they would overlap.
+-- p50/p95/p99 markers; a label moves down a row when it would run into
+-- the one before (labels are about 7 units per character wide), and to the
+-- left of its line near the right edge.
 local function percentile_marks(a, x, marks)
-  local out, last_x, row = {}, {}, 0
+  local out, ends = {}, {}
   for _, m in ipairs(marks) do
     local px = x(m.us)
-    row = 0
-    while last_x[row] and px - last_x[row] < 74 do row = row + 1 end
-    last_x[row] = px
-    local ly = a.t - 30 + row * 15
-    out[#out + 1] = ('<line class="mark" x1="%s" x2="%s" y1="%d" y2="%d" stroke="%s"/>'):format(
+    local label = ("%s %s"):format(m.name, fmt_ms(m.us / 1000))
+    local width = utf8.len(label) * 7
+    local left = px + 4 + width > a.w
+    local from = left and px - 4 - width or px
+    local row = 0
+    while ends[row] and from < ends[row] + 6 do row = row + 1 end
+    ends[row] = from + 4 + width
+    local ly = a.t - 26 + row * 15
+    out[#out + 1] = ('<line class="pline" x1="%s" x2="%s" y1="%d" y2="%d" stroke="%s"/>'):format(
       f1(px), f1(px), ly + 4, a.h - a.b, m.color)
-    out[#out + 1] = ('<text class="marklabel" x="%s" y="%d" fill="%s">%s %s</text>'):format(
-      f1(px + 4), ly + 4, m.color, m.name, esc(fmt_ms(m.us / 1000)))
+    out[#out + 1] = ('<text class="marklabel" x="%s" y="%d" fill="%s"%s>%s</text>'):format(
+      f1(left and px - 4 or px + 4), ly + 4, m.color, left and ' text-anchor="end"' or "", esc(label))
   end
   return table.concat(out)
 end
 
 local function distribution_chart(m)
-  local a = plot_area(1120, 270, 48)
-  local out = { svg_open(a.w, a.h, "latency distribution of http_req_duration") }
+  local a = plot_area(1120, 280, 48, 44)
+  local label = "latency distribution of http_req_duration"
   local slots = hist_slots(tbl(m).histogram)
   local total = 0
   for _, s in ipairs(slots) do total = total + s.count end
-  if total == 0 then
-    out[#out + 1] = x_axis(a, {}, nil, nil)
-    out[#out + 1] = message(a, "no request durations recorded")
-    out[#out + 1] = "</svg>"
-    return table.concat(out)
-  end
+  if total == 0 then return empty_chart(a, label, "no request durations recorded") end
+  local out = { svg_open(a.w, a.h, label) }
   local lo, hi = log_range(slots)
   local n = 90
   local bins, edge = log_bins(slots, lo, hi, n)
@@ -613,10 +665,11 @@ local function distribution_chart(m)
     if c > 0 then
       local x0, x1 = x(edge(i)), x(edge(i + 1))
       local pct = c / total * 100
-      out[#out + 1] = ('<rect x="%s" y="%s" width="%s" height="%s" fill="%s"><title>%s – %s\n%s requests (%.2f%%)</title></rect>')
+      local tip = ("%s – %s\n%s requests (%.2f%%)"):format(fmt_ms(edge(i) / 1000),
+        fmt_ms(edge(i + 1) / 1000), fmt_count(c), pct)
+      out[#out + 1] = ('<rect x="%s" y="%s" width="%s" height="%s" fill="%s"><title>%s</title></rect>')
         :format(f1(x0 + 0.5), f1(y(pct)), f1(math.max(0.8, x1 - x0 - 1)), f1(y(0) - y(pct)),
-          COLORS.bars, esc(fmt_ms(edge(i) / 1000)), esc(fmt_ms(edge(i + 1) / 1000)),
-          fmt_count(c), pct)
+          COLORS.bars, esc(tip))
     end
   end
   out[#out + 1] = "</g>"
@@ -626,8 +679,8 @@ local function distribution_chart(m)
     if ms then marks[#marks + 1] = { name = p[1], us = ms * 1000, color = COLORS[p[1]] } end
   end
   out[#out + 1] = percentile_marks(a, x, marks)
-  out[#out + 1] = ('<text class="axistitle" x="%d" y="%d" text-anchor="end">response time (log scale)</text>')
-    :format(a.w - a.r, a.h - 34)
+  out[#out + 1] = ('<text class="axistitle" x="%s" y="%d" text-anchor="middle">%s</text>'):format(
+    f1((a.l + a.w - a.r) / 2), a.h - 4, "response time (log scale)")
   out[#out + 1] = "</svg>"
   return table.concat(out)
 end
@@ -644,9 +697,9 @@ local function legend(items)
 end
 
 local function chart_card(title, note, items, svg, wide)
+  note = note and ('<span class="note">%s</span>'):format(esc(note)) or ""
   return ('<section class="card chartcard%s"><div class="cardhead"><h3>%s</h3>%s</div>%s%s</section>')
-    :format(wide and " wide" or "", esc(title), note and ('<span class="note">%s</span>'):format(esc(note)) or "",
-      legend(items), svg)
+    :format(wide and " wide" or "", esc(title), note, legend(items), svg)
 end
 
 local function any_positive(list)
@@ -654,42 +707,93 @@ local function any_positive(list)
   return false
 end
 
-local function charts(doc, metrics)
-  local s = series_of(tbl(doc.points))
+-- Long runs are drawn in at most MAX_COLUMNS columns: each one the average
+-- of consecutive seconds, or their peak for VUs and the tail percentiles.
+local MAX_COLUMNS = 600
+local PEAK = { vus = true, p95 = true, p99 = true }
+
+local function bucket(list, from, to, peak)
+  local sum, count, top = 0, 0, nil
+  for i = from, to do
+    local v = list[i]
+    if v then sum, count, top = sum + v, count + 1, math.max(top or v, v) end
+  end
+  if peak then return top end
+  return count > 0 and sum / count or nil
+end
+
+local function downsample(s)
+  local n = #s.t
+  if n <= MAX_COLUMNS then return s, 1 end
+  local k = math.ceil(n / MAX_COLUMNS)
+  local out = {}
+  for key in pairs(s) do out[key] = {} end
+  for from = 1, n, k do
+    local j = #out.t + 1
+    out.t[j] = s.t[from]
+    for key, list in pairs(s) do
+      if key ~= "t" then out[key][j] = bucket(list, from, math.min(n, from + k - 1), PEAK[key]) end
+    end
+  end
+  return out, k
+end
+
+local function legend_items(list)
+  local out = {}
+  for _, it in ipairs(list) do out[#out + 1] = { it.name, it.color } end
+  return out
+end
+
+-- Throughput, latency percentiles, VUs and errors over time.
+local function time_charts(points, merged)
+  local s, k = downsample(series_of(points))
   local function ser(name, key, extra)
     local t = { name = name, color = COLORS[key], ys = s[key] }
-    for k, v in pairs(extra or {}) do t[k] = v end
+    for f, v in pairs(extra or {}) do t[f] = v end
     return t
   end
-  local reqs = { ser("requests/s", "reqs", { area = true }), ser("iterations/s", "iterations", { dash = true }) }
+  local per = k > 1 and ("per second, %ds averages"):format(k) or "per second"
+  local reqs = { ser("requests/s", "reqs", { area = true }),
+                 ser("iterations/s", "iterations", { dash = true }) }
   local lat = { ser("p50", "p50"), ser("p95", "p95"), ser("p99", "p99") }
   local vus = { ser("active VUs", "vus", { area = true }) }
-  local errs = { ser("failed requests/s", "failed", { area = true }), ser("iteration errors/s", "errors") }
-  if any_positive(s.dropped) then errs[#errs + 1] = ser("dropped iterations/s", "dropped", { dash = true }) end
-  local function items(list)
-    local out = {}
-    for _, it in ipairs(list) do out[#out + 1] = { it.name, it.color } end
-    return out
+  local errs = { ser("failed requests/s", "failed", { area = true }),
+                 ser("iteration errors/s", "errors") }
+  if any_positive(s.dropped) then
+    errs[#errs + 1] = ser("dropped iterations/s", "dropped", { dash = true })
   end
-  local dur = metrics.http_req_duration
-  local dv = tbl(tbl(dur).values)
+  local function chart(title, note, series, spec)
+    spec.xs, spec.series = s.t, series
+    return chart_card(title, note, legend_items(series), time_chart(spec))
+  end
   return table.concat({
-    '<div class="grid2">',
-    chart_card("Throughput", "per second", items(reqs), time_chart({ label = "requests per second over time",
-      xs = s.t, series = reqs, tick = tick_per_s, tip = fmt_rate })),
-    chart_card("Latency percentiles", "http_req_duration, per second", items(lat), time_chart({
-      label = "latency percentiles over time", xs = s.t, series = lat, tick = tick_ms, tip = fmt_ms })),
-    chart_card("Virtual users", "active at the end of each second", items(vus), time_chart({
-      label = "active virtual users over time", xs = s.t, series = vus, tick = tick_plain,
-      tip = fmt_count })),
-    chart_card("Errors", (any_positive(s.failed) or any_positive(s.errors)) and "per second"
-      or "none recorded", items(errs), time_chart({ label = "errors over time", xs = s.t,
-      series = errs, tick = tick_per_s, tip = fmt_rate })),
-    "</div>",
-    chart_card("Latency distribution", ("http_req_duration · %s requests · mean %s"):format(
-      fmt_count(dv.count), fmt_ms(dv.avg)), { { "share of requests", COLORS.bars },
-      { "p50", COLORS.p50 }, { "p95", COLORS.p95 }, { "p99", COLORS.p99 } },
-      distribution_chart(dur), true),
+    chart("Throughput", per, reqs, { label = "requests per second over time", tick = tick_per_s,
+      tip = fmt_rate }),
+    chart("Latency percentiles", k > 1 and ("http_req_duration, %ds peaks"):format(k)
+      or "http_req_duration, per second", lat, { label = "latency percentiles over time",
+      tick = tick_ms, tip = fmt_ms, step = ms_step,
+      missing = merged and "per-second percentiles are not kept when runs are merged"
+        or "no per-second percentiles in this result" }),
+    chart("Virtual users", k > 1 and "peak active" or "active at the end of each second", vus, {
+      label = "active virtual users over time", tick = tick_plain, tip = fmt_count, step = whole_step }),
+    chart("Errors", (any_positive(s.failed) or any_positive(s.errors) or any_positive(s.dropped))
+      and per or "none recorded",
+      errs, { label = "errors over time", tick = tick_per_s, tip = fmt_rate }),
+  })
+end
+
+local function distribution_card(m)
+  local v = tbl(tbl(m).values)
+  local note = num(v.count) and ("http_req_duration · %s requests · mean %s"):format(
+    fmt_count(v.count), fmt_ms(v.avg)) or "http_req_duration"
+  return chart_card("Latency distribution", note, { { "share of requests", COLORS.bars },
+    { "p50", COLORS.p50 }, { "p95", COLORS.p95 }, { "p99", COLORS.p99 } }, distribution_chart(m), true)
+end
+
+local function charts(doc, metrics)
+  return table.concat({
+    '<div class="grid2">', time_charts(tbl(doc.points), num(doc.merged)), "</div>",
+    distribution_card(metrics.http_req_duration),
   })
 end
 
@@ -718,7 +822,28 @@ local function failed_cell(rate)
   return (num(rate) or 0) > 0 and ('<span class="bad">%s</span>'):format(text) or text
 end
 
-local function requests_section(metrics)
+-- Failed requests by name and reason, most frequent first.
+local function failures_table(doc)
+  local list = {}
+  for _, f in ipairs(tbl(doc.failures)) do
+    f = tbl(f)
+    list[#list + 1] = { name = str(f.name) or "?", reason = str(f.reason) or "?",
+                        count = num(f.count) or 0 }
+  end
+  if #list == 0 then return "" end
+  table.sort(list, function(a, b)
+    if a.count ~= b.count then return a.count > b.count end
+    return a.name .. a.reason < b.name .. b.reason
+  end)
+  local rows = {}
+  for _, f in ipairs(list) do
+    rows[#rows + 1] = { ('<span class="name">%s</span>'):format(esc(f.name)),
+                        ('<span class="reason">%s</span>'):format(esc(f.reason)), fmt_count(f.count) }
+  end
+  return '<h4>Failures by reason</h4>' .. html_table({ "request", "reason", "count" }, rows, "failures")
+end
+
+local function requests_section(doc, metrics)
   local rows = request_rows(metrics)
   if #rows == 0 then return section("Requests", muted("No HTTP requests were made in this run.")) end
   local out = {}
@@ -731,15 +856,16 @@ local function requests_section(metrics)
     }
   end
   return section("Requests", html_table({ "request", "reqs", "req/s", "failed", "min", "avg", "med",
-    "p90", "p95", "p99", "max" }, out, "num"))
+    "p90", "p95", "p99", "max" }, out, "num") .. failures_table(doc))
 end
 
 local function thresholds_section(list)
   if #list == 0 then return section("Thresholds", muted("No thresholds were defined for this run.")) end
   local out = { '<ul class="checklist">' }
   for _, t in ipairs(list) do
-    out[#out + 1] = ('<li class="%s"><span class="mark">%s</span><span class="what"><code>%s</code> <b>%s</b></span><span class="obs">observed %s</span></li>')
-      :format(t.ok and "ok" or "fail", t.ok and "✓" or "✗", esc(t.key), esc(t.text), esc(t.observed))
+    out[#out + 1] = ('<li class="%s"><span class="mark">%s</span><span class="what"><code>%s</code> '
+      .. '<b>%s</b></span><span class="obs">observed %s</span></li>'):format(t.ok and "ok" or "fail",
+      t.ok and "✓" or "✗", esc(t.key), esc(t.text), esc(t.observed))
   end
   out[#out + 1] = "</ul>"
   return section("Thresholds", table.concat(out))
@@ -751,8 +877,8 @@ local function check_bar(passes, fails)
   return ('<span class="bar"><i style="width:%.1f%%"></i></span>'):format(pct)
 end
 
-local function checks_section(metrics)
-  local rows = check_rows(metrics)
+local function checks_section(doc, metrics)
+  local rows = check_rows(doc, metrics)
   if #rows == 0 then return section("Checks", muted("No checks were recorded.")) end
   local out = {}
   for _, r in ipairs(rows) do
@@ -761,7 +887,8 @@ local function checks_section(metrics)
       class = r.total and "total" or nil,
       ('<span class="mark %s">%s</span> <span class="name">%s</span>'):format(
         r.fails == 0 and "ok" or "fail", r.fails == 0 and "✓" or "✗", esc(r.name)),
-      fmt_count(r.passes), r.fails > 0 and ('<span class="bad">%s</span>'):format(fmt_count(r.fails)) or "0",
+      fmt_count(r.passes),
+      r.fails > 0 and ('<span class="bad">%s</span>'):format(fmt_count(r.fails)) or "0",
       fmt_pct(total > 0 and r.passes / total or nil), check_bar(r.passes, r.fails),
     }
   end
@@ -793,18 +920,23 @@ local function groups_section(metrics)
   return section("Groups", html_table(head, rows, "num"))
 end
 
+-- A counter, rate or gauge: its figure and a line under it.
 local function custom_value(m)
   local v = tbl(m.values)
   if m.type == "counter" then
-    return ("%s <span class=\"muted\">(%s/s)</span>"):format(fmt_count(v.count), fmt_rate(v.rate))
+    return fmt_count(v.count), ("counter · %s/s"):format(fmt_rate(v.rate))
   elseif m.type == "rate" then
-    return ("%s <span class=\"muted\">(%s of %s)</span>"):format(fmt_pct(v.rate), fmt_count(v.passes),
+    return fmt_pct(v.rate), ("rate · %s of %s"):format(fmt_count(v.passes),
       fmt_count((num(v.passes) or 0) + (num(v.fails) or 0)))
   elseif m.type == "gauge" then
-    return ("%s <span class=\"muted\">(min %s, max %s)</span>"):format(fmt_si(v.value), fmt_si(v.min),
-      fmt_si(v.max))
+    return fmt_si(v.value), ("gauge · min %s, max %s"):format(fmt_si(v.min), fmt_si(v.max))
   end
-  return esc(DASH)
+  return DASH, str(m.type) or ""
+end
+
+local function stat_tile(label, value, sub, mono)
+  return ('<div><dt%s>%s</dt><dd>%s</dd>%s</div>'):format(mono and ' class="name"' or "", esc(label),
+    esc(value), sub and ('<small>%s</small>'):format(esc(sub)) or "")
 end
 
 local function custom_section(metrics)
@@ -816,17 +948,17 @@ local function custom_section(metrics)
     if m.type == "trend" then
       trends[#trends + 1] = trend_row(key, m)
     else
-      others[#others + 1] = { ('<span class="name">%s</span>'):format(esc(key)), esc(str(m.type) or "?"),
-                              custom_value(m) }
+      local value, sub = custom_value(m)
+      others[#others + 1] = stat_tile(key, value, sub, true)
     end
   end
   local body = {}
+  if #others > 0 then body[#body + 1] = '<dl class="stats">' .. table.concat(others) .. "</dl>" end
   if #trends > 0 then
     local head = { table.unpack(TREND_HEAD) }
     head[1] = "trend"
     body[#body + 1] = html_table(head, trends, "num")
   end
-  if #others > 0 then body[#body + 1] = html_table({ "metric", "type", "value" }, others, "kv") end
   return section("Custom metrics", table.concat(body))
 end
 
@@ -839,7 +971,7 @@ local function timings_section(metrics)
   local counters = {}
   local function counter(label, key, f)
     local v = values(metrics, key)
-    if num(v.count) then counters[#counters + 1] = { esc(label), (f or fmt_count)(v.count) } end
+    if num(v.count) then counters[#counters + 1] = stat_tile(label, (f or fmt_count)(v.count)) end
   end
   counter("iterations", "iterations")
   counter("iteration errors", "iteration_errors")
@@ -851,8 +983,9 @@ local function timings_section(metrics)
   if #rows == 0 and #counters == 0 then return "" end
   local head = { table.unpack(TREND_HEAD) }
   head[1] = "timing"
-  return section("Timings and totals", (#rows > 0 and html_table(head, rows, "num") or "")
-    .. (#counters > 0 and html_table({ "counter", "value" }, counters, "kv") or ""))
+  return section("Timings and totals", (#counters > 0 and
+    '<dl class="stats">' .. table.concat(counters) .. "</dl>" or "")
+    .. (#rows > 0 and html_table(head, rows, "num") or ""))
 end
 
 -- ------------------------------------------------------ header and verdict
@@ -861,7 +994,9 @@ local function executor_text(sc)
   local e, vus = str(sc.executor) or "?", num(sc.vus) or 0
   local dur, its, rate = num(sc.duration) or 0, num(sc.iterations) or 0, num(sc.rate) or 0
   local stages = num(sc.stages) or 0
-  if e == "per-vu-iterations" then return ("%s VUs × %s iterations"):format(fmt_count(vus), fmt_count(its)) end
+  if e == "per-vu-iterations" then
+    return ("%s VUs × %s iterations"):format(fmt_count(vus), fmt_count(its))
+  end
   if e == "shared-iterations" then
     return ("%s iterations shared by %s VUs"):format(fmt_count(its), fmt_count(vus))
   end
@@ -899,7 +1034,23 @@ local function meta_item(label, value)
   return ('<div><dt>%s</dt><dd>%s</dd></div>'):format(esc(label), esc(value))
 end
 
-local LOGO = '<svg class="logo" viewBox="0 0 32 32" aria-hidden="true"><path d="M2 20c4 0 5-8 9-8s5 8 9 8 5-8 10-8" fill="none" stroke="#7dd3fc" stroke-width="3" stroke-linecap="round"/><path d="M2 27c4 0 5-5 9-5s5 5 9 5 5-5 10-5" fill="none" stroke="#38bdf8" stroke-opacity=".55" stroke-width="2.5" stroke-linecap="round"/></svg>'
+-- Two waves.
+local LOGO = table.concat({
+  '<svg class="logo" viewBox="0 0 32 32" aria-hidden="true">',
+  '<path d="M2 20c4 0 5-8 9-8s5 8 9 8 5-8 10-8" fill="none" stroke="#7dd3fc" stroke-width="3"',
+  ' stroke-linecap="round"/>',
+  '<path d="M2 27c4 0 5-5 9-5s5 5 9 5 5-5 10-5" fill="none" stroke="#38bdf8" stroke-opacity=".55"',
+  ' stroke-width="2.5" stroke-linecap="round"/></svg>',
+})
+
+-- "2026-01-02 10:20:30 → 10:21:30 UTC" when both ends are on the same day.
+local function when(started, finished)
+  if not (started and finished) then return started or (finished and "finished " .. finished) end
+  local d1, t1 = started:match("^(%S+) (%S+) UTC$")
+  local d2, t2 = finished:match("^(%S+) (%S+) UTC$")
+  if d1 and d1 == d2 then return ("%s %s → %s UTC"):format(d1, t1, t2) end
+  return ("%s → %s"):format(started, finished)
+end
 
 local function header(doc)
   local t, st = tbl(doc.tide), tbl(doc.state)
@@ -914,11 +1065,13 @@ local function header(doc)
     '<dl class="meta">',
     meta_item("scenario", scenario),
     meta_item("target", str(t.target)),
-    meta_item("started", fmt_when(doc.started) or fmt_when(st.started)),
-    meta_item("finished", fmt_when(doc.finished) or fmt_when(st.finished)),
+    meta_item("when", when(fmt_when(doc.started) or fmt_when(st.started),
+      fmt_when(doc.finished) or fmt_when(st.finished))),
     meta_item("duration", secs and fmt_duration(secs)),
     meta_item("threads", threads and fmt_count(threads)),
+    meta_item("host", str(doc.host)),
     meta_item("run", str(doc.run_id)),
+    meta_item("merged", num(doc.merged) and ("%s runs"):format(fmt_count(doc.merged))),
     "</dl>",
     executors_html(tbl(t.scenarios)),
     "</div></header>",
@@ -956,40 +1109,60 @@ local function verdict(doc, thresholds)
     if i > 3 then detail[#detail + 1] = ("and %d more"):format(#failed - 3); break end
     detail[#detail + 1] = ("%s: %s (observed %s)"):format(t.key, t.text, t.observed)
   end
-  return ('<div class="verdict %s"><div class="word">%s</div><div class="why"><div>%s</div>%s</div></div>')
-    :format(v.tone, v.word, esc(table.concat(notes, " · ")),
-      #detail > 0 and ('<div class="failed">✗ %s</div>'):format(esc(table.concat(detail, " · "))) or "")
+  local failed_line = #detail > 0
+    and ('<div class="failed">✗ %s</div>'):format(esc(table.concat(detail, " · "))) or ""
+  return ('<div class="verdict %s"><div class="word">%s</div>'
+    .. '<div class="why"><div>%s</div>%s</div></div>')
+    :format(v.tone, v.word, esc(table.concat(notes, " · ")), failed_line)
 end
 
-local function card(label, value, sub, tone)
-  return ('<div class="kpi%s"><div class="label">%s</div><div class="value">%s</div><div class="sub">%s</div></div>')
-    :format(tone and " " .. tone or "", esc(label), esc(value), esc(sub or ""))
+local function short_rate(r)
+  return (num(r) or 0) >= 1e5 and fmt_si(r) or fmt_rate(r)
+end
+
+local function kpi(label, value, sub, tone)
+  return ('<div class="kpi%s"><div class="label">%s</div><div class="value">%s</div>'
+    .. '<div class="sub">%s</div></div>'):format(tone and " " .. tone or "", esc(label), esc(value),
+      esc(sub or ""))
+end
+
+-- "12 raised an error · 3 dropped", or the rate when all went well.
+local function iteration_note(its, errs, dropped)
+  local notes = {}
+  if errs > 0 then notes[#notes + 1] = ("%s raised an error"):format(fmt_count(errs)) end
+  if dropped > 0 then notes[#notes + 1] = ("%s dropped"):format(fmt_count(dropped)) end
+  if #notes > 0 then return table.concat(notes, " · ") end
+  return num(its.rate) and ("%s/s"):format(fmt_rate(its.rate)) or nil
 end
 
 local function key_figures(doc, metrics)
   local reqs, dur = values(metrics, "http_reqs"), values(metrics, "http_req_duration")
+  local m = metrics.http_req_duration
+  local med, p95, p99 = trend_percentile(m, 50), trend_percentile(m, 95), trend_percentile(m, 99)
   local failed, its = values(metrics, "http_req_failed"), values(metrics, "iterations")
   local s = series_of(tbl(doc.points))
   local peak = maximum(s.reqs)
   local total = (num(failed.passes) or 0) + (num(failed.fails) or 0)
   local errs = num(values(metrics, "iteration_errors").count) or 0
+  local dropped = num(values(metrics, "dropped_iterations").count) or 0
   local vus_max = num(values(metrics, "vus").max) or maximum(s.vus)
   local allocated = num(values(metrics, "vus_max").max)
   local rx, tx = values(metrics, "data_received"), values(metrics, "data_sent")
   local bad = (num(failed.rate) or 0) > 0
   return table.concat({
     '<div class="kpis">',
-    card("Requests", fmt_si(reqs.count), num(reqs.count) and fmt_count(reqs.count) .. " in total" or "no requests"),
-    card("Request rate", fmt_rate(reqs.rate) .. (num(reqs.rate) and "/s" or ""),
-      peak and ("peak %s/s"):format(fmt_rate(peak)) or nil),
-    card("Failed", fmt_pct(failed.rate), total > 0 and ("%s of %s requests"):format(
-      fmt_count(failed.passes or 0), fmt_count(total)) or nil, bad and "bad" or (total > 0 and "good" or nil)),
-    card("p95 latency", fmt_ms(dur["p(95)"]), num(dur.med) and "median " .. fmt_ms(dur.med) or nil),
-    card("p99 latency", fmt_ms(dur["p(99)"]), num(dur.max) and "max " .. fmt_ms(dur.max) or nil),
-    card("Iterations", fmt_si(its.count), errs > 0 and ("%s raised an error"):format(fmt_count(errs))
-      or (num(its.rate) and ("%s/s"):format(fmt_rate(its.rate)) or nil), errs > 0 and "bad" or nil),
-    card("VUs max", fmt_count(vus_max), allocated and ("%s allocated"):format(fmt_count(allocated)) or nil),
-    card("Data received", fmt_bytes(rx.count), num(tx.count) and "sent " .. fmt_bytes(tx.count) or nil),
+    kpi("Requests", fmt_si(reqs.count or 0),
+      num(reqs.count) and fmt_count(reqs.count) .. " in total" or "no requests"),
+    kpi("Request rate", short_rate(reqs.rate) .. (num(reqs.rate) and "/s" or ""),
+      (peak or 0) > 0 and ("peak %s/s"):format(short_rate(peak)) or nil),
+    kpi("Failed", fmt_pct(failed.rate),
+      total > 0 and ("%s of %s requests"):format(fmt_count(failed.passes or 0), fmt_count(total)) or nil,
+      bad and "bad" or (total > 0 and "good" or nil)),
+    kpi("p95 latency", fmt_ms(p95), med and "median " .. fmt_ms(med) or nil),
+    kpi("p99 latency", fmt_ms(p99), num(dur.max) and "max " .. fmt_ms(dur.max) or nil),
+    kpi("Iterations", fmt_si(its.count), iteration_note(its, errs, dropped), errs > 0 and "bad" or nil),
+    kpi("VUs max", fmt_count(vus_max), allocated and ("%s allocated"):format(fmt_count(allocated)) or nil),
+    kpi("Data received", fmt_bytes(rx.count), num(tx.count) and "sent " .. fmt_bytes(tx.count) or nil),
     "</div>",
   })
 end
@@ -1056,7 +1229,7 @@ svg.chart text{font-family:inherit}
 .hits rect{fill:transparent}
 .hits rect:hover{fill:rgba(15,23,42,.05)}
 .bars rect:hover{fill-opacity:.7}
-.mark{stroke-width:1.5;stroke-dasharray:4 3}
+.pline{stroke-width:1.5;stroke-dasharray:4 3}
 .marklabel{font-size:11.5px;font-weight:600}
 .tablewrap{overflow-x:auto}
 table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}
@@ -1066,8 +1239,6 @@ th:first-child,td:first-child{text-align:left}
 td:first-child{white-space:normal;word-break:break-all}
 tbody tr:hover{background:var(--soft)}
 tr.total td{font-weight:650;border-top:1px solid var(--line);background:var(--soft)}
-table.kv{margin-top:10px}
-table.kv td:last-child,table.kv th:last-child{text-align:right}
 .bad{color:var(--bad);font-weight:600}
 .muted{color:var(--muted)}
 p.muted{margin:4px 0}
@@ -1083,8 +1254,19 @@ span.mark{display:inline-flex;align-items:center;justify-content:center;width:20
 .checks td:first-child{word-break:break-word}
 .bar{display:inline-block;width:90px;height:6px;border-radius:3px;background:#fecaca;vertical-align:middle;overflow:hidden}
 .bar i{display:block;height:100%;background:#22c55e}
+.stats{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:10px;margin:0 0 12px}
+.stats div{background:var(--soft);border-radius:8px;padding:8px 12px}
+.stats dt{font-size:11px;text-transform:uppercase;letter-spacing:.05em;color:var(--muted)}
+.stats dt.name{text-transform:none;letter-spacing:0;font-size:12px;word-break:break-all}
+.stats dd{margin:0;font-size:17px;font-weight:650;font-variant-numeric:tabular-nums}
+.stats small{display:block;color:var(--muted);font-size:12px}
+h4{margin:16px 0 4px;font-size:13px;font-weight:650;color:#334155}
+.reason{color:var(--bad)}
+table.failures td:nth-child(2),table.failures th:nth-child(2){text-align:left}
+table.failures td:first-child{width:40%}
 footer{color:var(--muted);font-size:12px;text-align:center;padding:8px 0 28px}
 @media (max-width:900px){.kpis{grid-template-columns:repeat(2,1fr)}.grid2,.cols{grid-template-columns:1fr}}
+@media (max-width:520px){.wrap{padding:0 12px}.kpi .value{font-size:21px}h1{font-size:24px}.verdict{padding:14px;gap:12px}.verdict .word{font-size:22px}}
 @media print{body{background:#fff}.card,.kpi{break-inside:avoid}}
 ]]
 
@@ -1111,8 +1293,8 @@ local function render(doc)
     verdict(doc, thresholds),
     key_figures(doc, metrics),
     charts(doc, metrics),
-    requests_section(metrics),
-    '<div class="cols">', thresholds_section(thresholds), checks_section(metrics), "</div>",
+    requests_section(doc, metrics),
+    '<div class="cols">', thresholds_section(thresholds), checks_section(doc, metrics), "</div>",
     groups_section(metrics),
     custom_section(metrics),
     timings_section(metrics),

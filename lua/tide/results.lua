@@ -95,8 +95,11 @@ local function attach_thresholds(report, metrics)
   end
 end
 
+-- ISO 8601 in UTC to the millisecond, so runs a second apart still order.
 local function iso(t)
-  return t and t > 0 and os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(t)) or nil
+  if not t or t <= 0 then return nil end
+  local s = math.floor(t)
+  return os.date("!%Y-%m-%dT%H:%M:%S", s) .. (".%03dZ"):format(math.floor((t - s) * 1000))
 end
 
 -- The document for a run that just ended (report: what the C side handed over).

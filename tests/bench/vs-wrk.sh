@@ -36,7 +36,11 @@ for tool in "$WRK" "$NGINX" "$TIDE" /usr/bin/time "$PY"; do
 done
 
 # ---------------------------------------------------------------- nginx
-ulimit -n "$(ulimit -Hn)"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 1048576 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((BIG + 1000)) ]; then
+    echo "vs-wrk: need about $((BIG + 1000)) file descriptors, the limit is $(ulimit -n)" >&2
+    exit 2
+fi
 
 TMP=$(mktemp -d /tmp/tide-vs-wrk.XXXXXX)
 NGINX_PID=
@@ -93,10 +97,12 @@ echo "vs-wrk: nginx pid $NGINX_PID on $URL; ${DURATION}s per run, $ROUNDS rounds
 
 # ---------------------------------------------------------------- runners
 # Each sets: REQS, SECS (measured run time), CPU (user+sys s), RSS (peak KB).
-read_time() { # FILE -> CPU RSS
-    local u s m
-    read -r u s m < <(tail -n 1 "$1")
+read_time() { # FILE -> CPU CPU_SPLIT RSS
+    local u="" s="" m=""
+    read -r u s m < <(tail -n 1 "$1") || true
+    [ -n "$m" ] || { echo "vs-wrk: no timing in $1:" >&2; cat "$1" >&2; exit 2; }
     CPU=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')
+    CPU_SPLIT="user $u + sys $s"
     RSS=$m
 }
 
@@ -107,7 +113,8 @@ run_wrk() { # CONNS TAG
         echo "vs-wrk: wrk failed:" >&2; cat "$out" >&2; exit 2; }
     read_time "$tf"
     # "  123456 requests in 10.00s, 17.2MB read"
-    read -r REQS SECS < <(awk '/ requests in / { t = $4; sub(/s,?$/, "", t); print $1, t }' "$out")
+    REQS="" SECS=""
+    read -r REQS SECS < <(awk '/ requests in / { t = $4; sub(/s,?$/, "", t); print $1, t }' "$out") || true
     [ -n "${REQS:-}" ] || { echo "vs-wrk: cannot read wrk's output:" >&2; cat "$out" >&2; exit 2; }
     if grep -q -e 'Socket errors' -e 'Non-2xx' "$out"; then
         echo "    wrk: $(grep -e 'Socket errors' -e 'Non-2xx' "$out" | tr -s ' ' | tr '\n' ';')"
@@ -123,12 +130,14 @@ run_tide() { # VUS THREADS(or "") TAG
         timeout -k 5 $((DURATION + SLACK)) "$TIDE" "${args[@]}" >"$out" 2>&1 || {
         echo "vs-wrk: tide failed:" >&2; cat "$out" >&2; exit 2; }
     read_time "$tf"
+    REQS="" SECS="" FAILED=""
     read -r REQS SECS FAILED < <("$PY" -c '
 import json, sys
 d = json.load(open(sys.argv[1]))
 m = d["metrics"]
 f = m.get("http_req_failed", {}).get("values", {}).get("passes", 0)
-print(int(m["http_reqs"]["values"]["count"]), d["state"]["testRunDurationMs"] / 1000, int(f))' "$js")
+print(int(m["http_reqs"]["values"]["count"]), d["state"]["testRunDurationMs"] / 1000, int(f))' "$js") || true
+    [ -n "$REQS" ] || { echo "vs-wrk: cannot read tide's results in $js:" >&2; cat "$out" >&2; exit 2; }
     if [ "$FAILED" != 0 ]; then echo "    tide: $FAILED failed requests"; fi
 }
 
@@ -148,13 +157,13 @@ for r in $(seq "$ROUNDS"); do
         if [ "$g" = wrk ]; then
             run_wrk 50 "p1-$r"
             wcpu=$(div "$REQS" "$CPU")
-            printf '  round %d  wrk : %9d reqs in %5.2fs, cpu %6.2fs -> %7d req/CPU-s (%d req/s)\n' \
-                "$r" "$REQS" "$SECS" "$CPU" "$wcpu" "$(div "$REQS" "$SECS")"
+            printf '  round %d  wrk : %9d reqs in %5.2fs, cpu %6.2fs (%s) -> %7d req/CPU-s (%d req/s)\n' \
+                "$r" "$REQS" "$SECS" "$CPU" "$CPU_SPLIT" "$wcpu" "$(div "$REQS" "$SECS")"
         else
             run_tide 50 1 "p1-$r"
             tcpu=$(div "$REQS" "$CPU")
-            printf '  round %d  tide: %9d reqs in %5.2fs, cpu %6.2fs -> %7d req/CPU-s (%d req/s)\n' \
-                "$r" "$REQS" "$SECS" "$CPU" "$tcpu" "$(div "$REQS" "$SECS")"
+            printf '  round %d  tide: %9d reqs in %5.2fs, cpu %6.2fs (%s) -> %7d req/CPU-s (%d req/s)\n' \
+                "$r" "$REQS" "$SECS" "$CPU" "$CPU_SPLIT" "$tcpu" "$(div "$REQS" "$SECS")"
         fi
     done
     W1+=("$wcpu") T1+=("$tcpu") R1+=("$(ratio "$tcpu" "$wcpu")")

@@ -79,6 +79,52 @@ return {
 """
 
 
+# Renders $IN mutated at random, many times: any Lua error fails the run.
+FUZZ = """
+local html = require "tide.html"
+local json = require "cjson"
+local WEIRD = { json.null, "<x & y>", -1, 0, 1e300, -1e300, 0.5, {}, { 1, 2 }, true, false, "" }
+
+local function copy(t)
+  if type(t) ~= "table" then return t end
+  local out = {}
+  for k, v in pairs(t) do out[k] = copy(v) end
+  return out
+end
+
+local function paths(t, prefix, out)
+  for k, v in pairs(t) do
+    local p = { table.unpack(prefix) }
+    p[#p + 1] = k
+    out[#out + 1] = p
+    if type(v) == "table" then paths(v, p, out) end
+  end
+  return out
+end
+
+return {
+  setup = function(ctx)
+    local f = assert(io.open(ctx.env.IN))
+    local base = json.decode(f:read("a"))
+    f:close()
+    local all = paths(base, {}, {})
+    math.randomseed(tonumber(ctx.env.SEED))
+    for round = 1, tonumber(ctx.env.ROUNDS) do
+      local doc = copy(base)
+      for _ = 1, math.random(1, 10) do
+        local p, t = all[math.random(#all)], doc
+        for i = 1, #p - 1 do t = type(t) == "table" and t[p[i]] or nil end
+        if type(t) == "table" then t[p[#p]] = WEIRD[math.random(#WEIRD)] end
+      end
+      local ok, err = pcall(html.render, doc)
+      if not ok then error(("round %d: %s"):format(round, err), 0) end
+    end
+  end,
+  run = function() end,
+}
+"""
+
+
 # ------------------------------------------------------------------ helpers
 
 
@@ -317,7 +363,8 @@ def test_report_in_browser(tide, load_json, browser, tmp_path):
     for key in ("http_req_duration{name:home}", "checks{check:home answers}", "http_reqs"):
         assert key in text, key
     assert re.search(r"✗\s*http_reqs\s*count < 1\s*observed [\d,]+", text), text
-    assert "home answers" in text and "all checks" in text
+    assert "home answers" in text and "json parses" in text and "all checks" in text
+    assert "Failures by reason" in text and "HTTP 503" in text
     assert "browse" in text  # the group
     assert "basket_time" in text and "orders" in text  # custom metrics
     for heading in ("Throughput", "Latency percentiles", "Virtual users", "Errors", "Latency distribution",
@@ -357,10 +404,12 @@ def test_escaping(tide, load_json):
     for k in list(m):
         if k.endswith("{name:home}"):
             m[k.replace("{name:home}", "{name:" + name + "}")] = m.pop(k)
-    m['checks{check:a & b "<c>"}'] = {"type": "rate", "contains": "default",
-                                       "values": {"rate": 0.5, "passes": 1, "fails": 1}}
+    doc["checks"].append({"name": 'a & b "<c>"', "passes": 1, "fails": 1})
+    doc["failures"].append({"name": name, "reason": "<err>", "count": 2})
     m["my_metric{kind:<x>}"] = {"type": "counter", "contains": "default", "values": {"count": 3, "rate": 1},
                                 "thresholds": {"count < 2 & <3>": {"ok": False}}}
+    doc["threshold_results"].append({"key": "my_metric{kind:<x>}", "text": "count < 2 & <3>", "ok": False,
+                                     "observed": 3, "metric": "my_metric"})
     doc["tide"]["target"] = 'http://x/?a=1&b="2"'
     _, page = render(tide, doc, "escaping")
     assert "<script>alert" not in page
@@ -368,6 +417,7 @@ def test_escaping(tide, load_json):
     assert "a &amp; b &quot;&lt;c&gt;&quot;" in page
     assert "my_metric{kind:&lt;x&gt;}" in page and "count &lt; 2 &amp; &lt;3&gt;" in page
     assert "http://x/?a=1&amp;b=&quot;2&quot;" in page
+    assert "&lt;err&gt;" in page
     text = visible_text(page)
     assert name in text
 
@@ -438,14 +488,63 @@ def test_huge_values_and_later_fields(tide, load_json):
     text = visible_text(page)
     assert "INTERRUPTED" in text
     assert "1 of 2 thresholds passed" in text
-    assert "run-<42>" in text and "2023-11-14 22:13:20 UTC" in text
+    assert "run-<42>" in text and "2023-11-14 22:13:20 → 22:13:30 UTC" in text
     assert "1,500,000,000,000,000" in text
     assert "observed 1h 00m" in text and "observed no data" in text
 
 
+def test_thresholds_from_metrics(tide, load_json):
+    """Without threshold_results (older documents), the metrics' own threshold maps,
+    observed values recomputed from the values and histograms."""
+    doc = copy.deepcopy(load_json)
+    del doc["threshold_results"], doc["checks"]
+    m = doc["metrics"]
+    m["http_req_duration"]["thresholds"]["p(99.9) < 1ms"] = {"ok": False}
+    _, page = render(tide, doc, "legacy")
+    text = visible_text(page)
+    assert "3 of 5 thresholds passed" in text, text
+    assert re.search(r"http_req_duration\s*p\(99\.9\) < 1ms\s*observed [\d.]+(µs|ms|s)", text), text
+    count = m["http_reqs"]["values"]["count"]
+    assert re.search(r"http_reqs\s*count < 1\s*observed " + f"{count:,.0f}", text), text
+    assert "home answers" in text and "all checks" in text
+
+
+def test_render_never_raises(tide, load_json):
+    """Fields missing, null, of the wrong type, huge or negative, at random."""
+    src = tide.tmp / "fuzz.json"
+    src.write_text(json.dumps(load_json))
+    res = tide.run(FUZZ, "--env", f"IN={src}", "--env", "SEED=7", "--env", "ROUNDS=400", "--quiet",
+                   json_out=False, name="fuzz.lua", timeout=120)
+    assert res.rc == 0, str(res)
+
+
+def test_out_html_and_report(tide, nginx):
+    """The wiring: `--out html=FILE` after a run, `tide report A.json B.json --html OUT`."""
+    scenario = """
+local http = require "tide.http"
+return {
+  options = { executor = "per-vu-iterations", vus = 2, iterations = 5,
+              thresholds = { http_req_failed = "rate < 0.5" } },
+  run = function(vu) http.get(vu.target .. "/", { name = "front page" }) end,
+}
+"""
+    page = tide.tmp / "run.html"
+    res = tide.run(scenario, "--target", nginx.url, "--out", f"html={page}", "--quiet")
+    assert res.rc == 0, str(res)
+    text = visible_text(page.read_text(encoding="utf-8"))
+    assert "PASS" in text and "front page" in text and "1 of 1 thresholds passed" in text
+    assert page.read_text(encoding="utf-8").count('<svg class="chart"') == 5
+
+    merged = tide.tmp / "merged.html"
+    res2 = tide.exec([res.cmd[0], "report", str(res.json_path), str(res.json_path), "--html", str(merged)])
+    assert res2.rc == 0, str(res2)
+    text = visible_text(merged.read_text(encoding="utf-8"))
+    assert "2 runs" in text and "front page" in text and "20 in total" in text
+
+
 def test_aborted(tide, load_json):
     doc = copy.deepcopy(load_json)
-    doc["state"]["aborted"] = "http_req_failed: rate < 0.01 (observed 0.5)"
+    doc["aborted"] = "http_req_failed: rate < 0.01 (observed 0.5)"
     _, page = render(tide, doc, "aborted")
     text = visible_text(page)
     assert "ABORTED" in text and "stopped early by http_req_failed: rate < 0.01" in text
