@@ -311,13 +311,7 @@ local function check_rows(doc, metrics)
   return rows
 end
 
-local BUILTIN = {
-  http_reqs = true, http_req_duration = true, http_req_waiting = true,
-  http_req_connecting = true, http_req_tls_handshaking = true, http_req_failed = true,
-  http_body_truncated = true, data_sent = true, data_received = true, iterations = true,
-  iteration_duration = true, iteration_errors = true, iterations_interrupted = true,
-  vus = true, vus_max = true, checks = true, dropped_iterations = true, group_duration = true,
-}
+local BUILTIN = require("tide.text").BUILTIN
 
 local function custom_keys(metrics)
   local keys = {}

@@ -10,6 +10,7 @@ local BUILTIN = {
   http_body_truncated = true, data_sent = true, data_received = true, iterations = true,
   iteration_duration = true, iteration_errors = true, iterations_interrupted = true,
   vus = true, vus_max = true, checks = true, dropped_iterations = true, group_duration = true,
+  iteration_start_delay = true,
 }
 M.BUILTIN = BUILTIN
 

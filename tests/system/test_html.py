@@ -3,8 +3,8 @@ headless Chromium over the DevTools protocol (no console errors, no network,
 the expected text and charts, a screenshot), plus edge cases rendered
 without a browser (no points, no requests, text that must be escaped).
 
-Needs Debian's `chromium` and `python3-websocket` (the browser tests are
-skipped, saying so, when either is missing).
+Needs Debian's `chromium` and `python3-websocket`, which `make deps`
+installs: without them the browser tests fail rather than pass unseen.
 """
 
 import base64
@@ -321,12 +321,11 @@ class PageReport:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip("chromium is not installed (apt-get install chromium; `make deps`)")
+    assert os.access(CHROMIUM, os.X_OK), "chromium is not installed (`make deps` installs it)"
     try:
         import websocket  # noqa: F401
     except ImportError:
-        pytest.skip("python3-websocket is not installed (`make deps`)")
+        pytest.fail("python3-websocket is not installed (`make deps` installs it)")
     tools = DevTools(tmp_path_factory.mktemp("chromium"))
     yield tools
     tools.close()
