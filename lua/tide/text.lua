@@ -217,6 +217,12 @@ local function iteration_lines(doc)
     ("  iterations   %d  (%.1f/s)   duration avg %s  p95 %s  max %s"):format(it.count or 0,
       it.rate or 0, ms(d.avg or 0), ms(d["p(95)"] or 0), ms(d.max or 0)),
   }
+  local delay = doc.metrics.iteration_start_delay
+  if delay then
+    local v = delay.values
+    lines[#lines + 1] = ("  start delay  med %s  p99 %s  max %s   (open model: late starts)"):format(
+      ms(v.med or 0), ms(v["p(99)"] or 0), ms(v.max or 0))
+  end
   local errs, cut = count(doc, "iteration_errors"), count(doc, "iterations_interrupted")
   local dropped = count(doc, "dropped_iterations")
   if errs > 0 or cut > 0 or dropped > 0 then

@@ -304,8 +304,8 @@ def test_out_pg_creates_schemas_and_each_run_adds_rows(tide, run_tide, nginx, pg
     assert doc["exit_code"] == 0 and doc["points"], doc["points"]
 
     # started/finished and the per-second points, as the JSON has them
-    started, finished = rows(pg, dsn, "SELECT to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-                                      "to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+    started, finished = rows(pg, dsn, "SELECT to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
+                                      "to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') "
                                       "FROM tide.runs WHERE run_id = %s", (run_id,))[0]
     assert (started, finished) == (doc["started"], doc["finished"]), (started, finished, doc["started"], doc["finished"])
     pts = rows(pg, dsn, "SELECT t, p50, p95, p99 FROM tide.points WHERE run_id = %s AND metric = 'http_req_duration' "
