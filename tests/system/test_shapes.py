@@ -6,6 +6,7 @@ Run with Debian's interpreter:
     TIDE=/path/to/tide /usr/bin/python3 -m pytest -q tests/system/test_shapes.py
 """
 
+import re
 import sys
 import time
 import urllib.request
@@ -418,8 +419,8 @@ def test_threshold_fails_exit_1(run_tide, access_log):
     line = [l for l in res.stdout.splitlines() if "http_req_duration: p(95) < 0.001ms" in l]
     assert line, f"no summary line for the failing threshold\n{res}"
     assert "✗" in line[0], f"failing threshold not marked ✗: {line[0]!r}\n{res}"
-    assert "observed" in line[0] and "ms" in line[0].split("observed")[-1], \
-        f"observed value not shown: {line[0]!r}\n{res}"
+    assert re.search(r"observed [\d.]+(µs|ms|s)\)", line[0]), \
+        f"observed value (with its unit) not shown: {line[0]!r}\n{res}"
     shown = float(line[0].split("observed")[-1].strip(" ()").replace("ms", "").replace("µs", ""))
     assert shown > 0, line[0]
     th = res.metrics["http_req_duration"]["thresholds"]
