@@ -33,6 +33,7 @@ struct tctx {
     struct req *pool;           /* idle handles for batches */
     struct req *all;            /* every handle made, for cleanup */
     size_t max_body;
+    size_t buffer_size;         /* libcurl's receive buffer per transfer; 0 = its default (16 KB) */
     bool in_load;               /* a loop is running VUs: blocking calls are refused */
     int (*interrupts)(void);    /* Ctrl-C presses, for blocking calls */
     int interrupts_before;      /* presses already dealt with (by the load phase) */

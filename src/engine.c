@@ -12,7 +12,11 @@
 
 /* libcurl 7.88 slows down as one multi handle holds more connections:
  * a few hundred users per multi keeps each call cheap. */
-#define VUS_PER_SHARD 250
+#define VUS_PER_SHARD 100
+/* With thousands of users in flight at once, libcurl's 16 KB receive buffer
+ * per transfer dominates memory; 4 KB costs one more read per 4 KB of body. */
+#define MANY_VUS 1000
+#define SMALL_BUFFER 4096
 
 unsigned engine_share(long long total, unsigned threads, unsigned thread)
 {
@@ -108,11 +112,17 @@ static bool make_execs(struct engine *e, lua_State *L, int mod)
     return true;
 }
 
-static unsigned shards_needed(const struct engine *e)
+static long long thread_vus(const struct engine *e)
 {
     long long vus = 0;
     for (int s = 0; s < e->run->opt->nscen; s++)
         vus += engine_share(scen_max_vus(&e->run->opt->scen[s]), e->run->threads, e->index);
+    return vus;
+}
+
+static unsigned shards_needed(const struct engine *e)
+{
+    long long vus = thread_vus(e);
     unsigned n = (unsigned)((vus + VUS_PER_SHARD - 1) / VUS_PER_SHARD);
     return n ? n : 1;
 }
@@ -127,6 +137,9 @@ static bool prepare(struct engine *e)
         return fail(e, "out of memory");
     }
     e->ctx.max_body = e->run->opt->max_body;
+    if (thread_vus(e) >= MANY_VUS)
+        e->ctx.buffer_size = SMALL_BUFFER;
+    lua_gc(L, LUA_GCGEN, 0, 0); /* many small short-lived objects: responses, tables */
     e->ctx.once = e->run->once;
     tctx_open_libs(L, &e->ctx);
     if (scenario_load(L, e->run->scenario_path, e->error, sizeof e->error) != 0)

@@ -30,7 +30,9 @@ struct req {
     const char *method;
     char method_buf[16];
     struct buf url, body, head, resp;
-    struct curl_slist *headers;
+    struct curl_slist *headers;     /* this request's own, NULL when it has none */
+    struct curl_slist *agent;       /* just the User-Agent line, the list when there are none */
+    CURLU *cu;                      /* the URL parsed once, reused while it repeats */
     char name[NAME_MAX_LEN];
     bool discard, truncated;
     long timeout_ms, redirects;     /* what the handle has now */
@@ -60,6 +62,7 @@ void response_push(lua_State *L, struct req *r);
 void response_open(lua_State *L);
 
 #define DEFAULT_TIMEOUT_MS 60000L
+#define USER_AGENT "User-Agent: tide/" TIDE_VERSION
 #define DEFAULT_REDIRECTS 10L
 
 #endif

@@ -189,7 +189,13 @@ static void set_url(lua_State *L, struct req *r, const char *fn, const char *url
              append_urlencoded(&r->url, r->x.easy, L, query, true);
     if (!ok || !buf_append(&r->url, "", 1))
         luaL_error(L, "out of memory");
+    /* parsed once here: libcurl would parse and re-render the text on every request */
+    if (curl_url_set(r->cu, CURLUPART_URL, r->url.data, 0) != CURLUE_OK) {
+        r->url.len = 0;
+        luaL_error(L, "http.%s: malformed URL '%s'", fn, url);
+    }
     curl_easy_setopt(r->x.easy, CURLOPT_URL, r->url.data);
+    curl_easy_setopt(r->x.easy, CURLOPT_CURLU, r->cu);
 }
 
 static bool add_header(struct curl_slist **list, const char *name, size_t nlen, const char *val, size_t vlen)
@@ -212,7 +218,7 @@ static bool add_header(struct curl_slist **list, const char *name, size_t nlen, 
 static struct curl_slist *build_headers(lua_State *L, const char *fn, const struct opts *o, bool body)
 {
     struct curl_slist *list = NULL;
-    bool has_type = false, has_auth = false, ok = true;
+    bool has_type = false, has_auth = false, has_agent = false, ok = true;
     if (o->headers) {
         lua_pushnil(L);
         while (ok && lua_next(L, o->headers)) {
@@ -224,6 +230,7 @@ static struct curl_slist *build_headers(lua_State *L, const char *fn, const stru
             const char *n = lua_tolstring(L, -2, &nlen), *v = lua_tolstring(L, -1, &vlen);
             has_type |= strcasecmp(n, "content-type") == 0;
             has_auth |= strcasecmp(n, "authorization") == 0;
+            has_agent |= strcasecmp(n, "user-agent") == 0;
             ok = add_header(&list, n, nlen, v, vlen);
             lua_pop(L, 1);
         }
@@ -235,6 +242,8 @@ static struct curl_slist *build_headers(lua_State *L, const char *fn, const stru
     }
     if (ok && o->json && !has_type)
         ok = add_header(&list, "Content-Type", 12, "application/json", 16);
+    if (ok && !has_agent)
+        ok = (list = curl_slist_append(list, USER_AGENT)) != NULL;
     if (ok && body) /* no 100-continue round trip: it would be in every POST's latency */
         ok = (list = curl_slist_append(list, "Expect:")) != NULL;
     if (!ok) {
@@ -348,7 +357,7 @@ void req_configure(lua_State *L, struct req *r, const char *fn, const char *meth
     if (h || r->headers) {
         curl_slist_free_all(r->headers);
         r->headers = h;
-        curl_easy_setopt(r->x.easy, CURLOPT_HTTPHEADER, h);
+        curl_easy_setopt(r->x.easy, CURLOPT_HTTPHEADER, h ? h : r->agent);
     }
     set_method(r, method, has_body);
     set_limits(r, &o);

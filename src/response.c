@@ -42,7 +42,9 @@ void response_push(lua_State *L, struct req *r)
     memcpy(d + ulen, r->head.data, r->head.len);
     memcpy(d + ulen + r->head.len, r->resp.data, r->resp.len);
     char *m = d + ulen + r->head.len + r->resp.len;
-    snprintf(m, 16, "%s", r->method);
+    size_t mlen = strnlen(r->method, 15);
+    memcpy(m, r->method, mlen);
+    m[mlen] = '\0';
     p->method = m;
     luaL_setmetatable(L, RESPONSE_MT);
 }
