@@ -39,8 +39,10 @@ void response_push(lua_State *L, struct req *r)
     p->body_len = r->resp.len;
     char *d = p->data;
     memcpy(d, url, ulen);
-    memcpy(d + ulen, r->head.data, r->head.len);
-    memcpy(d + ulen + r->head.len, r->resp.data, r->resp.len);
+    if (r->head.len) /* an empty buffer may have no storage at all */
+        memcpy(d + ulen, r->head.data, r->head.len);
+    if (r->resp.len)
+        memcpy(d + ulen + r->head.len, r->resp.data, r->resp.len);
     char *m = d + ulen + r->head.len + r->resp.len;
     size_t mlen = strnlen(r->method, 15);
     memcpy(m, r->method, mlen);
