@@ -4,6 +4,7 @@
 #include "run.h"
 
 #include <curl/curl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -70,6 +71,9 @@ int main(int argc, char **argv)
                         "--version)\n", cmd);
         return EXIT_USAGE;
     }
+    /* thousands of users grow a thread's heap page by page: one mprotect each,
+     * tens of thousands at start-up; a generous top pad grows it in big steps */
+    mallopt(M_TOP_PAD, 64 << 20);
     struct sigaction sa = {.sa_handler = on_interrupt};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
