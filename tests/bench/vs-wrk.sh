@@ -5,7 +5,9 @@
 #
 # Phase 1, 50 connections: requests per CPU-second of each generator (user+sys
 # of the generator process only), median over ROUNDS alternating pairs.
-# Phase 2, 5000 connections: requests per second, and tide's peak RSS per VU.
+# Phase 2, 5000 connections: requests per second with both generators on their
+# defaults (one thread per core), and tide's peak RSS per VU; the one-thread
+# pair is printed too.
 # Exits 1 when a target is missed, so it can gate a release by hand.
 #
 # Knobs: DURATION (seconds per run, 10), ROUNDS (3), TIDE (binary; default:
@@ -106,10 +108,10 @@ read_time() { # FILE -> CPU CPU_SPLIT RSS
     RSS=$m
 }
 
-run_wrk() { # CONNS TAG
-    local c=$1 out=$TMP/wrk-$2.txt tf=$TMP/wrk-$2.time
+run_wrk() { # CONNS TAG [THREADS]
+    local c=$1 out=$TMP/wrk-$2.txt tf=$TMP/wrk-$2.time th=${3:-1}
     /usr/bin/time -f '%U %S %M' -o "$tf" \
-        timeout -k 5 $((DURATION + SLACK)) "$WRK" -t1 -c"$c" -d"${DURATION}s" --timeout 30s "$URL" >"$out" 2>&1 || {
+        timeout -k 5 $((DURATION + SLACK)) "$WRK" -t"$th" -c"$c" -d"${DURATION}s" --timeout 30s "$URL" >"$out" 2>&1 || {
         echo "vs-wrk: wrk failed:" >&2; cat "$out" >&2; exit 2; }
     read_time "$tf"
     # "  123456 requests in 10.00s, 17.2MB read"
@@ -172,35 +174,39 @@ done
 W1M=$(median "${W1[@]}") T1M=$(median "${T1[@]}") R1M=$(median "${R1[@]}")
 
 # ---------------------------------------------------------------- phase 2
+# Both generators as they come: wrk -c5000 (one thread per core) and tide's
+# default (one engine thread per core). The single-thread pair is shown too.
+CORES=$(nproc)
 echo
 echo "== phase 2: $BIG connections, requests per second"
-W2=() T2=() R2=() M2=() TD=() MD=()
+W2=() T2=() R2=() M2=() W1T=() T1T=()
 for r in $(seq "$ROUNDS"); do
     order="wrk tide"
     [ $((r % 2)) = 0 ] && order="tide wrk"
     for g in $order; do
         if [ "$g" = wrk ]; then
-            run_wrk "$BIG" "p2-$r"
+            run_wrk "$BIG" "p2-$r" "$CORES"
             wrps=$(div "$REQS" "$SECS")
-            printf '  round %d  wrk           : %9d reqs in %5.2fs -> %7d req/s, cpu %6.2fs, RSS %6d KB\n' \
-                "$r" "$REQS" "$SECS" "$wrps" "$CPU" "$RSS"
+            printf '  round %d  wrk -t%d        : %9d reqs in %5.2fs -> %7d req/s, cpu %6.2fs, RSS %6d KB\n' \
+                "$r" "$CORES" "$REQS" "$SECS" "$wrps" "$CPU" "$RSS"
         else
-            run_tide "$BIG" 1 "p2-$r"
+            run_tide "$BIG" "" "p2-$r"
             trps=$(div "$REQS" "$SECS") trss=$RSS
-            printf '  round %d  tide threads=1: %9d reqs in %5.2fs -> %7d req/s, cpu %6.2fs, RSS %6d KB\n' \
+            printf '  round %d  tide (default) : %9d reqs in %5.2fs -> %7d req/s, cpu %6.2fs, RSS %6d KB\n' \
                 "$r" "$REQS" "$SECS" "$trps" "$CPU" "$RSS"
         fi
     done
-    # the default (one engine thread per core), for information
-    run_tide "$BIG" "" "p2d-$r"
-    TD+=("$(div "$REQS" "$SECS")") MD+=("$RSS")
-    printf '  round %d  tide default  : %9d reqs in %5.2fs -> %7d req/s, cpu %6.2fs, RSS %6d KB\n' \
-        "$r" "$REQS" "$SECS" "${TD[-1]}" "$CPU" "$RSS"
     W2+=("$wrps") T2+=("$trps") M2+=("$trss") R2+=("$(ratio "$trps" "$wrps")")
     echo "  round $r  ratio tide/wrk ${R2[-1]}"
+    run_wrk "$BIG" "p2one-$r" 1
+    W1T+=("$(div "$REQS" "$SECS")")
+    run_tide "$BIG" 1 "p2one-$r"
+    T1T+=("$(div "$REQS" "$SECS")")
+    printf '  round %d  one thread each: wrk -t1 %d req/s, tide --threads 1 %d req/s (ratio %s)\n' \
+        "$r" "${W1T[-1]}" "${T1T[-1]}" "$(ratio "${T1T[-1]}" "${W1T[-1]}")"
 done
 W2M=$(median "${W2[@]}") T2M=$(median "${T2[@]}") R2M=$(median "${R2[@]}")
-TDM=$(median "${TD[@]}") MDM=$(median "${MD[@]}")
+W1TM=$(median "${W1T[@]}") T1TM=$(median "${T1T[@]}")
 M2M=$(median "${M2[@]}")
 KBVU=$(awk -v m="$M2M" -v n="$BIG" 'BEGIN { printf "%.1f", m / n }')
 MB=$(awk -v m="$M2M" 'BEGIN { printf "%.0f", m / 1024 }')
@@ -212,12 +218,11 @@ ge "$R2M" "$TARGET_RPS" || { fail=1; m2="  MISSED"; }
 ge "$TARGET_KB_PER_VU" "$KBVU" || { fail=1; m3="  MISSED"; }
 
 echo
-echo "== result (medians over $ROUNDS rounds, ${DURATION}s each; tide --threads 1 vs wrk -t1)"
-printf '50 VUs:   wrk %.0f req/CPU-s, tide %.0f req/CPU-s, ratio %.2f (target >= %s)%s\n' \
+echo "== result (medians over $ROUNDS rounds, ${DURATION}s each)"
+printf '50 VUs (1 thread each):  wrk %.0f req/CPU-s, tide %.0f req/CPU-s, ratio %.2f (target >= %s)%s\n' \
     "$W1M" "$T1M" "$R1M" "$TARGET_CPU" "$m1"
-printf '%d VUs: wrk %.0f req/s, tide %.0f req/s, ratio %.2f (target >= %s)%s; tide RSS %s MB = %s KB/VU (target <= %s)%s\n' \
-    "$BIG" "$W2M" "$T2M" "$R2M" "$TARGET_RPS" "$m2" "$MB" "$KBVU" "$TARGET_KB_PER_VU" "$m3"
-printf '          tide with the default threads (%s cores): %.0f req/s (ratio %.2f), RSS %.0f MB = %.1f KB/VU\n' \
-    "$(nproc)" "$TDM" "$(ratio "$TDM" "$W2M")" "$(awk -v m="$MDM" 'BEGIN { print m / 1024 }')" \
-    "$(awk -v m="$MDM" -v n="$BIG" 'BEGIN { print m / n }')"
+printf '%d VUs (defaults: %d threads each): wrk %.0f req/s, tide %.0f req/s, ratio %.2f (target >= %s)%s; tide RSS %s MB = %s KB/VU (target <= %s)%s\n' \
+    "$BIG" "$CORES" "$W2M" "$T2M" "$R2M" "$TARGET_RPS" "$m2" "$MB" "$KBVU" "$TARGET_KB_PER_VU" "$m3"
+printf '%d VUs (1 thread each, for information): wrk %.0f req/s, tide %.0f req/s, ratio %.2f\n' \
+    "$BIG" "$W1TM" "$T1TM" "$(ratio "$T1TM" "$W1TM")"
 exit "$fail"
