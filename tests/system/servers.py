@@ -10,11 +10,10 @@ import struct
 import subprocess
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-LOOPBACK = "127.0.0.1"
+from httpserver import LOOPBACK, QuietHandler, ServerThread
 
 
 def free_port():
@@ -337,8 +336,8 @@ class ResetServer(_SocketServer):
 # -------------------------------------------------------- flaky HTTP server
 
 
-class FlakyServer:
-    """HTTP/1.1 server for retry and concurrency tests.
+class FlakyServer(ServerThread):
+    """HTTP/1.1 server for retry and concurrency tests (text/plain answers).
 
     GET /flaky?key=K&fail=N  the first N requests with that key answer 503, later ones 200
     GET /sleep?ms=N          answers 200 after N ms (at most 5000)
@@ -350,20 +349,7 @@ class FlakyServer:
         self.hits = {}
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def _send(self, status, body):
-                data = body.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(QuietHandler):
             def do_GET(self):
                 u = urlsplit(self.path)
                 q = parse_qs(u.query)
@@ -385,25 +371,8 @@ class FlakyServer:
                 else:
                     self._send(404, "not found")
 
-        self.httpd = ThreadingHTTPServer((LOOPBACK, 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1},
-                                       name="flaky-server", daemon=True)
-
-    @property
-    def url(self):
-        return f"http://{LOOPBACK}:{self.port}"
-
-    def start(self):
-        self.thread.start()
-        return self
+        super().__init__(Handler, name="flaky-server")
 
     def hits_for(self, key):
         with self.lock:
             return list(self.hits.get(key, []))
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)

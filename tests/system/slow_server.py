@@ -6,58 +6,29 @@
                          waits until S seconds from now before it is answered
     anything else        answers 200 at once (unless a stall is on)
 
-Every request is recorded as (monotonic time of arrival, path) in .hits.
-Listens on 127.0.0.1, port 0; runs in a thread; stop() shuts it down.
+Answers are text/plain. Every request is recorded as (monotonic time of
+arrival, path) in .hits. Listens on 127.0.0.1, port 0; runs in a thread
+(httpserver.ServerThread); stop() shuts it down.
 """
 
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-LOOPBACK = "127.0.0.1"
+from httpserver import QuietHandler, ServerThread
+
 MAX_SLEEP_MS = 5000
 MAX_STALL_S = 5.0
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # the default backlog (5) makes a burst of new connections wait for SYN
-    # retransmits (1 s), which would look like server latency
-    request_queue_size = 1024
-
-    def handle_error(self, request, client_address):
-        # a client that hangs up mid-answer (a load tester being stopped) is
-        # no error of ours; anything else is still reported
-        import sys
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class SlowServer:
+class SlowServer(ServerThread):
     def __init__(self):
         self.lock = threading.Lock()
         self.hits = []
         self.stall_until = 0.0
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # headers and body go out in two writes: without TCP_NODELAY the
-            # body waits for the client's delayed ACK (~40 ms per response)
-            disable_nagle_algorithm = True
-
-            def log_message(self, *args):
-                pass
-
-            def _send(self, status, body):
-                data = body.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(QuietHandler):
             def _wait_stall(self):
                 with outer.lock:
                     until = outer.stall_until
@@ -85,18 +56,7 @@ class SlowServer:
                 else:
                     self._send(200, "ok")
 
-        self.httpd = _Server((LOOPBACK, 0), Handler)
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1},
-                                       name="slow-server", daemon=True)
-
-    @property
-    def url(self):
-        return f"http://{LOOPBACK}:{self.port}"
-
-    def start(self):
-        self.thread.start()
-        return self
+        super().__init__(Handler, name="slow-server")
 
     def reset(self):
         with self.lock:
@@ -106,8 +66,3 @@ class SlowServer:
     def hits_snapshot(self):
         with self.lock:
             return list(self.hits)
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)

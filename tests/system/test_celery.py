@@ -1,23 +1,21 @@
 """tide.celery: polling Celery-style status endpoints.
 
 Odd status endpoints come from a small HTTP server of our own on 127.0.0.1
-(StatusServer below); the real thing is the demo service (tests/webserver)."""
+(StatusServer below, an httpserver.ServerThread); the real thing is the demo
+service (tests/webserver)."""
 
-import json
 import re
 import signal
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from demo_stack import normal_stack  # noqa: F401
+from httpserver import QuietHandler, ServerThread
 
-LOOPBACK = "127.0.0.1"
 
-
-class StatusServer:
+class StatusServer(ServerThread):
     """Status endpoints, all GET /<kind>/<task id>:
 
     /pending/ID     always 200 {"state": "PENDING", "output": null}
@@ -41,20 +39,7 @@ class StatusServer:
         self.max_waiting = 0
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def _send(self, status, body, ctype="application/json"):
-                data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(QuietHandler):
             def do_GET(self):
                 path = self.path.split("?", 1)[0]
                 parts = path.strip("/").split("/")
@@ -94,27 +79,7 @@ class StatusServer:
                 else:
                     self._send(404, {"error": "unknown path"})
 
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-            request_queue_size = 1024   # hundreds of users connect at once
-
-        self.httpd = Server((LOOPBACK, 0), Handler)
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1},
-                                       name="status-server", daemon=True)
-
-    @property
-    def url(self):
-        return f"http://{LOOPBACK}:{self.port}"
-
-    def start(self):
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
+        super().__init__(Handler, name="status-server")
 
     def hits_for(self, path):
         with self.lock:

@@ -14,16 +14,15 @@ import signal
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from conftest import TIDE
+from httpserver import LOOPBACK, QuietHandler, ServerThread
 from pg_server import PASSWORD, PgServer
 from slow_server import SlowServer
 
-LOOPBACK = "127.0.0.1"
 SECRETS = ("target-secret", PASSWORD, "tok-secret-123", "bearer-secret-456", "cookie-secret-789")
 
 
@@ -54,30 +53,16 @@ def no_github_run_id(monkeypatch):
     monkeypatch.delenv("DATABASE_URL", raising=False)
 
 
-class TaskServer:
+class TaskServer(ServerThread):
     """GET /start -> {"id": ID}; GET /status/ID -> PENDING for the first two
-    polls of ID, then SUCCESS. Anything else: 404."""
+    polls of ID, then SUCCESS. Anything else: 404. Answers are JSON."""
 
     def __init__(self):
         self.lock = threading.Lock()
         self.polls = {}
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def log_message(self, *args):
-                pass
-
-            def _send(self, status, doc):
-                data = json.dumps(doc).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(QuietHandler):
             def do_GET(self):
                 path = self.path.split("?", 1)[0]
                 if path == "/start":
@@ -91,24 +76,7 @@ class TaskServer:
                 else:
                     self._send(404, {"error": "not found"})
 
-        self.httpd = ThreadingHTTPServer((LOOPBACK, 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1},
-                                       name="task-server", daemon=True)
-
-    @property
-    def url(self):
-        return f"http://{LOOPBACK}:{self.port}"
-
-    def start(self):
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
+        super().__init__(Handler, name="task-server")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,84 @@
+"""The plumbing the system tests' small HTTP servers share (servers.FlakyServer,
+slow_server.SlowServer, test_celery.StatusServer, test_results.TaskServer).
+
+    LoopbackServer  a ThreadingHTTPServer that copes with bursts of connects
+                    and with clients that hang up
+    QuietHandler    an HTTP/1.1 request handler that logs nothing and has
+                    _send(status, body) for text or JSON answers
+    ServerThread    a LoopbackServer on 127.0.0.1, port 0, served from a daemon
+                    thread: .url, .port, start(), stop()
+
+A server subclasses ServerThread, keeps its own state, and passes the class
+of its QuietHandler (whose do_GET reads and updates that state).
+"""
+
+import json
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+LOOPBACK = "127.0.0.1"
+
+
+class LoopbackServer(ThreadingHTTPServer):
+    daemon_threads = True
+    # the default backlog (5) makes a burst of new connections (hundreds of
+    # users connecting at once) wait for SYN retransmits (1 s), which would
+    # look like server latency
+    request_queue_size = 1024
+
+    def handle_error(self, request, client_address):
+        # a client that hangs up mid-answer (a load tester being stopped) is
+        # no error of ours; anything else is still reported
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # headers and body go out in two writes: without TCP_NODELAY the body
+    # waits for the client's delayed ACK (~40 ms per response)
+    disable_nagle_algorithm = True
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, status, body, content_type=None):
+        """Answers with body: a str as text/plain, anything else (a dict or a
+        list) as JSON (json.dumps, default separators); content_type overrides
+        the Content-Type header only."""
+        if isinstance(body, str):
+            data = body.encode()
+            default_type = "text/plain"
+        else:
+            data = json.dumps(body).encode()
+            default_type = "application/json"
+        self.send_response(status)
+        self.send_header("Content-Type", content_type or default_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class ServerThread:
+    """A LoopbackServer answering with handler_class, on 127.0.0.1 and a free
+    port, served by a daemon thread called name once start() is called."""
+
+    def __init__(self, handler_class, name="http-server"):
+        self.httpd = LoopbackServer((LOOPBACK, 0), handler_class)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                                       name=name, daemon=True)
+
+    @property
+    def url(self):
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
