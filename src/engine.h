@@ -36,7 +36,7 @@ struct engine {
     struct tctx ctx;
     struct exec execs[MAX_SCENARIOS];
     unsigned nexecs, execs_done;
-    int data_ref, env_ref, mod_ref;
+    int data_ref, env_ref;
     unsigned sec;               /* seconds handed over */
     struct timer tick;
     bool started;

@@ -151,7 +151,6 @@ static bool agent_share(struct agent *ag)
 
 void agent_free(struct tctx *ctx, struct agent *ag)
 {
-    (void)ctx;
     if (ag->share) {
         /* detach every handle first: a share in use cannot be freed */
         for (struct req *r = ctx->all; r; r = r->next_all)

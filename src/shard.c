@@ -10,7 +10,6 @@ struct shard {
     CURLM *multi;
     struct loop *loop;
     struct timer timer;
-    unsigned added;
 };
 
 static void check_done(struct shard *s)
@@ -134,7 +133,6 @@ bool shard_add(struct shard *s, struct xfer *x)
     if (curl_multi_add_handle(s->multi, x->easy) != CURLM_OK)
         return false;
     x->active = true;
-    s->added++;
     return true;
 }
 
@@ -143,8 +141,6 @@ void shard_remove(struct xfer *x)
     if (!x->active)
         return;
     x->active = false;
-    x->shard->added--;
     curl_multi_remove_handle(x->shard->multi, x->easy);
 }
 
-unsigned shard_running(const struct shard *s) { return s->added; }

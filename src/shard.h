@@ -26,6 +26,5 @@ void shard_prepare_easy(struct xfer *x, struct loop *l);
 
 bool shard_add(struct shard *s, struct xfer *x);
 void shard_remove(struct xfer *x);
-unsigned shard_running(const struct shard *s);
 
 #endif

@@ -4,7 +4,8 @@
 #include <lauxlib.h>
 #include <stdio.h>
 
-bool vu_ready(struct vu *vu)
+/* Makes the coroutine and the `vu` table (lazily, on the first iteration). */
+static bool vu_ready(struct vu *vu)
 {
     if (vu->co)
         return true;

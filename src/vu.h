@@ -46,8 +46,6 @@ int vu_suspend(lua_State *L, struct vu *vu, void (*cancel)(struct vu *), void *w
 /* Resumes the VU with nargs values already pushed on vu->co. */
 void vu_wake(struct vu *vu, int nargs);
 
-/* Makes the coroutine and the `vu` table (lazily, on first iteration). */
-bool vu_ready(struct vu *vu);
 /* Runs iterations, the first due at sched_ns, while the executor has more. */
 void vu_begin(struct vu *vu, uint64_t sched_ns);
 /* Stops the VU's iteration now, whatever it waits on; counts it as interrupted. */
