@@ -313,6 +313,28 @@ static int read_options(struct session *s, int argc, char **argv)
     return 0;
 }
 
+/* Every scenario's exec must name a function of the module: said before
+ * setup runs, not discovered by the engine threads afterwards. */
+static int check_exec_functions(struct session *s)
+{
+    for (int i = 0; i < s->opt.nscen; i++) {
+        const struct scen *sc = &s->opt.scen[i];
+        int t = lua_getfield(s->L, s->mod, sc->exec);
+        lua_pop(s->L, 1);
+        if (t == LUA_TFUNCTION)
+            continue;
+        if (!s->opt.named && strcmp(sc->exec, "run") == 0)
+            fprintf(stderr, "tide run: %s: the scenario must return a table with "
+                            "run = function(vu, data) ... end (run is %s)\n", s->path, lua_typename(s->L, t));
+        else
+            fprintf(stderr, "tide run: %s%s%sexec: the scenario has no function '%s' (got %s)\n",
+                    s->opt.named ? "options.scenarios." : "options.", s->opt.named ? sc->name : "",
+                    s->opt.named ? "." : "", sc->exec, lua_typename(s->L, t));
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
 /* Each VU holds a socket (more in batches): say so now rather than failing
  * connections one by one under load. */
 static int check_fd_limit(const struct options *o)
@@ -576,6 +598,8 @@ static int run_session(struct session *s, int argc, char **argv)
         rc = open_scenario(s);
     if (!rc)
         rc = read_options(s, argc, argv);
+    if (!rc)
+        rc = check_exec_functions(s);
     if (!rc)
         rc = report_check_thresholds(s->L, s->mod, s->ctx.metrics);
     if (!rc)

@@ -202,3 +202,28 @@ def test_cli_option_missing_value(tide):
     res = tide.exec([TIDE, "run", str(path), "--vus"])
     assert res.rc == 2, str(res)
     assert "--vus" in res.stderr, str(res)
+
+
+def test_exec_naming_no_function_is_exit_2_before_setup(run_tide, tmp_path):
+    marker = tmp_path / "setup-ran"
+    res = run_tide("""
+return {
+  options = { scenarios = { shop = { executor = "per-vu-iterations", exec = "brows" } } },
+  setup = function(ctx) io.open(ctx.env.MARKER, "w"):close() end,
+  browse = function() end,
+}
+""", "--env", f"MARKER={marker}", json_out=False)
+    assert res.rc == 2, str(res)
+    assert "options.scenarios.shop.exec" in res.stderr and "brows" in res.stderr, str(res)
+    assert not marker.exists(), f"setup ran although the scenario could not start\n{res}"
+
+
+def test_named_scenarios_need_no_run_function(run_tide):
+    res = run_tide("""
+return {
+  options = { scenarios = { shop = { executor = "per-vu-iterations", vus = 2, iterations = 3, exec = "browse" } } },
+  browse = function() end,
+}
+""")
+    assert res.rc == 0, str(res)
+    assert res.count("iterations") == 6, str(res)
