@@ -5,6 +5,7 @@
 --   local page = require("tide.html").render(doc)
 
 local format = require "tide.format"
+local results = require "tide.results"
 local charts = require "tide.charts"
 local trend_percentile = format.trend_percentile
 local maximum = format.maximum
@@ -38,22 +39,8 @@ local distribution_chart = charts.distribution_chart
 
 -- ---------------------------------------------------------- the metrics
 
--- "http_req_duration{name:/a}" -> "http_req_duration", "name", "/a"
-local function split_key(key)
-  local base, tag, value = key:match("^([%w_]+){([^:{}]+):(.*)}$")
-  if base then return base, tag, value end
-  return key
-end
-
--- Values of the sub-metrics base{tag:VALUE}, keyed by VALUE.
-local function tagged(metrics, base, tag)
-  local out = {}
-  for key, m in pairs(metrics) do
-    local b, t, v = split_key(key)
-    if b == base and t == tag and type(m) == "table" then out[v] = m end
-  end
-  return out
-end
+local split_key = results.parse_key
+local tagged = results.tagged
 
 local function sorted_keys(t)
   local keys = {}

@@ -36,6 +36,25 @@ function M.key(name, tag, value)
   return ("%s{%s:%s}"):format(name, tag, value)
 end
 
+-- "http_req_duration{name:assign,method:POST}" -> "http_req_duration", { name = "assign", ... }
+function M.parse_key(key)
+  local name, tags = thresholds.parse_key(key)
+  if name then return name, tags end
+  return key, {}
+end
+
+-- The sub-metrics NAME{tag:VALUE} of a document's metrics, keyed by VALUE.
+function M.tagged(metrics, name, tag)
+  local out = {}
+  for key, m in pairs(metrics) do
+    local base, tags = M.parse_key(key)
+    if base == name and tags[tag] and next(tags, next(tags)) == nil and type(m) == "table" then
+      out[tags[tag]] = m
+    end
+  end
+  return out
+end
+
 local function doc_metrics(report)
   local out = {}
   for name, m in pairs(report.metrics) do

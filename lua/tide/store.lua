@@ -54,22 +54,10 @@ local function insert_run(db, doc)
     doc.state.testRunDurationMs / 1e3, json.encode(summary_of(doc)))
 end
 
--- "http_req_duration{name:assign}" -> "http_req_duration", { name = "assign" }
-local function split_key(key)
-  local name, inner = key:match("^([^{]+){(.*)}$")
-  if not name then return key, {} end
-  local tags = {}
-  for pair in inner:gmatch("[^,]+") do
-    local k, v = pair:match("^([^:]+):(.*)$")
-    if k then tags[k] = v end
-  end
-  return name, tags
-end
-
 local function insert_metrics(db, doc)
   local rows = {}
   for key, m in pairs(doc.metrics) do
-    local name, tags = split_key(key)
+    local name, tags = results.parse_key(key)
     rows[#rows + 1] = { key = key, metric = name, tags = tags, type = m.type, contains = m.contains,
                         values = m.values, histogram = m.histogram, thresholds = m.thresholds }
   end

@@ -56,15 +56,10 @@ end
 
 local function count(doc, key) return values(doc, key).count or 0 end
 
--- Values of the sub-metrics NAME{tag:*}, by tag value, sorted.
+-- The tag values of the sub-metrics NAME{tag:*}, sorted.
 function M.split(doc, name, tag)
-  local prefix = name .. "{" .. tag .. ":"
   local out = {}
-  for key in pairs(doc.metrics) do
-    if key:sub(1, #prefix) == prefix and key:sub(-1) == "}" then
-      out[#out + 1] = key:sub(#prefix + 1, -2)
-    end
-  end
+  for value in pairs(results.tagged(doc.metrics, name, tag)) do out[#out + 1] = value end
   table.sort(out)
   return out
 end

@@ -47,20 +47,25 @@ function M.holds(expr, observed)
 end
 
 -- "http_req_duration{name:assign,method:POST}" -> "http_req_duration", { name = "assign", ... }
-local function parse_key(key)
-  local name, tags = key:match("^([%w_]+)(%b{})$")
+-- (nil when malformed). A comma starts a new tag only before "word:", so a
+-- value may hold commas (request names, check names).
+function M.parse_key(key)
+  local name, inner = key:match("^([%w_]+){(.*)}$")
   if not name then
     if key:match("^[%w_]+$") then return key, {} end
     return nil
   end
-  local filter = {}
-  for pair in tags:sub(2, -2):gmatch("[^,]+") do
-    local k, v = pair:match("^%s*([^:]-)%s*:%s*(.-)%s*$")
-    if not k or k == "" then return nil end
-    filter[k] = v
+  local filter, pos = {}, 1
+  while pos <= #inner do
+    local k, vstart = inner:match("^%s*([%w_]+)%s*:%s*()", pos)
+    if not k then return nil end
+    local nxt = inner:find(",%s*[%w_]+%s*:", vstart)
+    filter[k] = inner:sub(vstart, (nxt or #inner + 1) - 1):match("^(.-)%s*$")
+    pos = nxt and nxt + 1 or #inner + 1
   end
   return name, filter
 end
+local parse_key = M.parse_key
 
 local function entries(spec)
   if type(spec) == "string" then return { { threshold = spec } } end

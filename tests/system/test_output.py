@@ -1,6 +1,9 @@
 """The JSON results (--out json=FILE) and the summary on stdout."""
 
 import re
+import subprocess
+
+from conftest import TIDE
 
 SCENARIO = """
 local http = require "tide.http"
@@ -84,3 +87,28 @@ def test_json_unwritable_path(tide, nginx, tmp_path):
         ["--target", nginx.url, "--out", f"json={tmp_path}/no/such/dir/out.json"])])
     assert res.rc in (2, 4), f"results cannot be stored there: expected exit 2 (checked up front) or 4\n{res}"
     assert "no/such/dir/out.json" in res.stderr, str(res)
+
+
+def test_names_with_commas_survive_the_document(run_tide, nginx, tmp_path):
+    """Request and check names may hold commas: sub-metric keys, thresholds and
+    `tide report` must keep them whole."""
+    res = run_tide("""
+local http, check = require "tide.http", require "tide.check"
+return {
+  options = { vus = 2, iterations = 6,
+              thresholds = { ["checks{check:ok, really}"] = "rate == 1",
+                             ["http_reqs{name:/a,b}"] = "count == 6" } },
+  run = function(vu)
+    local r = http.get(vu.target .. "/", { name = "/a,b" })
+    check(r, { ["ok, really"] = r.status == 200 })
+  end,
+}
+""", "--target", nginx.url)
+    assert res.rc == 0, str(res)
+    assert res.metric("http_reqs{name:/a,b}")["values"]["count"] == 6, str(res)
+    rows = [l.split() for l in res.stdout.splitlines() if l.strip().startswith("/a,b")]
+    assert rows and rows[0][1] == "6", f"no row for /a,b with 6 requests\n{res}"
+    assert "✓ ok, really" in res.stdout, str(res)
+    report = subprocess.run([TIDE, "report", str(res.json_path)], capture_output=True, text=True, timeout=30)
+    assert report.returncode == 0, report.stderr
+    assert report.stdout == res.stdout, f"tide report differs from the run's summary:\n{report.stdout}"
