@@ -348,35 +348,13 @@ end
 
 
 M.COLORS = COLORS
-M.f1 = f1
-M.TIME_STEPS = TIME_STEPS
-M.nice_step = nice_step
 M.ms_step = ms_step
 M.whole_step = whole_step
-M.linear_ticks = linear_ticks
-M.time_ticks = time_ticks
 M.fmt_clock = fmt_clock
 M.tick_ms = tick_ms
-M.tick_us = tick_us
 M.tick_per_s = tick_per_s
 M.tick_plain = tick_plain
-M.plot_area = plot_area
-M.x_of = x_of
-M.y_of = y_of
-M.svg_open = svg_open
-M.y_axis = y_axis
-M.x_axis = x_axis
-M.message = message
-M.segments = segments
-M.line_path = line_path
-M.draw_series = draw_series
-M.hover_columns = hover_columns
-M.empty_chart = empty_chart
 M.time_chart = time_chart
-M.log_ticks = log_ticks
-M.log_bins = log_bins
-M.log_range = log_range
-M.percentile_marks = percentile_marks
 M.distribution_chart = distribution_chart
 
 return M
