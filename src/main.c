@@ -6,7 +6,9 @@
 #include <curl/curl.h>
 #include <malloc.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static volatile sig_atomic_t interrupts;
@@ -43,6 +45,26 @@ static void usage(FILE *f)
             TIDE_VERSION);
 }
 
+/* glibc's calloc bypasses the per-thread cache that malloc serves from, and
+ * libcurl 7.88 callocs a block for every response header it stores: about
+ * 370 instructions a call, against about 170 through malloc + memset. */
+static void *calloc_via_malloc(size_t n, size_t size)
+{
+    if (size && n > SIZE_MAX / size)
+        return NULL;
+    void *p = malloc(n * size);
+    /* hide p's origin, or the compiler folds malloc + memset back into calloc */
+    __asm__ volatile("" : "+r"(p));
+    if (p)
+        memset(p, 0, n * size);
+    return p;
+}
+
+static void init_curl(void)
+{
+    curl_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, free, realloc, strdup, calloc_via_malloc);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -61,7 +83,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "list") == 0)
         return cmd_list(argc - 2, argv + 2);
     if (strcmp(cmd, "report") == 0 || strcmp(cmd, "compare") == 0 || strcmp(cmd, "db") == 0) {
-        curl_global_init(CURL_GLOBAL_DEFAULT);
+        init_curl();
         int rc = cmd_lua(cmd, argc - 2, argv + 2);
         curl_global_cleanup();
         return rc;
@@ -79,7 +101,7 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    init_curl();
     struct signals sig = {.interrupts = interrupt_count};
     int rc = cmd_run(argc - 2, argv + 2, &sig);
     curl_global_cleanup();
