@@ -10,9 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* libcurl 7.88 slows down as one multi handle holds more connections:
- * a few hundred users per multi keeps each call cheap. */
-#define VUS_PER_SHARD 100
+/* libcurl 7.88 walks a multi handle's connections on every request (to pick
+ * one to reuse, and again on remove_handle): fewer users per multi, fewer
+ * steps. Each multi costs ~45 KB of hash tables, so not fewer than this. */
+#define VUS_PER_SHARD 50
 /* With thousands of users in flight at once, libcurl's 16 KB receive buffer
  * per transfer dominates memory; 4 KB costs one more read per 4 KB of body. */
 #define MANY_VUS 1000
