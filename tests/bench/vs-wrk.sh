@@ -7,7 +7,8 @@
 # of the generator process only), median over ROUNDS alternating pairs.
 # Phase 2, 5000 connections: requests per second with both generators on their
 # defaults (one thread per core), and tide's peak RSS per VU; the one-thread
-# pair is printed too.
+# pair is printed too, and so is libcurl alone (tests/bench/bare-curl.c: the
+# same transport in plain C, no Lua): the ceiling of any libcurl generator.
 # Exits 1 when a target is missed, so it can gate a release by hand.
 #
 # Knobs: DURATION (seconds per run, 10), ROUNDS (3), TIDE (binary; default:
@@ -33,7 +34,7 @@ if [ -z "${TIDE:-}" ]; then
     make -s -C "$ROOT" tide
     TIDE=$ROOT/tide
 fi
-for tool in "$WRK" "$NGINX" "$TIDE" /usr/bin/time "$PY"; do
+for tool in "$WRK" "$NGINX" "$TIDE" /usr/bin/time "$PY" "${CC:-cc}" pkg-config; do
     command -v "$tool" >/dev/null || { echo "vs-wrk: $tool not found" >&2; exit 2; }
 done
 
@@ -92,6 +93,11 @@ for _ in $(seq 100); do
 done
 curl -sf -m 2 "$URL" >/dev/null || { echo "vs-wrk: nginx does not answer on $URL" >&2; exit 2; }
 
+BARE=$TMP/bare-curl
+# shellcheck disable=SC2046
+"${CC:-cc}" -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -o "$BARE" "$ROOT/tests/bench/bare-curl.c" \
+    $(pkg-config --cflags --libs libcurl) -pthread || { echo "vs-wrk: cannot build bare-curl" >&2; exit 2; }
+
 BENCH=$TMP/bench.lua
 printf 'local http = require "tide.http"; return { run = function() http.get("%s") end }\n' "$URL" >"$BENCH"
 
@@ -143,6 +149,15 @@ print(int(m["http_reqs"]["values"]["count"]), d["state"]["testRunDurationMs"] / 
     if [ "$FAILED" != 0 ]; then echo "    tide: $FAILED failed requests"; fi
 }
 
+run_bare() { # CONNS THREADS
+    local out=$TMP/bare.txt
+    timeout -k 5 $((DURATION + SLACK)) "$BARE" "$URL" "$1" "$2" "$DURATION" >"$out" 2>&1 || {
+        echo "vs-wrk: bare-curl failed:" >&2; cat "$out" >&2; exit 2; }
+    REQS="" SECS=""
+    read -r _ REQS _ SECS <"$out" || true
+    [ -n "$REQS" ] || { echo "vs-wrk: cannot read bare-curl's output:" >&2; cat "$out" >&2; exit 2; }
+}
+
 div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f", a / b; else print 0 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print 0 }'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -179,7 +194,7 @@ W1M=$(median "${W1[@]}") T1M=$(median "${T1[@]}") R1M=$(median "${R1[@]}")
 CORES=$(nproc)
 echo
 echo "== phase 2: $BIG connections, requests per second"
-W2=() T2=() R2=() M2=() W1T=() T1T=()
+W2=() T2=() R2=() M2=() W1T=() T1T=() B2=()
 for r in $(seq "$ROUNDS"); do
     order="wrk tide"
     [ $((r % 2)) = 0 ] && order="tide wrk"
@@ -198,6 +213,10 @@ for r in $(seq "$ROUNDS"); do
     done
     W2+=("$wrps") T2+=("$trps") M2+=("$trss") R2+=("$(ratio "$trps" "$wrps")")
     echo "  round $r  ratio tide/wrk ${R2[-1]}"
+    run_bare "$BIG" "$CORES"
+    B2+=("$(div "$REQS" "$SECS")")
+    printf '  round %d  libcurl alone   : %9d reqs in %5.2fs -> %7d req/s (ratio to wrk %s)\n' \
+        "$r" "$REQS" "$SECS" "${B2[-1]}" "$(ratio "${B2[-1]}" "$wrps")"
     run_wrk "$BIG" "p2one-$r" 1
     W1T+=("$(div "$REQS" "$SECS")")
     run_tide "$BIG" 1 "p2one-$r"
@@ -205,7 +224,7 @@ for r in $(seq "$ROUNDS"); do
     printf '  round %d  one thread each: wrk -t1 %d req/s, tide --threads 1 %d req/s (ratio %s)\n' \
         "$r" "${W1T[-1]}" "${T1T[-1]}" "$(ratio "${T1T[-1]}" "${W1T[-1]}")"
 done
-W2M=$(median "${W2[@]}") T2M=$(median "${T2[@]}") R2M=$(median "${R2[@]}")
+W2M=$(median "${W2[@]}") T2M=$(median "${T2[@]}") R2M=$(median "${R2[@]}") B2M=$(median "${B2[@]}")
 W1TM=$(median "${W1T[@]}") T1TM=$(median "${T1T[@]}")
 M2M=$(median "${M2[@]}")
 KBVU=$(awk -v m="$M2M" -v n="$BIG" 'BEGIN { printf "%.1f", m / n }')
@@ -225,4 +244,6 @@ printf '%d VUs (defaults: %d threads each): wrk %.0f req/s, tide %.0f req/s, rat
     "$BIG" "$CORES" "$W2M" "$T2M" "$R2M" "$TARGET_RPS" "$m2" "$MB" "$KBVU" "$TARGET_KB_PER_VU" "$m3"
 printf '%d VUs (1 thread each, for information): wrk %.0f req/s, tide %.0f req/s, ratio %.2f\n' \
     "$BIG" "$W1TM" "$T1TM" "$(ratio "$T1TM" "$W1TM")"
+printf '%d connections, libcurl alone (for information): %.0f req/s = %.2f of wrk; tide reaches %.2f of it\n' \
+    "$BIG" "$B2M" "$(ratio "$B2M" "$W2M")" "$(ratio "$T2M" "$B2M")"
 exit "$fail"
