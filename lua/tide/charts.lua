@@ -66,8 +66,12 @@ local function time_ticks(x0, x1, ticks)
     if span / s <= ticks then step = s; break end
   end
   step = step or nice_step(span, ticks)
+  -- counted, not stepped: far from 0 a float step may not move v at all
+  local first = math.ceil(x0 / step) * step
+  local n = math.floor((x1 - first) / step + 1e-9)
   local list = {}
-  for v = math.ceil(x0 / step) * step, x1 + 1e-9, step do list[#list + 1] = v end
+  if not (n >= 0 and n <= 4 * ticks) then return list end
+  for i = 0, n do list[#list + 1] = first + i * step end
   return list
 end
 

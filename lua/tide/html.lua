@@ -163,14 +163,28 @@ local function custom_keys(metrics)
   return keys
 end
 
+-- Seconds since the start as written, if they make a time axis: numbers,
+-- rising, within a century. Otherwise the points' positions stand in.
+local function seconds_of(points)
+  local t, last = {}, nil
+  for i, p in ipairs(points) do
+    local v = num(tbl(p).t)
+    if not v or (last and v <= last) or math.abs(v) > 3.2e9 then
+      t = {}
+      for j in ipairs(points) do t[j] = j - 1 end
+      return t
+    end
+    t[i], last = v, v
+  end
+  return t
+end
+
 -- The per-second points as columns; latency is nil in seconds without requests.
 local function series_of(points)
-  local s = { t = {}, reqs = {}, iterations = {}, failed = {}, errors = {}, dropped = {},
-              vus = {}, p50 = {}, p95 = {}, p99 = {} }
-  for i, p in ipairs(points) do
+  local s = { t = seconds_of(points), reqs = {}, iterations = {}, failed = {}, errors = {},
+              dropped = {}, vus = {}, p50 = {}, p95 = {}, p99 = {} }
+  for n, p in ipairs(points) do
     p = tbl(p)
-    s.t[#s.t + 1] = num(p.t) or (i - 1)
-    local n = #s.t
     for _, k in ipairs({ "reqs", "iterations", "failed", "errors", "dropped", "vus" }) do
       s[k][n] = num(p[k]) or 0
     end
