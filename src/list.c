@@ -3,6 +3,7 @@
 #include "ctx.h"
 #include "embedded.h"
 #include "options.h"
+#include "run.h"
 #include "scenario.h"
 
 #include <dirent.h>
@@ -113,10 +114,15 @@ static void list_one(lua_State *L, const char *name)
 
 int cmd_list(int argc, char **argv)
 {
-    (void)argv;
+    static const char usage[] = "usage: tide list\n"
+                                "  the scenarios tide can run by name, with their load and description\n";
+    if (argc == 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
+        fputs(usage, stdout);
+        return EXIT_PASS;
+    }
     if (argc > 0) {
-        fprintf(stderr, "usage: tide list\n");
-        return 2;
+        fprintf(stderr, "tide list: unexpected argument '%s'\n%s", argv[0], usage);
+        return EXIT_USAGE;
     }
     struct names ns = {0};
     collect(&ns);
@@ -124,7 +130,7 @@ int cmd_list(int argc, char **argv)
     struct tctx ctx;
     if (!L || !tctx_init(&ctx, L, 1)) {
         fprintf(stderr, "tide: out of memory\n");
-        return 3;
+        return EXIT_SCRIPT;
     }
     tctx_open_libs(L, &ctx);
     printf("scenarios (scenarios/, $TIDE_PATH, built in):\n");

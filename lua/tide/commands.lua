@@ -10,6 +10,31 @@ local M = {}
 
 local function usage(msg) error({ usage = msg }, 0) end
 
+local USAGE = {
+  report = "usage: tide report SOURCE... [--html FILE] [--json FILE]\n"
+    .. "  SOURCE: a results JSON file, or pg:DSN#RUN (RUN: a run id, latest or latest~N;\n"
+    .. "  an empty DSN means $DATABASE_URL). Several sources are merged into one report.",
+  compare = "usage: tide compare BASE CURRENT [--tolerance 10%]\n"
+    .. "  BASE, CURRENT: as SOURCE for tide report. Exit 1 when a figure got worse\n"
+    .. "  by more than the tolerance.",
+  db = "usage: tide db init DSN | tide db runs DSN [--scenario NAME] [--last N] | tide db import DSN FILE\n"
+    .. "  DSN may be left out when $DATABASE_URL is set (init, runs).",
+}
+
+-- The first line of a command's usage, for the error that bad input gets.
+local function usage_line(name) return (USAGE[name]:match("^[^\n]*")) end
+
+-- `--help` or `-h` anywhere: the usage on stdout, exit 0.
+local function help_asked(name, args)
+  for _, a in ipairs(args) do
+    if a == "--help" or a == "-h" then
+      io.stdout:write(USAGE[name], "\n")
+      return true
+    end
+  end
+  return false
+end
+
 -- Splits args into positionals and --flag values (--flag=V or --flag V).
 local function parse(args, flags)
   local pos, opt = {}, {}
@@ -56,8 +81,9 @@ end
 
 -- tide report SOURCE... [--html FILE] [--json FILE]
 function M.report(args)
+  if help_asked("report", args) then return 0 end
   local pos, opt = parse(args, { html = true, json = true })
-  if #pos == 0 then usage("usage: tide report SOURCE... [--html FILE] [--json FILE]") end
+  if #pos == 0 then usage(usage_line("report")) end
   local docs = {}
   for i, src in ipairs(pos) do docs[i] = load(src) end
   local doc = results.merge(docs)
@@ -133,8 +159,9 @@ end
 
 -- tide compare BASE CURRENT [--tolerance 10%]: exit 1 when something got worse.
 function M.compare(args)
+  if help_asked("compare", args) then return 0 end
   local pos, opt = parse(args, { tolerance = true })
-  if #pos ~= 2 then usage("usage: tide compare BASE CURRENT [--tolerance 10%]") end
+  if #pos ~= 2 then usage(usage_line("compare")) end
   local tol = tolerance(opt.tolerance)
   local base, cur = load(pos[1]), load(pos[2])
   local rows = compare_rows(base, cur)
@@ -210,8 +237,9 @@ function DB.import(args)
 end
 
 function M.db(args)
+  if help_asked("db", args) then return 0 end
   local sub = table.remove(args, 1)
-  if not DB[sub or ""] then usage("usage: tide db init DSN | tide db runs DSN [--scenario NAME] [--last N] | tide db import DSN FILE") end
+  if not DB[sub or ""] then usage(usage_line("db")) end
   return DB[sub](args)
 end
 

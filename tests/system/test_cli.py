@@ -28,6 +28,21 @@ def test_run_help(tide):
         assert opt in res.stdout, f"tide run --help does not mention {opt}\n{res}"
 
 
+def test_subcommand_help(tide):
+    for cmd, words in ((["report", "--help"], ("SOURCE", "--html", "--json", "pg:DSN#RUN")),
+                       (["compare", "-h"], ("BASE", "CURRENT", "--tolerance")),
+                       (["db", "--help"], ("init", "runs", "import", "--scenario", "--last")),
+                       (["db", "runs", "--help"], ("DATABASE_URL",)),
+                       (["list", "--help"], ("tide list",))):
+        res = tide.exec([TIDE, *cmd])
+        assert res.rc == 0, str(res)
+        assert res.stdout.startswith("usage: tide " + cmd[0]), str(res)
+        for w in words:
+            assert w in res.stdout, f"{' '.join(cmd)} does not mention {w}\n{res}"
+    res = tide.exec([TIDE, "list", "extra"])
+    assert res.rc == 2 and "extra" in res.stderr, str(res)
+
+
 def test_unknown_command(tide):
     res = tide.exec([TIDE, "bogus"])
     assert res.rc == 2, str(res)
