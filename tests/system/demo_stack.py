@@ -18,8 +18,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import psycopg2
 import pytest
+
+from pg_server import PgServer
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_SH = REPO / "tests" / "webserver" / "demo.sh"
@@ -100,19 +101,9 @@ class Stack(dict):
             return f"({path}: {e})"
         return text[-tail:]
 
-    def connect(self):
-        return psycopg2.connect(self.database_url, connect_timeout=5)
-
     def query(self, sql, params=None):
         """Rows of one statement (autocommit)."""
-        conn = self.connect()
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(sql, params)
-                return cur.fetchall() if cur.description else []
-        finally:
-            conn.close()
+        return PgServer.query(self.database_url, sql, params)
 
     def execute(self, sql, params=None):
         self.query(sql, params)
