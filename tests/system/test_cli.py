@@ -1,6 +1,8 @@
 """The command line: help, version, and bad input (exit code 2 or 3 and a
 message on stderr naming the bad thing)."""
 
+import pytest
+
 from conftest import TIDE
 
 OK_SCENARIO = """
@@ -124,46 +126,22 @@ def test_unknown_executor(run_tide):
         assert e in res.stderr, f"the message should list the valid executors\n{res}"
 
 
-def test_unknown_executor_cli(run_tide):
-    res = run_tide(OK_SCENARIO, "--executor", "ramping")
+# a bad command-line value: exit 2, and the message names what was given
+@pytest.mark.parametrize("args, named", [
+    (("--executor", "ramping"), ("ramping", "constant-vus")),
+    (("--vus", "0"), ("--vus", "'0'")),
+    (("--vus", "many"), ("many",)),
+    (("--duration", "-5s"), ("-5s",)),
+    (("--target", "notaurl"), ("notaurl",)),
+    (("--bogus", "1"), ("--bogus",)),
+    (("--env", "NOVALUE"), ("NOVALUE",)),
+], ids=["unknown-executor", "vus-zero", "vus-not-a-number", "negative-duration", "bad-target",
+        "unknown-option", "env-without-equals"])
+def test_cli_bad_value(run_tide, args, named):
+    res = run_tide(OK_SCENARIO, *args)
     assert res.rc == 2, str(res)
-    assert "ramping" in res.stderr and "constant-vus" in res.stderr, str(res)
-
-
-def test_cli_vus_zero(run_tide):
-    res = run_tide(OK_SCENARIO, "--vus", "0")
-    assert res.rc == 2, str(res)
-    assert "--vus" in res.stderr and "'0'" in res.stderr, str(res)
-
-
-def test_cli_vus_not_a_number(run_tide):
-    res = run_tide(OK_SCENARIO, "--vus", "many")
-    assert res.rc == 2, str(res)
-    assert "many" in res.stderr, str(res)
-
-
-def test_cli_negative_duration(run_tide):
-    res = run_tide(OK_SCENARIO, "--duration", "-5s")
-    assert res.rc == 2, str(res)
-    assert "-5s" in res.stderr, str(res)
-
-
-def test_cli_bad_target(run_tide):
-    res = run_tide(OK_SCENARIO, "--target", "notaurl")
-    assert res.rc == 2, str(res)
-    assert "notaurl" in res.stderr, str(res)
-
-
-def test_cli_unknown_option(run_tide):
-    res = run_tide(OK_SCENARIO, "--bogus", "1")
-    assert res.rc == 2, str(res)
-    assert "--bogus" in res.stderr, str(res)
-
-
-def test_cli_env_without_equals(run_tide):
-    res = run_tide(OK_SCENARIO, "--env", "NOVALUE")
-    assert res.rc == 2, str(res)
-    assert "NOVALUE" in res.stderr, str(res)
+    for n in named:
+        assert n in res.stderr, f"the message should name {n}\n{res}"
 
 
 def test_nonexistent_scenario(tide):
