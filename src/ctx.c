@@ -180,7 +180,7 @@ static void preload(lua_State *L, const char *name, lua_CFunction fn, struct tct
     lua_pop(L, 1);
 }
 
-void tctx_open_libs(lua_State *L, struct tctx *ctx)
+static void open_libs(lua_State *L, struct tctx *ctx)
 {
     luaL_openlibs(L);
     *(struct vu **)lua_getextraspace(L) = NULL;
@@ -204,9 +204,8 @@ void tctx_open_libs(lua_State *L, struct tctx *ctx)
     lua_pop(L, 2);
 }
 
-bool tctx_init(struct tctx *ctx, lua_State *L, unsigned nshards)
+static bool init(struct tctx *ctx, lua_State *L, unsigned nshards)
 {
-    memset(ctx, 0, sizeof *ctx);
     ctx->L = L;
     ctx->max_body = DEFAULT_MAX_BODY;
     if (!(ctx->loop = loop_new()) || !(ctx->metrics = metrics_new()) || !live_init(&ctx->live) ||
@@ -216,6 +215,27 @@ bool tctx_init(struct tctx *ctx, lua_State *L, unsigned nshards)
         if (!(ctx->shards[ctx->nshards++] = shard_new(ctx->loop)))
             return false;
     return true;
+}
+
+lua_State *tctx_open(struct tctx *ctx, unsigned nshards)
+{
+    memset(ctx, 0, sizeof *ctx);
+    lua_State *L = luaL_newstate();
+    if (!L || !init(ctx, L, nshards)) {
+        if (L)
+            lua_close(L);
+        tctx_free(ctx);
+        return NULL;
+    }
+    open_libs(L, ctx);
+    return L;
+}
+
+void tctx_close(struct tctx *ctx)
+{
+    if (ctx->L)
+        lua_close(ctx->L);
+    tctx_free(ctx);
 }
 
 /* Call after lua_close: the state's objects may still hold handles. */

@@ -40,9 +40,13 @@ struct tctx {
     struct once *once;          /* shared by all threads of the run: tide.once */
 };
 
-/* Registered in every state: http, tide core module, cjson. */
-void tctx_open_libs(lua_State *L, struct tctx *ctx);
-bool tctx_init(struct tctx *ctx, lua_State *L, unsigned nshards);
+/* A new Lua state with every tide module (http, core, cjson, ...) and its
+ * context (loop, metrics, nshards curl multi handles); NULL when out of
+ * memory, with nothing left to free. */
+lua_State *tctx_open(struct tctx *ctx, unsigned nshards);
+/* lua_close, then tctx_free. */
+void tctx_close(struct tctx *ctx);
+/* Call after lua_close: the state's objects may still hold handles. */
 void tctx_free(struct tctx *ctx);
 void agent_free(struct tctx *ctx, struct agent *ag);
 

@@ -130,19 +130,14 @@ static unsigned shards_needed(const struct engine *e)
 
 static bool prepare(struct engine *e)
 {
-    lua_State *L = luaL_newstate();
-    if (!L || !tctx_init(&e->ctx, L, shards_needed(e))) {
-        if (L)
-            lua_close(L);
-        e->ctx.L = NULL;
+    lua_State *L = tctx_open(&e->ctx, shards_needed(e));
+    if (!L)
         return fail(e, "out of memory");
-    }
     e->ctx.max_body = e->run->opt->max_body;
     if (thread_vus(e) >= MANY_VUS)
         e->ctx.buffer_size = SMALL_BUFFER;
     lua_gc(L, LUA_GCGEN, 0, 0); /* many small short-lived objects: responses, tables */
     e->ctx.once = e->run->once;
-    tctx_open_libs(L, &e->ctx);
     if (scenario_load(L, e->run->scenario_path, e->error, sizeof e->error) != 0)
         return false;
     int mod = lua_gettop(L);

@@ -126,18 +126,17 @@ int cmd_list(int argc, char **argv)
     }
     struct names ns = {0};
     collect(&ns);
-    lua_State *L = luaL_newstate();
     struct tctx ctx;
-    if (!L || !tctx_init(&ctx, L, 1)) {
+    lua_State *L = tctx_open(&ctx, 1);
+    if (!L) {
+        free_names(&ns);
         fprintf(stderr, "tide: out of memory\n");
         return EXIT_SCRIPT;
     }
-    tctx_open_libs(L, &ctx);
     printf("scenarios (scenarios/, $TIDE_PATH, built in):\n");
     for (int i = 0; i < ns.n; i++)
         list_one(L, ns.name[i]);
-    lua_close(L);
-    tctx_free(&ctx);
+    tctx_close(&ctx);
     free_names(&ns);
     return 0;
 }

@@ -34,15 +34,13 @@ static int run_command(lua_State *L, const char *name, int argc, char **argv)
 
 int cmd_lua(const char *name, int argc, char **argv)
 {
-    lua_State *L = luaL_newstate();
     struct tctx ctx;
-    if (!L || !tctx_init(&ctx, L, 1)) {
+    lua_State *L = tctx_open(&ctx, 1);
+    if (!L) {
         fprintf(stderr, "tide: out of memory\n");
         return EXIT_SCRIPT;
     }
-    tctx_open_libs(L, &ctx);
     int rc = run_command(L, name, argc, argv);
-    lua_close(L);
-    tctx_free(&ctx);
+    tctx_close(&ctx);
     return rc;
 }

@@ -278,12 +278,10 @@ static int open_scenario(struct session *s)
         list_suggest(s->cli.scenario);
         return EXIT_USAGE;
     }
-    s->L = luaL_newstate();
-    if (!s->L || !tctx_init(&s->ctx, s->L, 1)) {
+    if (!(s->L = tctx_open(&s->ctx, 1))) {
         fprintf(stderr, "tide: out of memory\n");
         return EXIT_SCRIPT;
     }
-    tctx_open_libs(s->L, &s->ctx);
     s->ctx.interrupts = s->sig->interrupts;
     s->ctx.once = once_new();
     int rc = scenario_load(s->L, s->path, err, sizeof err);
@@ -650,8 +648,7 @@ int cmd_run(int argc, char **argv, const struct signals *sig)
         points_free(&s->points);
     if (s->L) {
         once_free(s->ctx.once);
-        lua_close(s->L);
-        tctx_free(&s->ctx);
+        tctx_close(&s->ctx);
     }
     free(s);
     return rc;
