@@ -38,13 +38,60 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
     return (keep == 0 || buf_append(&r->resp, p, keep)) ? len : 0;
 }
 
+/* Parses the status code of a status line ("HTTP/1.1 200 OK"); -1 if none. */
+static long status_of(const char *p, size_t len)
+{
+    const char *sp = memchr(p, ' ', len);
+    if (!sp || (size_t)(sp - p) + 4 > len)
+        return -1;
+    long code = 0;
+    for (int i = 1; i <= 3; i++) {
+        if (sp[i] < '0' || sp[i] > '9')
+            return -1;
+        code = code * 10 + (sp[i] - '0');
+    }
+    return code;
+}
+
 static size_t on_header(char *p, size_t size, size_t n, void *ud)
 {
     struct req *r = ud;
     size_t len = size * n;
-    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0)
+    r->sent = false; /* the server answered: a later request on this transfer is a redirect */
+    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
         r->head.len = 0; /* a redirect or 100-continue: keep the last response's */
+        r->interim = status_of(p, len) / 100 == 1;
+    } else if ((len == 2 && p[0] == '\r' && p[1] == '\n') || (len == 1 && p[0] == '\n')) {
+        r->head_done = !r->interim;
+    }
+    if (r->head.len + len > MAX_HEAD_BYTES) {
+        r->fail = "headers too large";
+        return 0;
+    }
     return buf_append(&r->head, p, len) ? len : 0;
+}
+
+static void record_reset_attempt(struct req *r, uint64_t now);
+
+/* Called as each request goes out, on a new or a reused connection. libcurl
+ * silently re-sends a request whose kept-alive connection died before any
+ * answer came; the server may have read the first one. An idempotent request
+ * may go again, counted as a sample of its own; any other is not re-sent. */
+static int on_prereq(void *ud, char *conn_ip, char *local_ip, int conn_port, int local_port)
+{
+    (void)conn_ip, (void)local_ip, (void)conn_port, (void)local_port;
+    struct req *r = ud;
+    uint64_t now = clock_now_ns();
+    if (r->sent) {
+        if (!req_idempotent(r)) {
+            r->fail = "connection reset";
+            return CURL_PREREQFUNC_ABORT;
+        }
+        record_reset_attempt(r, now);
+    }
+    r->sent = true;
+    r->sent_ns = now;
+    return CURL_PREREQFUNC_OK;
 }
 
 static void on_done(struct xfer *x, CURLcode rc);
@@ -70,6 +117,8 @@ static struct req *req_new(struct tctx *ctx)
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, r);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_COOKIEFILE, "");
     /* no proxy from the environment: load goes straight to the target, and
@@ -184,7 +233,8 @@ static void pool_put(struct tctx *ctx, struct req *r)
 static bool launch(struct req *r, struct shard *s)
 {
     r->head.len = r->resp.len = 0;
-    r->truncated = r->finished = false;
+    r->truncated = r->finished = r->sent = r->head_done = r->interim = false;
+    r->fail = NULL;
     r->errbuf[0] = '\0';
     r->attempts++;
     return shard_add(s, &r->x);
@@ -223,8 +273,22 @@ static const char *transport_error(CURLcode rc, long os_errno)
     }
 }
 
+/* curl 7.88 stops at one header line over 100 KB with CURLE_OUT_OF_MEMORY
+ * (no message), and at a head over 300 KB with "Too large response headers". */
+static bool head_overflow(const struct req *r)
+{
+    return (r->code == CURLE_OUT_OF_MEMORY && !r->head_done) ||
+           (r->code == CURLE_RECV_ERROR && strstr(r->errbuf, "response headers"));
+}
+
 const char *req_error(const struct req *r)
 {
+    if (r->fail)
+        return r->fail;
+    if (head_overflow(r))
+        return "headers too large";
+    if (r->code == CURLE_OK && !r->head_done) /* the connection ended inside the head */
+        return "malformed response";
     long os_errno = 0;
     if (r->code != CURLE_OK)
         curl_easy_getinfo(r->x.easy, CURLINFO_OS_ERRNO, &os_errno);
@@ -290,12 +354,54 @@ static double us_between(curl_off_t from, curl_off_t to)
     return to > from ? (double)(to - from) : 0;
 }
 
+/* What one attempt cost: µs, and bytes each way. */
+struct sample {
+    double duration, waiting, connecting, tls;
+    double sent, received;
+};
+
+static void add_sample(struct req *r, const char *err, struct sample *sm)
+{
+    if (r->vu && r->vu->lag_us) { /* open model: the first request waited for its start too */
+        sm->duration += (double)r->vu->lag_us;
+        sm->waiting += (double)r->vu->lag_us;
+        r->vu->lag_us = 0;
+    }
+    int tag = req_tagset(r, err);
+    struct metrics *m = r->ctx->metrics;
+    bool failed = err || r->status >= 400 || r->status < 100;
+    struct live *lv = &r->ctx->live;
+    lv->reqs++;
+    lv->failed += failed;
+    hist_record(lv->duration, (uint64_t)sm->duration);
+    metrics_add(m, M_HTTP_REQS, tag, 1);
+    metrics_add(m, M_HTTP_REQ_DURATION, tag, sm->duration);
+    metrics_add(m, M_HTTP_REQ_WAITING, tag, sm->waiting);
+    metrics_add(m, M_HTTP_REQ_CONNECTING, tag, sm->connecting);
+    metrics_add(m, M_HTTP_REQ_TLS, tag, sm->tls);
+    metrics_add(m, M_HTTP_REQ_FAILED, tag, failed);
+    metrics_add(m, M_DATA_SENT, tag, sm->sent);
+    metrics_add(m, M_DATA_RECEIVED, tag, sm->received);
+}
+
+/* The attempt libcurl is about to re-send went out and was never answered. */
+static void record_reset_attempt(struct req *r, uint64_t now)
+{
+    long status = r->status;
+    r->status = 0;
+    struct sample sm = {.duration = now > r->sent_ns ? (double)(now - r->sent_ns) / 1e3 : 0};
+    add_sample(r, "connection reset", &sm);
+    r->status = status;
+}
+
 static void record(struct req *r)
 {
     CURL *e = r->x.easy;
     curl_off_t dns = 0, conn = 0, tls = 0, start = 0, total = 0, sent = 0, recv = 0;
     long hdr = 0, reqsize = 0;
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &r->status);
+    if (!r->head_done) /* no final answer: a 100 Continue alone is no status */
+        r->status = 0;
     curl_easy_getinfo(e, CURLINFO_NAMELOOKUP_TIME_T, &dns);
     curl_easy_getinfo(e, CURLINFO_CONNECT_TIME_T, &conn);
     curl_easy_getinfo(e, CURLINFO_APPCONNECT_TIME_T, &tls);
@@ -309,38 +415,22 @@ static void record(struct req *r)
      * measure from the moment the connection was ready (0 when reused): k6's
      * http_req_duration, i.e. sending + waiting + receiving. */
     curl_off_t ready = tls ? tls : conn;
-    double connecting = conn ? us_between(dns, conn) : 0, tls_us = tls ? us_between(conn, tls) : 0;
-    double waiting = start ? us_between(ready, start) : 0;
-    double duration = us_between(ready, total);
-    if (r->vu && r->vu->lag_us) { /* open model: the first request waited for its start too */
-        duration += (double)r->vu->lag_us;
-        waiting += (double)r->vu->lag_us;
-        r->vu->lag_us = 0;
-    }
+    struct sample sm = {
+        .connecting = conn ? us_between(dns, conn) : 0,
+        .tls = tls ? us_between(conn, tls) : 0,
+        .waiting = start ? us_between(ready, start) : 0,
+        .duration = us_between(ready, total),
+        .sent = (double)(reqsize + sent),
+        .received = (double)(hdr + recv),
+    };
     r->timings[0] = (double)dns / 1e3;
-    r->timings[1] = connecting / 1e3;
-    r->timings[2] = tls_us / 1e3;
-    r->timings[3] = waiting / 1e3;
+    r->timings[1] = sm.connecting / 1e3;
+    r->timings[2] = sm.tls / 1e3;
+    r->timings[3] = (sm.waiting + (double)(r->vu ? r->vu->lag_us : 0)) / 1e3;
     r->timings[4] = (double)total / 1e3;
-
-    const char *err = req_error(r);
-    int tag = req_tagset(r, err);
-    struct metrics *m = r->ctx->metrics;
-    bool failed = err || r->status >= 400 || r->status < 100;
-    struct live *lv = &r->ctx->live;
-    lv->reqs++;
-    lv->failed += failed;
-    hist_record(lv->duration, (uint64_t)duration);
-    metrics_add(m, M_HTTP_REQS, tag, 1);
-    metrics_add(m, M_HTTP_REQ_DURATION, tag, duration);
-    metrics_add(m, M_HTTP_REQ_WAITING, tag, waiting);
-    metrics_add(m, M_HTTP_REQ_CONNECTING, tag, connecting);
-    metrics_add(m, M_HTTP_REQ_TLS, tag, tls_us);
-    metrics_add(m, M_HTTP_REQ_FAILED, tag, failed);
-    metrics_add(m, M_DATA_SENT, tag, (double)(reqsize + sent));
-    metrics_add(m, M_DATA_RECEIVED, tag, (double)(hdr + recv));
+    add_sample(r, req_error(r), &sm);
     if (r->truncated)
-        metrics_add(m, M_HTTP_BODY_TRUNCATED, tag, 1);
+        metrics_add(r->ctx->metrics, M_HTTP_BODY_TRUNCATED, r->tagset, 1);
 }
 
 static bool wants_retry(const struct req *r)

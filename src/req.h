@@ -41,6 +41,11 @@ struct req {
     struct timer retry_timer;
     long status;
     CURLcode code;
+    const char *fail;               /* tide's own reason, over the curl code's */
+    uint64_t sent_ns;               /* when the request last went out */
+    bool sent;                      /* a request went out and no answer began yet */
+    bool head_done;                 /* a final (non-1xx) response head ended */
+    bool interim;                   /* the head being read is a 1xx */
     char errbuf[CURL_ERROR_SIZE];
     char tagkey[NAME_MAX_LEN + 96];
     size_t tagkey_len;
@@ -55,6 +60,8 @@ void req_configure(lua_State *L, struct req *r, const char *fn, const char *meth
 const char *req_method(lua_State *L, struct req *r, const char *m);
 /* A short reason for a transport error, NULL when the transfer worked. */
 const char *req_error(const struct req *r);
+/* Whether re-sending r cannot change what the server does (RFC 9110 9.2.2). */
+bool req_idempotent(const struct req *r);
 
 /* Pushes a tide.response holding a copy of what r received. */
 void response_push(lua_State *L, struct req *r);
@@ -64,5 +71,7 @@ void response_open(lua_State *L);
 #define DEFAULT_TIMEOUT_MS 60000L
 #define USER_AGENT "User-Agent: tide/" TIDE_VERSION
 #define DEFAULT_REDIRECTS 10L
+/* More response head than any real service sends; curl itself stops at 300 KB. */
+#define MAX_HEAD_BYTES (256u << 10)
 
 #endif

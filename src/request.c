@@ -12,7 +12,7 @@
 struct opts {
     int headers, query, json, form, retry;  /* stack indexes, 0 = absent */
     const char *body, *bearer, *name;
-    size_t body_len;
+    size_t body_len, bearer_len;
     double timeout;
     lua_Integer redirects;
     bool discard;
@@ -33,6 +33,13 @@ const char *req_method(lua_State *L, struct req *r, const char *m)
             luaL_error(L, "http.request: bad method '%s'", m);
     memcpy(r->method_buf, m, n + 1);
     return r->method_buf;
+}
+
+bool req_idempotent(const struct req *r)
+{
+    const char *m = r->method;
+    return m == method_names[0] || m == method_names[1] || m == method_names[3] || m == method_names[5] ||
+           m == method_names[6];
 }
 
 static const char *const opt_names[] = {"headers", "query", "body", "json", "form", "bearer",
@@ -95,7 +102,7 @@ static void read_opts(lua_State *L, int idx, const char *fn, struct opts *o)
     if (lua_getfield(L, idx, "json") != LUA_TNIL)
         o->json = lua_gettop(L);
     o->body = string_opt(L, idx, fn, "body", &o->body_len);
-    o->bearer = string_opt(L, idx, fn, "bearer", NULL);
+    o->bearer = string_opt(L, idx, fn, "bearer", &o->bearer_len);
     o->name = string_opt(L, idx, fn, "name", NULL);
     if (lua_getfield(L, idx, "timeout") != LUA_TNIL &&
         (!duration_from_lua(L, -1, &o->timeout) || o->timeout <= 0))
@@ -213,6 +220,30 @@ static bool add_header(struct curl_slist **list, const char *name, size_t nlen, 
     return l != NULL;
 }
 
+/* A header line with CR, LF or NUL in it would put other lines on the wire. */
+static bool bad_header_text(const char *s, size_t len, bool name)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\r' || c == '\n' || c == '\0' || (name && (c == ':' || c <= ' ' || c == 127)))
+            return true;
+    }
+    return name && len == 0;
+}
+
+static void refuse_header(lua_State *L, struct curl_slist *list, const char *fn, const char *what,
+                          const char *name, size_t len)
+{
+    size_t shown = 0;
+    while (shown < len && shown < 64 && (unsigned char)name[shown] >= ' ' && name[shown] != 127)
+        shown++;
+    char msg[256];
+    snprintf(msg, sizeof msg, "http.%s: %s '%.*s' holds CR, LF, NUL or another control character "
+             "(it would end the header line on the wire)", fn, what, (int)shown, name);
+    curl_slist_free_all(list);
+    luaL_error(L, "%s", msg);
+}
+
 /* Builds the header list: the user's headers, then what bearer/json/body imply
  * unless the user set them. Returns NULL when there is nothing to send. */
 static struct curl_slist *build_headers(lua_State *L, const char *fn, const struct opts *o, bool body)
@@ -228,6 +259,10 @@ static struct curl_slist *build_headers(lua_State *L, const char *fn, const stru
             }
             size_t nlen, vlen;
             const char *n = lua_tolstring(L, -2, &nlen), *v = lua_tolstring(L, -1, &vlen);
+            if (bad_header_text(n, nlen, true))
+                refuse_header(L, list, fn, "header name", n, nlen);
+            if (bad_header_text(v, vlen, false))
+                refuse_header(L, list, fn, "value of header", n, nlen);
             has_type |= strcasecmp(n, "content-type") == 0;
             has_auth |= strcasecmp(n, "authorization") == 0;
             has_agent |= strcasecmp(n, "user-agent") == 0;
@@ -235,6 +270,8 @@ static struct curl_slist *build_headers(lua_State *L, const char *fn, const stru
             lua_pop(L, 1);
         }
     }
+    if (o->bearer && bad_header_text(o->bearer, o->bearer_len, false))
+        refuse_header(L, list, fn, "option", "bearer", 6);
     if (ok && o->bearer && !has_auth) {
         char v[4096];
         int n = snprintf(v, sizeof v, "Bearer %s", o->bearer);
