@@ -3,6 +3,7 @@
 #include "duration.h"
 #include "embedded.h"
 #include "exec.h"
+#include "guard.h"
 #include "hist_lua.h"
 #include "http.h"
 #include "metrics.h"
@@ -180,9 +181,21 @@ static void preload(lua_State *L, const char *name, lua_CFunction fn, struct tct
     lua_pop(L, 1);
 }
 
+/* os.exit would end tide with the script's code: no summary, no outputs, and
+ * an exit code outside the contract CI relies on. */
+static int l_no_exit(lua_State *L)
+{
+    return luaL_error(L, "os.exit is not available in tide: raise an error to fail the script "
+                         "(exit 3), or use thresholds and checks to fail the run (exit 1)");
+}
+
 static void open_libs(lua_State *L, struct tctx *ctx)
 {
     luaL_openlibs(L);
+    lua_getglobal(L, "os");
+    lua_pushcfunction(L, l_no_exit);
+    lua_setfield(L, -2, "exit");
+    lua_pop(L, 1);
     *(struct vu **)lua_getextraspace(L) = NULL;
     luaL_requiref(L, "cjson", luaopen_cjson, 0);
     lua_pop(L, 1);
@@ -227,6 +240,7 @@ lua_State *tctx_open(struct tctx *ctx, unsigned nshards)
         tctx_free(ctx);
         return NULL;
     }
+    guard_install(L, ctx);
     open_libs(L, ctx);
     return L;
 }

@@ -2,6 +2,7 @@
 #define TIDE_CTX_H
 #include <curl/curl.h>
 #include <lua.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -38,6 +39,11 @@ struct tctx {
     int (*interrupts)(void);    /* Ctrl-C presses, for blocking calls */
     int interrupts_before;      /* presses already dealt with (by the load phase) */
     struct once *once;          /* shared by all threads of the run: tide.once */
+    /* the Lua guard (guard.c) */
+    size_t mem_used, mem_limit; /* bytes the state holds; its limit for script code (0: none) */
+    bool mem_refused;           /* the limit refused an allocation */
+    bool in_script;             /* a scenario's own code runs: the limit and the stop hook apply */
+    const _Atomic int *stop_level; /* engine threads: the run's stop level (2: cut now) */
 };
 
 /* A new Lua state with every tide module (http, core, cjson, ...) and its

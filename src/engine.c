@@ -134,6 +134,7 @@ static bool prepare(struct engine *e)
     if (!L)
         return fail(e, "out of memory");
     e->ctx.max_body = e->run->opt->max_body;
+    e->ctx.stop_level = &e->run->stop_level;
     if (thread_vus(e) >= MANY_VUS)
         e->ctx.buffer_size = SMALL_BUFFER;
     lua_gc(L, LUA_GCGEN, 0, 0); /* many small short-lived objects: responses, tables */

@@ -3,6 +3,7 @@
 #include "clock.h"
 #include "ctx.h"
 #include "engine.h"
+#include "guard.h"
 #include "live.h"
 #include "list.h"
 #include "metrics.h"
@@ -387,7 +388,7 @@ static bool call_hook(struct session *s, const char *name, int ctx_idx, bool wit
     lua_pushvalue(L, ctx_idx);
     if (with_data)
         lua_pushvalue(L, s->data);
-    if (lua_pcall(L, with_data ? 2 : 1, nres, -3 - with_data) == LUA_OK) {
+    if (guard_pcall(L, with_data ? 2 : 1, nres, -3 - with_data) == LUA_OK) {
         lua_remove(L, -1 - nres);
         return true;
     }
@@ -622,6 +623,8 @@ static int run_session(struct session *s, int argc, char **argv)
     lua_pop(s->L, 1);
     s->ctx.interrupts_before = s->sig->interrupts(); /* only a new Ctrl-C cuts teardown short */
     bool teardown_ok = !has_teardown || call_hook(s, "teardown", ctx_idx, true, 0);
+    if (s->sig->interrupts() > s->ctx.interrupts_before && !s->interrupted)
+        s->interrupted = s->sig->interrupts(); /* Ctrl-C in teardown: interrupted, not a script failure */
     if (results && !metrics_merge_custom(results, s->ctx.metrics))
         teardown_ok = false;
     int status = s->interrupted ? EXIT_INTERRUPTED : load_rc ? load_rc : !teardown_ok ? EXIT_SCRIPT : 0;

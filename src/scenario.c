@@ -1,5 +1,6 @@
 #include "scenario.h"
 #include "embedded.h"
+#include "guard.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
@@ -87,7 +88,7 @@ int scenario_load(lua_State *L, const char *path, char *err, size_t errlen)
 {
     lua_pushcfunction(L, scenario_traceback);
     int h = lua_gettop(L);
-    if (load_chunk(L, path) != LUA_OK || lua_pcall(L, 0, 1, h) != LUA_OK) {
+    if (load_chunk(L, path) != LUA_OK || guard_pcall(L, 0, 1, h) != LUA_OK) {
         snprintf(err, errlen, "%s", lua_tostring(L, -1));
         lua_settop(L, h - 1);
         return 3;

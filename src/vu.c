@@ -1,8 +1,15 @@
 #include "vu.h"
+#include "clock.h"
 #include "exec.h"
+#include "guard.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
+
+/* How long a user keeps its thread before the loop gets a turn: other
+ * users' starts, answers and timers wait no longer than this (plus the
+ * hook's period) behind one that computes or fails without yielding. */
+#define TURN_NS (2 * NS_PER_MS)
 
 /* Makes the coroutine and the `vu` table (lazily, on the first iteration). */
 static bool vu_ready(struct vu *vu)
@@ -37,17 +44,49 @@ static int push_iteration(struct vu *vu)
     return 2;
 }
 
-/* An iteration ended in an error: keep the traceback, reset the coroutine. */
+struct traceback_args {
+    lua_State *co;
+    const char *msg;
+};
+
+static int build_traceback(lua_State *L)
+{
+    const struct traceback_args *a = lua_touserdata(L, 1);
+    luaL_traceback(L, a->co, a->msg, 0);
+    return 1;
+}
+
+/* An iteration ended in an error: report it with a traceback, reset the
+ * coroutine. The traceback is made in a protected call under the memory
+ * limit: a state out of memory reports the bare message instead. */
 static void iteration_failed(struct vu *vu, int status)
 {
-    lua_State *co = vu->co;
+    lua_State *co = vu->co, *L = vu->ctx->L;
     const char *msg = lua_tostring(co, -1);
+    char oom[160];
     if (status == LUA_YIELD)
         msg = "coroutine.yield() in a virtual user's iteration: use tide.sleep or http calls, "
               "which suspend the user themselves";
-    luaL_traceback(co, co, msg ? msg : "(error object is not a string)", 0);
-    exec_report_error(vu->ex, vu, lua_tostring(co, -1));
+    if (status == LUA_ERRMEM && guard_took_limit(vu->ctx)) {
+        snprintf(oom, sizeof oom, "out of memory: this thread's Lua state reached its limit of %zu MB "
+                 "(--lua-memory)", vu->ctx->mem_limit >> 20);
+        msg = oom;
+    }
+    struct traceback_args a = {co, msg ? msg : "(error object is not a string)"};
+    bool traced = false;
+    if (status != LUA_ERRMEM && lua_checkstack(L, 2)) {
+        lua_pushcfunction(L, build_traceback);
+        lua_pushlightuserdata(L, &a);
+        traced = guard_pcall(L, 1, 1, 0) == LUA_OK;
+        if (!traced)
+            lua_pop(L, 1);
+    }
+    exec_report_error(vu->ex, vu, traced ? lua_tostring(L, -1) : a.msg);
+    if (traced)
+        lua_pop(L, 1);
     lua_resetthread(co);
+    if (status == LUA_ERRMEM)
+        lua_gc(L, LUA_GCCOLLECT, 0); /* what the failed iteration held goes now */
 }
 
 /* Resumes; when the iteration ends without suspending, accounts for it.
@@ -56,7 +95,9 @@ static bool resume(struct vu *vu, int nargs)
 {
     int nres;
     vu->waiting = false;
+    bool was = guard_enter(vu->ctx);
     int status = lua_resume(vu->co, NULL, nargs, &nres);
+    guard_leave(vu->ctx, was);
     if (status == LUA_YIELD && vu->waiting)
         return true;
     bool ok = status == LUA_OK;
@@ -70,7 +111,38 @@ static bool resume(struct vu *vu, int nargs)
     return false;
 }
 
-/* Iterations back to back until one suspends or the executor says stop. */
+static bool turn_over(struct vu *vu, uint64_t now)
+{
+    return now - vu->turn_ns > TURN_NS;
+}
+
+static void run_iterations(struct vu *vu, uint64_t sched_ns);
+
+static void on_next_turn(struct timer *t)
+{
+    struct vu *vu = (struct vu *)((char *)t - offsetof(struct vu, timer));
+    uint64_t sched;
+    vu->turn_ns = loop_refresh_now(vu->ctx->loop);
+    if (exec_next(vu->ex, vu, &sched))
+        run_iterations(vu, sched);
+}
+
+/* After an iteration ended without suspending: true, with the next one's
+ * schedule, when it may start now; once the user's turn is over, the loop
+ * runs first and the executor is asked afterwards (a stop may come). */
+static bool next_now(struct vu *vu, uint64_t *sched_ns)
+{
+    uint64_t now = loop_refresh_now(vu->ctx->loop);
+    if (turn_over(vu, now)) {
+        vu->timer.fire = on_next_turn;
+        timer_start(vu->ctx->loop, &vu->timer, now);
+        return false;
+    }
+    return exec_next(vu->ex, vu, sched_ns);
+}
+
+/* Iterations back to back until one suspends, the executor says stop, or
+ * the user's turn is over. */
 static void run_iterations(struct vu *vu, uint64_t sched_ns)
 {
     do {
@@ -80,7 +152,7 @@ static void run_iterations(struct vu *vu, uint64_t sched_ns)
         vu->running = true;
         if (resume(vu, push_iteration(vu)))
             return;
-    } while (exec_next(vu->ex, vu, &sched_ns));
+    } while (next_now(vu, &sched_ns));
 }
 
 void vu_begin(struct vu *vu, uint64_t sched_ns)
@@ -89,6 +161,7 @@ void vu_begin(struct vu *vu, uint64_t sched_ns)
         exec_report_error(vu->ex, vu, "out of memory");
         return;
     }
+    vu->turn_ns = loop_refresh_now(vu->ctx->loop);
     run_iterations(vu, sched_ns);
 }
 
@@ -97,7 +170,8 @@ void vu_wake(struct vu *vu, int nargs)
     uint64_t sched;
     vu->cancel = NULL;
     vu->wait = NULL;
-    if (!resume(vu, nargs) && exec_next(vu->ex, vu, &sched))
+    vu->turn_ns = loop_refresh_now(vu->ctx->loop);
+    if (!resume(vu, nargs) && next_now(vu, &sched))
         run_iterations(vu, sched);
 }
 
@@ -113,4 +187,30 @@ void vu_cut(struct vu *vu)
     lua_resetthread(vu->co);
     lua_settop(vu->co, 0);
     exec_iteration_cut(vu->ex, vu);
+}
+
+static void on_turn_back(struct timer *t)
+{
+    vu_wake((struct vu *)((char *)t - offsetof(struct vu, timer)), 0);
+}
+
+static void cancel_turn(struct vu *vu)
+{
+    timer_stop(vu->ctx->loop, &vu->timer);
+}
+
+void vu_hook(lua_State *L, struct vu *vu, bool cut)
+{
+    uint64_t now = loop_refresh_now(vu->ctx->loop);
+    if (!cut && !turn_over(vu, now))
+        return;
+    if (!lua_isyieldable(L)) { /* inside a C call (a sort's comparator...): only a cut gets in */
+        if (cut)
+            luaL_error(L, "interrupted");
+        return;
+    }
+    /* back after the loop's due work; a cut finds it suspended and ends it */
+    vu->timer.fire = on_turn_back;
+    timer_start(vu->ctx->loop, &vu->timer, now);
+    vu_suspend(L, vu, cancel_turn, NULL);
 }

@@ -21,6 +21,7 @@ struct vu {
     uint64_t iteration;         /* this VU's iterations started (0-based in Lua) */
     uint64_t sched_ns;          /* when this iteration was due (open model: its schedule) */
     uint64_t lag_us;            /* start delay still to charge to the first request */
+    uint64_t turn_ns;           /* when the loop last handed it the thread */
     struct shard *shard;
     struct agent agent;
     struct timer timer;         /* tide.sleep */
@@ -50,5 +51,8 @@ void vu_wake(struct vu *vu, int nargs);
 void vu_begin(struct vu *vu, uint64_t sched_ns);
 /* Stops the VU's iteration now, whatever it waits on; counts it as interrupted. */
 void vu_cut(struct vu *vu);
+/* From the count hook, on the VU's coroutine L: when its turn is over or
+ * the run is being cut, suspends it so the loop runs (the hook's last call). */
+void vu_hook(lua_State *L, struct vu *vu, bool cut);
 
 #endif
