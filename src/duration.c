@@ -22,23 +22,45 @@ static double unit_scale(const char **p)
     return 0;
 }
 
+bool decimal_prefix(const char *s, double *v, const char **end)
+{
+    const char *p = s;
+    size_t digits = strspn(p, "0123456789");
+    p += digits;
+    if (*p == '.') {
+        size_t frac = strspn(p + 1, "0123456789");
+        digits += frac;
+        p += 1 + frac;
+    }
+    if (digits == 0)
+        return false;
+    if (*p == 'e' || *p == 'E') {
+        const char *q = p + 1 + (p[1] == '+' || p[1] == '-');
+        size_t exp = strspn(q, "0123456789");
+        if (exp)
+            p = q + exp;
+    }
+    char *stop;
+    double d = strtod(s, &stop);
+    if (stop != p || !isfinite(d))
+        return false;
+    *v = d;
+    *end = p;
+    return true;
+}
+
 bool duration_parse(const char *text, double *seconds)
 {
-    const char *p = text;
-    double total = 0;
+    const char *p = text, *end;
+    double total = 0, v;
     if (!p || !*p)
         return false;
-    char *end;
-    double bare = strtod(p, &end);
-    if (*end == '\0' && end != p && isfinite(bare) && bare >= 0 && p[0] != '-') {
-        *seconds = bare;
-        return true;
+    if (decimal_prefix(p, &v, &end) && *end == '\0') {
+        total = v; /* a bare number: seconds */
+        p = end;
     }
     while (*p) {
-        if (!(*p >= '0' && *p <= '9') && *p != '.')
-            return false;
-        double v = strtod(p, &end);
-        if (end == p || !isfinite(v))
+        if (!decimal_prefix(p, &v, &end))
             return false;
         p = end;
         double scale = unit_scale(&p);
@@ -46,6 +68,8 @@ bool duration_parse(const char *text, double *seconds)
             return false;
         total += v * scale;
     }
+    if (!isfinite(total) || total > DURATION_MAX_S)
+        return false;
     *seconds = total;
     return true;
 }
@@ -54,7 +78,7 @@ bool duration_from_lua(lua_State *L, int idx, double *seconds)
 {
     if (lua_type(L, idx) == LUA_TNUMBER) {
         double v = lua_tonumber(L, idx);
-        if (!isfinite(v) || v < 0)
+        if (!isfinite(v) || v < 0 || v > DURATION_MAX_S)
             return false;
         *seconds = v;
         return true;
@@ -68,8 +92,9 @@ double duration_check(lua_State *L, int arg)
 {
     double s;
     if (!duration_from_lua(L, arg, &s)) {
-        const char *got = lua_type(L, arg) == LUA_TSTRING
-            ? lua_pushfstring(L, "duration expected, got '%s'", lua_tostring(L, arg))
+        const char *got = lua_type(L, arg) == LUA_TSTRING || lua_type(L, arg) == LUA_TNUMBER
+            ? lua_pushfstring(L, "duration from 0 to " DURATION_MAX_TEXT " expected, got '%s'",
+                              lua_tostring(L, arg))
             : lua_pushfstring(L, "duration expected, got %s", luaL_typename(L, arg));
         luaL_argerror(L, arg, got);
     }

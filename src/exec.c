@@ -13,6 +13,10 @@
 
 #define TRACEBACKS_SHOWN 5
 #define RAMP_TICK_NS (10 * NS_PER_MS)
+/* Iterations an arrival-rate executor starts per timer round at most, so
+ * that however far behind its schedule it is, the loop still serves the
+ * sockets, the end of the run and Ctrl-C. */
+#define ARRIVALS_PER_ROUND 1024
 
 #define EXEC_OF(t, field) ((struct exec *)((char *)(t) - offsetof(struct exec, field)))
 
@@ -56,10 +60,22 @@ static void on_grace_end(struct timer *t)
     cut_running(EXEC_OF(t, grace_timer));
 }
 
+static bool open_model(const struct exec *ex)
+{
+    enum executor k = ex->scen->executor;
+    return k == EXEC_CONSTANT_ARRIVAL_RATE || k == EXEC_RAMPING_ARRIVAL_RATE;
+}
+
+static void drop_due(struct exec *ex, uint64_t now);
+
 static void begin_stop(struct exec *ex)
 {
     if (ex->stopping)
         return;
+    /* arrivals due by now that no user started are dropped: so dropped +
+     * started is what the schedule had up to here (all of it at the end) */
+    if (ex->started && open_model(ex))
+        drop_due(ex, now_ns(ex));
     ex->stopping = true;
     ex->started = true; /* a scenario stopped before its start_time is simply over */
     timer_stop(ex->ctx->loop, &ex->start_timer);
@@ -106,23 +122,48 @@ static struct vu *take_idle(struct exec *ex)
     return vu;
 }
 
-/* Open model: an iteration is due whether or not a user is free for it. */
-static void launch_arrival(struct exec *ex, uint64_t due)
+/* Whether global arrival k is due by now (false past the schedule's end). */
+static bool arrival_due(const struct exec *ex, uint64_t k, uint64_t now)
 {
-    struct vu *vu = take_idle(ex);
-    if (!vu) {
-        count(ex, M_DROPPED_ITERATIONS, 1);
-        ex->ctx->live.dropped++;
+    double off = arrival_offset(ex->scen, k);
+    return off >= 0 && ex->start_ns + seconds_to_ns(off) <= now;
+}
+
+/* How many global arrivals are due by now: the first k that is not. The
+ * integral of the rate gives it to within a step or two, which the schedule
+ * itself then settles, so it agrees with arrival_offset exactly. */
+static uint64_t arrivals_due(const struct exec *ex, uint64_t now)
+{
+    if (now < ex->start_ns)
+        return 0;
+    double n = arrivals_by(ex->scen, (double)(now - ex->start_ns) / 1e9);
+    uint64_t k = n > 0 ? (uint64_t)n : 0;
+    while (k > 0 && !arrival_due(ex, k - 1, now))
+        k--;
+    while (arrival_due(ex, k, now))
+        k++;
+    return k;
+}
+
+/* Every arrival of this thread's share that is due by now and not started
+ * is dropped, all at once: at a rate beyond what the users (or the process)
+ * can take, counting them one by one would be the bottleneck. */
+static void drop_due(struct exec *ex, uint64_t now)
+{
+    uint64_t due = arrivals_due(ex, now);
+    if (due <= ex->next_k)
         return;
-    }
-    launch(ex, vu, due);
+    uint64_t n = (due - ex->next_k + ex->share_n - 1) / ex->share_n;
+    ex->next_k += n * ex->share_n;
+    count(ex, M_DROPPED_ITERATIONS, (double)n);
+    ex->ctx->live.dropped += n;
 }
 
 static void on_arrival(struct timer *t)
 {
     struct exec *ex = EXEC_OF(t, tick_timer);
     uint64_t now = now_ns(ex);
-    for (;;) {
+    for (unsigned n = 0; n < ARRIVALS_PER_ROUND; n++) {
         double off = arrival_offset(ex->scen, ex->next_k);
         if (off < 0)
             return; /* the end timer stops the scenario */
@@ -131,11 +172,19 @@ static void on_arrival(struct timer *t)
             timer_start(ex->ctx->loop, &ex->tick_timer, due);
             return;
         }
+        /* open model: an iteration is due whether or not a user is free for it */
+        struct vu *vu = take_idle(ex);
+        if (!vu) {
+            drop_due(ex, now);
+            continue;
+        }
         ex->next_k += ex->share_n;
-        launch_arrival(ex, due);
+        launch(ex, vu, due);
         if (ex->stopping)
             return;
     }
+    /* more are due: the rest in the next round, after the sockets and the end timer */
+    timer_start(ex->ctx->loop, &ex->tick_timer, now);
 }
 
 static void on_cut(struct timer *t)
@@ -371,6 +420,23 @@ unsigned ramp_target(const struct scen *s, double t)
         from = st->target;
     }
     return (unsigned)floor(from + 1e-9);
+}
+
+double arrivals_by(const struct scen *s, double t)
+{
+    double unit = s->time_unit > 0 ? s->time_unit : 1;
+    t = fmin(t, s->duration);
+    if (s->executor == EXEC_CONSTANT_ARRIVAL_RATE)
+        return t * s->rate / unit;
+    double r0 = s->start_rate / unit, n = 0;
+    for (int i = 0; i < s->nstages && t > 0; i++) {
+        double d = s->stages[i].duration, r1 = s->stages[i].target / unit;
+        double in = fmin(t, d), r_in = r0 + (r1 - r0) * in / d;
+        n += (r0 + r_in) / 2 * in;
+        t -= in;
+        r0 = r1;
+    }
+    return n;
 }
 
 /* Arrival k happens when the integral of the rate reaches k. */

@@ -49,6 +49,9 @@ int exec_vu_table(struct exec *ex, struct vu *vu);
 int exec_fn_ref(const struct exec *ex);
 int exec_data_ref(const struct exec *ex);
 
+/* The integral of the arrival rate over the first t seconds of the
+ * scenario (t past its end counts up to the end). */
+double arrivals_by(const struct scen *s, double t);
 /* Seconds from the scenario's start to global arrival k, or < 0 past the end. */
 double arrival_offset(const struct scen *s, uint64_t k);
 /* Users a ramping-vus scenario should run t seconds after its start. */

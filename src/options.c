@@ -1,6 +1,7 @@
 #include "options.h"
 #include "duration.h"
 #include "metrics_lua.h"
+#include "redact.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -12,9 +13,19 @@
 #include <strings.h>
 
 #define DEFAULT_MAX_BODY (64ull << 20)
+#define DEFAULT_LUA_MEMORY (1ull << 30)
+#define MIN_LUA_MEMORY (1ull << 20)
+#define MAX_SIZE (1ull << 40)           /* 1TiB: any larger is a typo, not a buffer */
 #define DEFAULT_GRACE 30.0
 #define DEFAULT_MAX_DURATION 600.0
 #define MAX_VUS 1000000LL
+#define MAX_THREADS 1024LL
+/* Counts beyond 2^53 stop being exact in the doubles that metrics and Lua hold. */
+#define MAX_EXACT (1LL << 53)
+/* One arrival per nanosecond: the resolution of the timers that schedule
+ * them. Far more than one process can start; the excess is counted in
+ * dropped_iterations, which needs the schedule to be finite and countable. */
+#define MAX_RATE_PER_S 1e9
 
 static const char *const executors[] = {"shared-iterations", "per-vu-iterations", "constant-vus",
                                         "ramping-vus", "constant-arrival-rate",
@@ -54,8 +65,8 @@ static const struct key {
     {NULL, 0, 0, 0},
 };
 
-static const char *const global_keys[] = {"threads", "target", "max_body", "thresholds",
-                                          "scenarios", "tags", NULL};
+static const char *const global_keys[] = {"threads", "target", "max_body", "lua_memory",
+                                          "thresholds", "scenarios", "tags", NULL};
 
 static void scen_init(struct scen *s, const char *name)
 {
@@ -77,6 +88,7 @@ void options_init(struct options *o)
     o->nscen = 1;
     scen_init(&o->scen[0], "default");
     o->max_body = DEFAULT_MAX_BODY;
+    o->lua_memory = DEFAULT_LUA_MEMORY;
 }
 
 const char *executor_name(enum executor e)
@@ -105,6 +117,13 @@ static bool fail(char *err, const char *prefix, const char *key, const char *msg
         snprintf(shown, sizeof shown, "%.150s...", value);
         value = shown;
     }
+    char flag[64];
+    if (strcmp(prefix, "--") == 0 && strlen(key) < sizeof flag) { /* as typed: --graceful-stop */
+        snprintf(flag, sizeof flag, "%s", key);
+        for (char *p = flag; *p; p++)
+            *p = *p == '_' ? '-' : *p;
+        key = flag;
+    }
     snprintf(err, OPTIONS_ERR, "%s%s: %s%s%s%s", prefix, key, msg, value ? " (got '" : "",
              value ? value : "", value ? "')" : "");
     return false;
@@ -121,19 +140,24 @@ static bool parse_count(const char *s, long long min, long long max, long long *
     return true;
 }
 
-static bool parse_size(const char *s, size_t *out)
+/* "65536", "64MB", "512KiB", "1.5GB": bytes from min to max. */
+static bool parse_size(const char *s, size_t min, size_t max, size_t *out)
 {
-    char *end;
-    double v = strtod(s, &end);
     static const struct { const char *suffix; double mul; } units[] = {
         {"", 1}, {"b", 1}, {"kb", 1e3}, {"k", 1024}, {"kib", 1024}, {"mb", 1e6}, {"m", 1048576},
         {"mib", 1048576}, {"gb", 1e9}, {"g", 1073741824}, {"gib", 1073741824},
+        {"tb", 1e12}, {"t", 1099511627776.0}, {"tib", 1099511627776.0},
     };
-    if (end == s || !isfinite(v) || v < 1)
+    const char *end;
+    double v;
+    if (!decimal_prefix(s, &v, &end))
         return false;
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
         if (strcasecmp(end, units[i].suffix) == 0) {
-            *out = (size_t)(v * units[i].mul);
+            double bytes = floor(v * units[i].mul);
+            if (bytes < (double)min || bytes > (double)max)
+                return false;
+            *out = (size_t)bytes;
             return true;
         }
     return false;
@@ -156,62 +180,118 @@ static bool set_executor(struct scen *s, const char *prefix, const char *v, char
                 "constant-vus, ramping-vus, constant-arrival-rate, ramping-arrival-rate)", v);
 }
 
+/* The range a count key takes. */
+static void count_range(const struct key *k, long long *min, long long *max)
+{
+    *min = strcmp(k->name, "start_vus") == 0 ? 0 : 1;
+    *max = strcmp(k->name, "iterations") == 0 ? MAX_EXACT : MAX_VUS;
+}
+
+static bool set_count(struct scen *s, const char *prefix, const struct key *k, const char *v, char *err)
+{
+    long long n, min, max;
+    count_range(k, &min, &max);
+    if (!parse_count(v, min, max, &n)) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "must be an integer from %lld to %lld", min, max);
+        return fail(err, prefix, k->name, msg, v);
+    }
+    *(long long *)((char *)s + k->off) = n;
+    return true;
+}
+
+/* duration and time_unit must be above 0; the others (start_time,
+ * graceful_stop, graceful_ramp_down) may be 0. */
+static bool set_duration(struct scen *s, const char *prefix, const struct key *k, const char *v, char *err)
+{
+    double d;
+    bool positive = strcmp(k->name, "duration") == 0 || strcmp(k->name, "time_unit") == 0;
+    if (!duration_parse(v, &d) || (positive && d <= 0))
+        return fail(err, prefix, k->name, positive
+                    ? "must be a duration above 0 and at most " DURATION_MAX_TEXT ", like 30s or 1m30s"
+                    : "must be a duration from 0 to " DURATION_MAX_TEXT ", like 30s or 1m30s", v);
+    *(double *)((char *)s + k->off) = d;
+    return true;
+}
+
+/* rate and start_rate; how many per second is checked with time_unit, in finish. */
+static bool set_rate(struct scen *s, const char *prefix, const struct key *k, const char *v, char *err)
+{
+    const char *end;
+    double d;
+    bool zero_ok = strcmp(k->name, "start_rate") == 0;
+    if (!decimal_prefix(v, &d, &end) || *end || (d == 0 && !zero_ok))
+        return fail(err, prefix, k->name, zero_ok ? "must be a number >= 0" : "must be a number > 0", v);
+    *(double *)((char *)s + k->off) = d;
+    return true;
+}
+
 /* A scalar scenario key given as text (from the command line or Lua). */
 static bool set_scen_key(struct scen *s, const char *prefix, const struct key *k, const char *v, char *err)
 {
-    void *field = (char *)s + k->off;
-    long long n;
-    double d;
     switch (k->kind) {
     case K_EXECUTOR:
         return set_executor(s, prefix, v, err);
     case K_COUNT:
-        if (!parse_count(v, strcmp(k->name, "start_vus") == 0 ? 0 : 1, k->name[0] == 'i' ? (1LL << 53) : MAX_VUS, &n))
-            return fail(err, prefix, k->name, k->name[0] == 'i' ? "must be a positive integer"
-                                                                : "must be an integer from 1 to 1000000", v);
-        *(long long *)field = n;
-        return true;
+        return set_count(s, prefix, k, v, err);
     case K_DURATION:
-        if (!duration_parse(v, &d) || ((strcmp(k->name, "duration") == 0 || strcmp(k->name, "time_unit") == 0) && d <= 0))
-            return fail(err, prefix, k->name, "must be a positive duration like 30s or 1m30s", v);
-        *(double *)field = d;
-        return true;
-    case K_POSITIVE: {
-        char *end;
-        d = strtod(v, &end);
-        bool zero_ok = strcmp(k->name, "start_rate") == 0;
-        if (end == v || *end || !isfinite(d) || d < 0 || (d == 0 && !zero_ok))
-            return fail(err, prefix, k->name, zero_ok ? "must be a number >= 0" : "must be a number > 0", v);
-        *(double *)field = d;
-        return true;
-    }
+        return set_duration(s, prefix, k, v, err);
+    case K_POSITIVE:
+        return set_rate(s, prefix, k, v, err);
     case K_NAME:
         if (!*v || strlen(v) >= sizeof s->exec)
             return fail(err, prefix, k->name, "must be a function name", v);
-        snprintf(field, sizeof s->exec, "%s", v);
+        snprintf(s->exec, sizeof s->exec, "%s", v);
         return true;
     default:
         return fail(err, prefix, k->name, "expected a table", NULL);
     }
 }
 
-static bool set_global(struct options *o, const char *prefix, const char *key, const char *v, char *err)
+static bool set_target(struct options *o, const char *prefix, const char *key, const char *v, char *err)
 {
-    long long n;
-    if (strcmp(key, "threads") == 0) {
-        if (!parse_count(v, 1, 1024, &n))
-            return fail(err, prefix, key, "must be an integer from 1 to 1024", v);
-        return o->threads = (unsigned)n, true;
-    }
-    if (strcmp(key, "target") == 0) {
-        if (strlen(v) >= sizeof o->target || !url_valid(v))
-            return fail(err, prefix, key, "malformed URL (expected http:// or https://host...)", v);
+    if (strlen(v) < sizeof o->target && url_valid(v)) {
         snprintf(o->target, sizeof o->target, "%s", v);
         return true;
     }
-    if (!parse_size(v, &o->max_body))
-        return fail(err, prefix, key, "must be a size like 1048576, 64MB or 512KiB", v);
-    return true;
+    size_t n = strlen(v) + 4;   /* the password, if any, never reaches the message */
+    char *shown = malloc(n);
+    if (shown)
+        redact_url(v, shown, n);
+    fail(err, prefix, key, "malformed URL (expected http:// or https://host...)", shown ? shown : "?");
+    free(shown);
+    return false;
+}
+
+/* "max-body" on the command line is max_body in Lua. */
+static bool same_key(const char *a, const char *b)
+{
+    for (; *a && *b; a++, b++)
+        if (*a != *b && !((*a == '-' || *a == '_') && (*b == '-' || *b == '_')))
+            return false;
+    return *a == *b;
+}
+
+static size_t size_cap(void)
+{
+    return MAX_SIZE > SIZE_MAX ? SIZE_MAX : (size_t)MAX_SIZE;
+}
+
+static bool set_global(struct options *o, const char *prefix, const char *key, const char *v, char *err)
+{
+    long long n;
+    if (same_key(key, "threads")) {
+        if (!parse_count(v, 1, MAX_THREADS, &n))
+            return fail(err, prefix, key, "must be an integer from 1 to 1024", v);
+        return o->threads = (unsigned)n, true;
+    }
+    if (same_key(key, "target"))
+        return set_target(o, prefix, key, v, err);
+    if (same_key(key, "lua_memory"))
+        return parse_size(v, MIN_LUA_MEMORY, size_cap(), &o->lua_memory)
+            ? true : fail(err, prefix, key, "must be a size from 1MiB to 1TiB, like 256MB or 1GiB", v);
+    return parse_size(v, 1, size_cap(), &o->max_body)
+        ? true : fail(err, prefix, key, "must be a size from 1 byte to 1TiB, like 1048576, 64MB or 512KiB", v);
 }
 
 static bool is_global(const char *key)
@@ -227,7 +307,7 @@ static bool unknown_key(char *err, const char *prefix, const char *key)
     return fail(err, prefix, key, "unknown option (valid: executor, vus, iterations, duration, "
                 "graceful_stop, start_vus, stages, graceful_ramp_down, rate, start_rate, time_unit, "
                 "pre_allocated_vus, max_vus, start_time, exec, tags, threads, target, max_body, "
-                "thresholds, scenarios)", NULL);
+                "lua_memory, thresholds, scenarios)", NULL);
 }
 
 bool options_set_cli(struct options *o, const char *key, const char *value, char *err)
@@ -237,7 +317,8 @@ bool options_set_cli(struct options *o, const char *key, const char *value, char
     for (char *p = k; *p; p++)
         if (*p == '-')
             *p = '_';
-    if (strcmp(k, "threads") == 0 || strcmp(k, "target") == 0 || strcmp(k, "max_body") == 0)
+    if (strcmp(k, "threads") == 0 || strcmp(k, "target") == 0 || strcmp(k, "max_body") == 0 ||
+        strcmp(k, "lua_memory") == 0)
         return set_global(o, "--", key, value, err);
     const struct key *d = find_key(k);
     if (!d || d->kind == K_STAGES || d->kind == K_TAGS)
@@ -275,24 +356,36 @@ static bool lua_text(lua_State *L, const char *prefix, const struct key *k, char
     return fail(err, prefix, k->name, msg, NULL);
 }
 
+/* What a Lua value was, for a message: its text, or its type. */
+static const char *shown_value(lua_State *L, int idx, char *buf, size_t len)
+{
+    if (lua_type(L, idx) == LUA_TNUMBER)
+        lua_isinteger(L, idx) ? snprintf(buf, len, "%lld", (long long)lua_tointeger(L, idx))
+                              : snprintf(buf, len, "%.17g", lua_tonumber(L, idx));
+    else
+        snprintf(buf, len, "%s", lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : luaL_typename(L, idx));
+    return buf;
+}
+
+/* The target's upper bound depends on the executor (users or a rate): see check_stages. */
 static bool read_stage(lua_State *L, struct stage *st, const char *prefix, int i, char *err)
 {
-    char where[96];
+    char where[96], shown[64];
     snprintf(where, sizeof where, "stages[%d]", i);
     if (!lua_istable(L, -1))
         return fail(err, prefix, where, "expected {duration = ..., target = ...}", NULL);
     lua_getfield(L, -1, "duration");
     bool ok = duration_from_lua(L, -1, &st->duration) && st->duration > 0;
-    const char *shown = lua_isstring(L, -1) ? lua_tostring(L, -1) : luaL_typename(L, -1);
-    char copy[64];
-    snprintf(copy, sizeof copy, "%s", shown);
+    shown_value(L, -1, shown, sizeof shown);
     lua_pop(L, 1);
     if (!ok)
-        return fail(err, prefix, strcat(where, ".duration"), "must be a positive duration", copy);
+        return fail(err, prefix, strcat(where, ".duration"),
+                    "must be a duration above 0 and at most " DURATION_MAX_TEXT, shown);
     lua_getfield(L, -1, "target");
     ok = lua_type(L, -1) == LUA_TNUMBER && (st->target = lua_tonumber(L, -1)) >= 0 && isfinite(st->target);
+    shown_value(L, -1, shown, sizeof shown);
     lua_pop(L, 1);
-    return ok ? true : fail(err, prefix, strcat(where, ".target"), "must be a number >= 0", NULL);
+    return ok ? true : fail(err, prefix, strcat(where, ".target"), "must be a number >= 0", shown);
 }
 
 static bool read_stages(lua_State *L, struct scen *s, const char *prefix, char *err)
@@ -378,20 +471,20 @@ static bool read_scen(lua_State *L, struct scen *s, const char *prefix, bool top
 
 static bool read_globals(lua_State *L, int idx, struct options *o, char *err)
 {
-    static const char *const scalar[] = {"threads", "target", "max_body"};
-    for (int i = 0; i < 3; i++) {
-        char text[2048];
-        static const struct key as_text = {"", K_NAME, 0, 0};
-        struct key k = as_text;
-        k.name = scalar[i];
-        k.kind = i == 0 ? K_COUNT : K_NAME;
+    /* sizes may be numbers of bytes, so integers then */
+    static const char *const scalar[] = {"threads", "target", "max_body", "lua_memory"};
+    for (int i = 0; i < 4; i++) {
+        char text[sizeof o->target + 1];
+        struct key k = {scalar[i], i == 0 ? K_COUNT : K_NAME, 0, 0};
         bool ok = true;
-        if (lua_getfield(L, idx, scalar[i]) != LUA_TNIL) {
-            if (i == 2 && lua_type(L, -1) == LUA_TNUMBER)
-                k.kind = K_COUNT;
+        int t = lua_getfield(L, idx, scalar[i]);
+        if (t == LUA_TNUMBER && i >= 2)
+            k.kind = K_COUNT;
+        if (t == LUA_TSTRING && lua_rawlen(L, -1) >= sizeof o->target)
+            ok = fail(err, "options.", scalar[i], "is too long (at most 2047 bytes)", NULL);
+        else if (t != LUA_TNIL)
             ok = lua_text(L, "options.", &k, text, sizeof text, err) &&
                  set_global(o, "options.", scalar[i], text, err);
-        }
         lua_pop(L, 1);
         if (!ok)
             return false;
@@ -483,6 +576,52 @@ static bool check_keys(const struct scen *s, const char *prefix, char *err)
     return true;
 }
 
+/* Arrivals per second at a rate given per time_unit. */
+static double per_second(const struct scen *s, double rate)
+{
+    return rate / s->time_unit;
+}
+
+static bool check_rate(const struct scen *s, const char *prefix, const char *what, double rate, char *err)
+{
+    if (per_second(s, rate) <= MAX_RATE_PER_S)
+        return true;
+    char got[96], unit[32];
+    snprintf(got, sizeof got, "%g per %s", rate, duration_format(s->time_unit, unit, sizeof unit));
+    return fail(err, prefix, what, "is more than tide can schedule: at most 1e9 iterations per second "
+                "in a scenario (one per nanosecond, the resolution of its timers)", got);
+}
+
+/* Every stage's target: users (ramping-vus) or a rate (ramping-arrival-rate). */
+static bool check_stages(const struct scen *s, const char *prefix, char *err)
+{
+    for (int i = 0; i < s->nstages; i++) {
+        char where[64], got[64];
+        snprintf(where, sizeof where, "stages[%d].target", i + 1);
+        double target = s->stages[i].target;
+        if (s->executor == EXEC_RAMPING_VUS && target > (double)MAX_VUS) {
+            snprintf(got, sizeof got, "%.17g", target);
+            return fail(err, prefix, where, "must be a number of users from 0 to 1000000", got);
+        }
+        if (s->executor == EXEC_RAMPING_ARRIVAL_RATE && !check_rate(s, prefix, where, target, err))
+            return false;
+    }
+    return true;
+}
+
+/* How many iterations an arrival-rate schedule starts in all. */
+static double scheduled_arrivals(const struct scen *s)
+{
+    if (s->executor == EXEC_CONSTANT_ARRIVAL_RATE)
+        return per_second(s, s->rate) * s->duration;
+    double n = 0, from = s->start_rate;
+    for (int i = 0; i < s->nstages; i++) {
+        n += per_second(s, (from + s->stages[i].target) / 2) * s->stages[i].duration;
+        from = s->stages[i].target;
+    }
+    return n;
+}
+
 static bool finish_arrival(struct scen *s, const char *prefix, char *err)
 {
     if (s->executor == EXEC_CONSTANT_ARRIVAL_RATE && s->rate <= 0)
@@ -493,6 +632,9 @@ static bool finish_arrival(struct scen *s, const char *prefix, char *err)
         return fail(err, prefix, "stages", "are required for ramping-arrival-rate", NULL);
     if (s->start_rate < 0)
         s->start_rate = 0;
+    if (!check_rate(s, prefix, s->executor == EXEC_CONSTANT_ARRIVAL_RATE ? "rate" : "start_rate",
+                    s->executor == EXEC_CONSTANT_ARRIVAL_RATE ? s->rate : s->start_rate, err))
+        return false;
     if (!s->pre_allocated_vus)
         s->pre_allocated_vus = s->max_vus ? s->max_vus : 1;
     if (!s->max_vus)
@@ -504,6 +646,12 @@ static bool finish_arrival(struct scen *s, const char *prefix, char *err)
     }
     if (s->executor == EXEC_RAMPING_ARRIVAL_RATE)
         s->duration = stages_total(s);
+    if (scheduled_arrivals(s) > (double)MAX_EXACT) {
+        char v[64];
+        snprintf(v, sizeof v, "%.6g iterations", scheduled_arrivals(s));
+        return fail(err, prefix, s->executor == EXEC_CONSTANT_ARRIVAL_RATE ? "rate" : "stages",
+                    "schedules more iterations than can be counted exactly (at most 2^53 in a scenario)", v);
+    }
     return true;
 }
 
@@ -511,8 +659,13 @@ static bool finish_scen(struct scen *s, const char *prefix, char *err)
 {
     if (s->executor == EXEC_NONE)
         s->executor = default_executor(s);
-    if (!check_keys(s, prefix, err))
+    if (!check_keys(s, prefix, err) || !check_stages(s, prefix, err))
         return false;
+    if (stages_total(s) > DURATION_MAX_S) {
+        char v[64], d[32];
+        snprintf(v, sizeof v, "%s in all", duration_format(stages_total(s), d, sizeof d));
+        return fail(err, prefix, "stages", "must last at most " DURATION_MAX_TEXT " in all", v);
+    }
     switch (s->executor) {
     case EXEC_CONSTANT_VUS:
         if (s->duration < 0)
@@ -537,6 +690,11 @@ static bool finish_scen(struct scen *s, const char *prefix, char *err)
     }
     if (!s->vus)
         s->vus = 1;
+    if (s->executor == EXEC_PER_VU_ITERATIONS && (double)s->vus * (double)s->iterations > (double)MAX_EXACT) {
+        char v[64];
+        snprintf(v, sizeof v, "%lld users x %lld", s->vus, s->iterations);
+        return fail(err, prefix, "iterations", "in all must be at most 2^53 (9007199254740992)", v);
+    }
     if (s->executor == EXEC_SHARED_ITERATIONS && s->iterations < s->vus)
         s->vus = s->iterations; /* more users than iterations would only idle */
     return true;

@@ -47,6 +47,7 @@ struct options {
     bool named;                 /* options.scenarios was used */
     unsigned threads;           /* 0 = one per core */
     size_t max_body;
+    size_t lua_memory;          /* bytes each Lua state may allocate */
     char target[2048];
 };
 

@@ -69,6 +69,8 @@ void run_usage(void)
            "  --env KEY=VALUE      seen in ctx.env / vu.env (repeatable; the process\n"
            "                       environment is there too)\n"
            "  --max-body SIZE      keep at most SIZE of each response body (64MB)\n"
+           "  --lua-memory SIZE    memory each Lua state (one per engine thread) may use\n"
+           "                       (1GiB; at least 1MiB)\n"
            "  --out json=FILE      write the results (k6 summary shape + histograms + points)\n"
            "  --out csv=FILE       one row per metric and aggregate per second\n"
            "  --out html=FILE      a self-contained HTML report with charts\n"
@@ -164,8 +166,8 @@ static const char *option_value(int argc, char **argv, int *i, char *key, size_t
 }
 
 static const char *const run_flags[] = {"vus", "duration", "iterations", "executor", "threads",
-                                        "target", "graceful-stop", "max-body", "progress", "run-id",
-                                        NULL};
+                                        "target", "graceful-stop", "max-body", "lua-memory", "progress",
+                                        "run-id", NULL};
 /* Flags of `tide run` itself, not scenario options. */
 static bool run_own_flag(const char *key)
 {
@@ -185,7 +187,7 @@ static int parse_flag(struct session *s, int argc, char **argv, int *i)
         known = strcmp(key, run_flags[k]) == 0;
     if (!known)
         return usage_error("unknown option '%s' (valid: --vus --duration --iterations --executor "
-                           "--graceful-stop --threads --target --env --max-body --out --progress "
+                           "--graceful-stop --threads --target --env --max-body --lua-memory --out --progress "
                            "--run-id --quiet)", flag);
     if (!v)
         return usage_error("--%s needs a value", key);
@@ -200,8 +202,8 @@ static int parse_flag(struct session *s, int argc, char **argv, int *i)
     if (strcmp(key, "progress") == 0) {
         char *end;
         s->cli.progress_every = strtod(v, &end);
-        return *end || end == v || s->cli.progress_every < 0
-            ? usage_error("--progress: expected seconds between lines (got '%s')", v) : 0;
+        return *end || end == v || !(s->cli.progress_every >= 0 && s->cli.progress_every <= 86400)
+            ? usage_error("--progress: expected seconds between lines, from 0 to 86400 (got '%s')", v) : 0;
     }
     if (strcmp(key, "env") == 0) {
         if (!strchr(v, '=') || v[0] == '=')

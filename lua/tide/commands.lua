@@ -97,7 +97,9 @@ end
 
 local function tolerance(s)
   local n = tonumber((s or "10%"):match("^(%d+%.?%d*)%%?$"))
-  if not n then usage(("--tolerance: expected a percentage like 10%%, got '%s'"):format(s)) end
+  if not n or n == math.huge then
+    usage(("--tolerance: expected a (finite) percentage like 10%%, got '%s'"):format(s))
+  end
   return n / 100
 end
 
@@ -209,9 +211,11 @@ end
 
 function DB.runs(args)
   local pos, opt = parse(args, { scenario = true, last = true })
-  local last = tonumber(opt.last or "20")
-  if not last or last < 1 then usage("--last: expected a positive number") end
-  local rows = db_call(require("tide.store").runs, dsn_arg(pos, 1, "runs"), opt.scenario, math.floor(last))
+  local last = (opt.last or "20"):match("^%d+$") and tonumber(opt.last or "20")
+  if not last or last < 1 or last > 1000000 then
+    usage(("--last: expected a number of runs from 1 to 1000000, got '%s'"):format(opt.last))
+  end
+  local rows = db_call(require("tide.store").runs, dsn_arg(pos, 1, "runs"), opt.scenario, math.tointeger(last))
   local out = { { "run_id", "scenario", "started (UTC)", "duration", "exit", "reqs", "p95" } }
   for _, r in ipairs(rows) do
     out[#out + 1] = { r.run_id, r.scenario, r.started or "-", ("%.1fs"):format(r.duration_s or 0),

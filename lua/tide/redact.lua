@@ -3,10 +3,19 @@
 -- values are never written anywhere in the first place.
 local M = {}
 
--- scheme://user:password@host -> scheme://user:***@host, wherever it appears
+-- An http(s) URL's user name standing alone is a token (http://TOKEN@host,
+-- or TOKEN: with an empty password): as secret as a password.
+local function lone_user(scheme, user, colon)
+  local s = scheme:lower()
+  if (s == "http" or s == "https") and user ~= "" then return scheme .. "://***" .. colon .. "@" end
+end
+
+-- scheme://user:password@host -> scheme://user:***@host, wherever it appears;
+-- http(s)://TOKEN@host -> http(s)://***@host
 function M.url(url)
   if type(url) ~= "string" then return url end
-  return (url:gsub("(%a[%w+.-]*://[^/@:%s]*):[^/@%s]*@", "%1:***@"))
+  url = url:gsub("(%a[%w+.-]*://[^/@:%s]*):([^/@%s]+)@", "%1:***@")
+  return (url:gsub("(%a[%w+.-]*)://([^/@:%s]*)(:?)@", lone_user))
 end
 
 -- Both DSN forms: URIs as above, "password=..." in key/value strings.

@@ -8,6 +8,25 @@ local M = {}
 
 local AGGREGATES = { avg = true, min = true, max = true, med = true, count = true, rate = true,
                      value = true }
+-- Which aggregates fit which kind of metric: k6's rules, and a trend's
+-- count (its samples), which tide's trends keep too.
+local FITS = {
+  counter = { count = true, rate = true },
+  gauge = { value = true, min = true, max = true },
+  rate = { rate = true },
+  trend = { avg = true, min = true, max = true, med = true, p = true, count = true },
+}
+local FITS_TEXT = { counter = "count, rate", gauge = "value, min, max", rate = "rate",
+                    trend = "avg, min, max, med, p(N), count" }
+
+-- nil, or why expr's aggregate does not fit the metric's kind.
+local function misfit(expr, metric, kind)
+  local fits = FITS[kind]
+  if not fits or fits[expr.p and "p" or expr.agg] then return nil end
+  return ("%q: %s does not apply to %s, a %s (it takes %s)"):format(expr.text, expr.agg, metric, kind,
+    FITS_TEXT[kind])
+end
+
 local OPS = {
   ["<"] = function(a, b) return a < b end, ["<="] = function(a, b) return a <= b end,
   [">"] = function(a, b) return a > b end, [">="] = function(a, b) return a >= b end,
@@ -94,6 +113,8 @@ function M.parse(thresholds, known)
     for _, e in ipairs(entries(spec)) do
       local expr, err = parse_expr(e.threshold)
       if not expr then return nil, ("threshold %q: %s"):format(key, err) end
+      err = misfit(expr, name, type(known[name]) == "table" and known[name].type)
+      if err then return nil, ("threshold %q: %s"):format(key, err) end
       expr.key, expr.metric, expr.filter = key, name, filter
       expr.abort_on_fail = e.abort_on_fail and true or false
       if e.delay_abort_eval ~= nil and not pcall(require("tide").duration, e.delay_abort_eval) then

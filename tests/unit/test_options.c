@@ -3,6 +3,7 @@
 #include "duration.h"
 #include "exec.h"
 #include "options.h"
+#include "redact.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -27,6 +28,29 @@ static void test_durations(void)
     }
 }
 
+/* Numbers that overflow, are not finite, or are written in ways strtod
+ * takes but people do not mean (hex, inf, nan) are not durations. */
+static void test_duration_limits(void)
+{
+    double s = -1;
+    CHECK(duration_parse("8760h", &s) && s == DURATION_MAX_S);
+    CHECK(duration_parse("1e3", &s) && s == 1000);
+    CHECK(duration_parse("2e3ms", &s) && s == 2);
+    const char *bad[] = {"8760h1s", "99999999999h", "1e300", "1e309", "1e309s", "1e300h", "0x10",
+                         "0x10s", "infs", "nans", "1e", "+5s", " 5s", "1e3e3", NULL};
+    for (int i = 0; bad[i]; i++) {
+        s = 42;
+        if (!CHECK(!duration_parse(bad[i], &s)))
+            fprintf(stderr, "  accepted '%s' as %g s\n", bad[i], s);
+        CHECK(s == 42);
+    }
+    double v;
+    const char *end;
+    CHECK(decimal_prefix("12.5KB", &v, &end) && v == 12.5 && strcmp(end, "KB") == 0);
+    CHECK(!decimal_prefix("0x1p3", &v, &end) && !decimal_prefix("-1", &v, &end));
+    CHECK(!decimal_prefix(".", &v, &end) && !decimal_prefix("1e999", &v, &end));
+}
+
 static void test_cli_options(void)
 {
     struct options o;
@@ -48,6 +72,65 @@ static void test_cli_options(void)
     CHECK(!options_set_cli(&o, "target", "ftp://host/", err));
     CHECK(!options_set_cli(&o, "executor", "ramping", err) && strstr(err, "constant-vus"));
     CHECK(!options_set_cli(&o, "duraton", "5s", err) && strstr(err, "duraton") && strstr(err, "unknown"));
+}
+
+/* Every number has a range, and the message names the value and the range. */
+static void test_cli_ranges(void)
+{
+    struct options o;
+    char err[OPTIONS_ERR];
+    options_init(&o);
+    CHECK(o.lua_memory == 1ull << 30);
+    CHECK(options_set_cli(&o, "lua-memory", "256MB", err) && o.lua_memory == 256000000);
+    CHECK(options_set_cli(&o, "lua-memory", "1MiB", err) && o.lua_memory == 1048576);
+    CHECK(options_set_cli(&o, "max-body", "1TiB", err) && o.max_body == 1ull << 40);
+    static const struct { const char *key, *value, *range; } bad[] = {
+        {"duration", "99999999999h", "8760h"},
+        {"duration", "1e300", "8760h"},
+        {"graceful-stop", "9000h", "8760h"},
+        {"start-time", "inf", "8760h"},
+        {"max-body", "99999999999999999999", "1TiB"},
+        {"max-body", "1e300", "1TiB"},
+        {"max-body", "0x10", "1TiB"},
+        {"max-body", "0.5", "1 byte"},
+        {"lua-memory", "1KB", "1MiB"},
+        {"lua-memory", "2TiB", "1TiB"},
+        {"vus", "1000001", "1000000"},
+        {"vus", "99999999999999999999", "1000000"},
+        {"iterations", "9007199254740993", "9007199254740992"},
+        {"threads", "1025", "1024"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char quoted[64];
+        snprintf(quoted, sizeof quoted, "'%s'", bad[i].value);
+        bool rejected = !options_set_cli(&o, bad[i].key, bad[i].value, err);
+        if (!CHECK(rejected && strstr(err, bad[i].key) && strstr(err, quoted) && strstr(err, bad[i].range)))
+            fprintf(stderr, "  --%s %s: %s\n", bad[i].key, bad[i].value, rejected ? err : "accepted");
+    }
+    CHECK(o.lua_memory == 1048576 && o.max_body == 1ull << 40);
+}
+
+/* A malformed target is echoed without its secret: a password, or a token
+ * standing as the user name. */
+static void test_target_redacted(void)
+{
+    struct options o;
+    char err[OPTIONS_ERR], out[256];
+    options_init(&o);
+    CHECK(!options_set_cli(&o, "target", "http://user:SECRET@127.0.0.1:99999", err) &&
+          !strstr(err, "SECRET") && strstr(err, "http://user:***@127.0.0.1:99999"));
+    CHECK(!options_set_cli(&o, "target", "http://TOKEN@127.0.0.1:99999", err) &&
+          !strstr(err, "TOKEN") && strstr(err, "http://***@127.0.0.1:99999"));
+    redact_url("https://TOKEN:@h/x", out, sizeof out);
+    CHECK(strcmp(out, "https://***:@h/x") == 0);
+    redact_url("postgresql://postgres@h/db", out, sizeof out); /* a role name is no secret */
+    CHECK(strcmp(out, "postgresql://postgres@h/db") == 0);
+    redact_url("postgresql://u:pw@h/db", out, sizeof out);
+    CHECK(strcmp(out, "postgresql://u:***@h/db") == 0);
+    redact_password("GET http://TOKEN@h/ failed: TOKEN rejected", "http://TOKEN@h/", out, sizeof out);
+    CHECK(strcmp(out, "GET http://***@h/ failed: *** rejected") == 0);
+    redact_password("no secret here", "http://h/", out, sizeof out);
+    CHECK(strcmp(out, "no secret here") == 0);
 }
 
 static bool lua_options(const char *chunk, struct options *o, char *err)
@@ -131,6 +214,66 @@ static void test_load_shapes(void)
     CHECK_NEAR(arrival_offset(&o.scen[0], 50), 10, 1e-9);
 }
 
+/* Rates and stage targets have ceilings, and the schedule stays countable. */
+static void test_rate_limits(void)
+{
+    struct options o;
+    char err[OPTIONS_ERR];
+    CHECK(finished("return {executor = 'constant-arrival-rate', rate = 1e9, duration = '1s'}", &o, err));
+    CHECK(!finished("return {executor = 'constant-arrival-rate', rate = 1e300, duration = '1s'}", &o, err) &&
+          strstr(err, "options.rate") && strstr(err, "1e+300 per 1s") && strstr(err, "1e9 iterations per second"));
+    CHECK(!finished("return {executor = 'constant-arrival-rate', rate = 2, time_unit = '1ns', duration = 1}",
+                    &o, err) && strstr(err, "options.rate") && strstr(err, "per 1e-06ms"));
+    CHECK(!finished("return {executor = 'constant-arrival-rate', rate = 1e9, duration = '8000h'}", &o, err) &&
+          strstr(err, "2^53"));
+    CHECK(!finished("return {executor = 'ramping-arrival-rate', stages = {{duration = 1, target = 2e9}}}",
+                    &o, err) && strstr(err, "options.stages[1].target") && strstr(err, "2e+09 per 1s"));
+    CHECK(!finished("return {executor = 'ramping-arrival-rate', start_rate = 1e12, stages = {{duration = 1, "
+                    "target = 1}}}", &o, err) && strstr(err, "options.start_rate"));
+    CHECK(!finished("return {executor = 'ramping-vus', stages = {{duration = 1, target = 1e300}}}", &o, err) &&
+          strstr(err, "options.stages[1].target") && strstr(err, "1000000"));
+    CHECK(!finished("return {executor = 'ramping-vus', stages = {{duration = 1, target = 0/0}}}", &o, err) &&
+          strstr(err, "options.stages[1].target") && strstr(err, "nan"));
+    CHECK(!finished("return {executor = 'ramping-vus', stages = {{duration = 1e300, target = 1}}}", &o, err) &&
+          strstr(err, "options.stages[1].duration") && strstr(err, "8760h"));
+    CHECK(!finished("return {executor = 'ramping-vus', stages = {{duration = '5000h', target = 1}, "
+                    "{duration = '5000h', target = 1}}}", &o, err) && strstr(err, "options.stages") &&
+          strstr(err, "in all"));
+    CHECK(!finished("return {executor = 'per-vu-iterations', vus = 1000000, iterations = 1e15}", &o, err) &&
+          strstr(err, "options.iterations") && strstr(err, "2^53"));
+    CHECK(!lua_options("return {max_body = 1e300}", &o, err) && strstr(err, "options.max_body") &&
+          strstr(err, "1TiB"));
+    CHECK(!lua_options("return {lua_memory = '512KB'}", &o, err) && strstr(err, "options.lua_memory") &&
+          strstr(err, "'512KB'") && strstr(err, "1MiB"));
+    CHECK(lua_options("return {lua_memory = '64MB'}", &o, err) && o.lua_memory == 64000000);
+    CHECK(!lua_options("return {threads = 1e300}", &o, err) && strstr(err, "options.threads"));
+    CHECK(!lua_options("return {target = 'http://u:SECRET@h:99999'}", &o, err) && !strstr(err, "SECRET"));
+}
+
+/* arrivals_by, the integral of the rate, agrees with arrival_offset: the
+ * arrivals due by t are those whose offset is at most t. */
+static void test_arrivals_by(void)
+{
+    struct options o;
+    char err[OPTIONS_ERR];
+    CHECK(finished("return {executor = 'constant-arrival-rate', rate = 1e9, duration = 1}", &o, err));
+    CHECK_NEAR(arrivals_by(&o.scen[0], 0.5), 5e8, 1e-12);
+    CHECK_NEAR(arrivals_by(&o.scen[0], 99), 1e9, 1e-12);
+    CHECK(arrival_offset(&o.scen[0], 999999999) >= 0 && arrival_offset(&o.scen[0], 1000000000) < 0);
+    CHECK(finished("return {executor = 'ramping-arrival-rate', start_rate = 10, time_unit = '2s', stages = {"
+                   "{duration = 10, target = 30}, {duration = 5, target = 0}}}", &o, err));
+    const struct scen *s = &o.scen[0];
+    /* 5/s up to 15/s over 10 s (100), then down to 0 over 5 s (37.5) */
+    CHECK_NEAR(arrivals_by(s, 10), 100, 1e-12);
+    CHECK_NEAR(arrivals_by(s, 15), 137.5, 1e-12);
+    CHECK_NEAR(arrivals_by(s, 5), 5 * 5 + 0.5 * 5 * 5, 1e-12);
+    for (uint64_t k = 0; k < 137; k++) {
+        double t = arrival_offset(s, k);
+        CHECK(t >= 0 && arrivals_by(s, t) >= (double)k - 1e-6 && arrivals_by(s, t) <= (double)k + 1e-6);
+    }
+    CHECK(arrival_offset(s, 138) < 0);
+}
+
 static void test_scenarios(void)
 {
     struct options o;
@@ -149,10 +292,15 @@ static void test_scenarios(void)
 int main(void)
 {
     test_durations();
+    test_duration_limits();
     test_cli_options();
+    test_cli_ranges();
+    test_target_redacted();
     test_lua_options();
     test_finish();
     test_load_shapes();
+    test_rate_limits();
+    test_arrivals_by();
     test_scenarios();
     return check_report("options");
 }
