@@ -135,6 +135,7 @@ static bool prepare(struct engine *e)
         return fail(e, "out of memory");
     e->ctx.max_body = e->run->opt->max_body;
     e->ctx.stop_level = &e->run->stop_level;
+    e->ctx.mem_limit = e->run->opt->lua_memory;
     if (thread_vus(e) >= MANY_VUS)
         e->ctx.buffer_size = SMALL_BUFFER;
     lua_gc(L, LUA_GCGEN, 0, 0); /* many small short-lived objects: responses, tables */

@@ -53,7 +53,6 @@ void guard_install(lua_State *L, struct tctx *ctx)
 {
     /* the blocks the state made so far are on the account from the start */
     ctx->mem_used = (size_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(L, LUA_GCCOUNTB, 0);
-    ctx->mem_limit = GUARD_DEFAULT_LIMIT;
     lua_setallocf(L, guard_alloc, ctx);
     lua_sethook(L, on_hook, LUA_MASKCOUNT, HOOK_EVERY);
 }

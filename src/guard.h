@@ -9,12 +9,9 @@ struct tctx;
  * memory limit, and a count hook through which a stop (or the loop's other
  * work) reaches Lua code that never yields. */
 
-/* The default limit per Lua state: generous, yet one runaway user cannot
- * take the machine. */
-#define GUARD_DEFAULT_LIMIT ((size_t)1 << 30)
-
 /* Puts L's allocations under ctx's account and installs the hook (coroutines
- * inherit it). Call once, right after the state is made. */
+ * inherit it). Call once, right after the state is made. The account has no
+ * limit until ctx->mem_limit is set (a run sets options.lua_memory). */
 void guard_install(lua_State *L, struct tctx *ctx);
 /* The context whose account L is on. */
 struct tctx *guard_ctx(lua_State *L);

@@ -1,6 +1,7 @@
 /* tide.http: turning (url, opts) from Lua into a configured easy handle. */
 #include "clock.h"
 #include "duration.h"
+#include "redact.h"
 #include "req.h"
 
 #include <lauxlib.h>
@@ -180,10 +181,18 @@ static bool table_empty(lua_State *L, int t)
     return false;
 }
 
+/* Raises naming the URL, without the password it may carry. */
+static void bad_url(lua_State *L, const char *fn, const char *url, const char *why)
+{
+    char clean[2048];
+    redact_password(url, url, clean, sizeof clean);
+    luaL_error(L, "http.%s: malformed URL '%s'%s", fn, clean, why);
+}
+
 static void set_url(lua_State *L, struct req *r, const char *fn, const char *url, int query)
 {
     if (!has_prefix_ci(url, "http://") && !has_prefix_ci(url, "https://"))
-        luaL_error(L, "http.%s: malformed URL '%s' (expected http:// or https://)", fn, url);
+        bad_url(L, fn, url, " (expected http:// or https://)");
     size_t len = strlen(url);
     if (query && table_empty(L, query))
         query = 0;
@@ -199,7 +208,7 @@ static void set_url(lua_State *L, struct req *r, const char *fn, const char *url
     /* parsed once here: libcurl would parse and re-render the text on every request */
     if (curl_url_set(r->cu, CURLUPART_URL, r->url.data, 0) != CURLUE_OK) {
         r->url.len = 0;
-        luaL_error(L, "http.%s: malformed URL '%s'", fn, url);
+        bad_url(L, fn, url, "");
     }
     curl_easy_setopt(r->x.easy, CURLOPT_URL, r->url.data);
     curl_easy_setopt(r->x.easy, CURLOPT_CURLU, r->cu);

@@ -311,6 +311,7 @@ static int read_options(struct session *s, int argc, char **argv)
     if (!options_finish(&s->opt, (unsigned)sysconf(_SC_NPROCESSORS_ONLN), err))
         return usage_error("%s", err);
     s->ctx.max_body = s->opt.max_body;
+    s->ctx.mem_limit = s->opt.lua_memory;
     return 0;
 }
 
@@ -394,7 +395,10 @@ static bool call_hook(struct session *s, const char *name, int ctx_idx, bool wit
         lua_remove(L, -1 - nres);
         return true;
     }
-    fprintf(stderr, "tide: %s failed: %s\n", name, lua_tostring(L, -1));
+    char clean[4096];
+    redact_password(lua_tostring(L, -1) ? lua_tostring(L, -1) : "(error object is not a string)",
+                    s->opt.target, clean, sizeof clean);
+    fprintf(stderr, "tide: %s failed: %s\n", name, clean);
     lua_pop(L, 2);
     return false;
 }
