@@ -26,7 +26,7 @@ DEBS = gcc make pkg-config liblua5.4-dev libcurl4-openssl-dev lua-cjson-dev libp
        python3-redis python3-psycopg2 python3-pytest python3-pexpect gunicorn valgrind \
        chromium python3-websocket time
 
-.PHONY: all deps test unit systest asan run bench clean
+.PHONY: all deps test unit systest depcheck asan run bench clean
 all: $(BIN)
 
 $(BIN): $(OBJS)
@@ -61,6 +61,10 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# The dependency graph of src/ (includes and link level) must have no cycle.
+depcheck: $(BIN)
+	$(PYTHON) tools/depgraph.py $(BUILD) src
+
 unit: $(UNIT)
 	@for t in $(UNIT); do echo "== $$t"; $$t || exit 1; done
 
@@ -68,7 +72,7 @@ systest: $(BIN)
 	TIDE=$(abspath $(BIN)) $(PYTHON) -m pytest -q -x tests/system
 
 test: deps
-	$(MAKE) $(BIN) unit
+	$(MAKE) $(BIN) unit depcheck
 	$(MAKE) systest
 
 # The same tests on a build with AddressSanitizer + UndefinedBehaviorSanitizer.

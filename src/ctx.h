@@ -44,17 +44,11 @@ struct tctx {
     bool mem_refused;           /* the limit refused an allocation */
     bool in_script;             /* a scenario's own code runs: the limit and the stop hook apply */
     const _Atomic int *stop_level; /* engine threads: the run's stop level (2: cut now) */
+    /* engine threads: offered every hook call first; true when L was a
+     * virtual user's, which it may have suspended (vu_hook) */
+    bool (*preempt)(lua_State *L, bool cut);
 };
 
-/* A new Lua state with every tide module (http, core, cjson, ...) and its
- * context (loop, metrics, nshards curl multi handles); NULL when out of
- * memory, with nothing left to free. */
-lua_State *tctx_open(struct tctx *ctx, unsigned nshards);
-/* lua_close, then tctx_free. */
-void tctx_close(struct tctx *ctx);
-/* Call after lua_close: the state's objects may still hold handles. */
-void tctx_free(struct tctx *ctx);
-void agent_free(struct tctx *ctx, struct agent *ag);
 
 static inline struct tctx *tctx_get(lua_State *L)
 {

@@ -1,8 +1,11 @@
 #include "engine.h"
+#include "state.h"
 #include "clock.h"
 #include "http.h"
 #include "metrics.h"
+#include "redact.h"
 #include "scenario.h"
+#include "split.h"
 #include "vu.h"
 
 #include <lauxlib.h>
@@ -18,21 +21,8 @@
  * per transfer dominates memory; 4 KB costs one more read per 4 KB of body. */
 #define MANY_VUS 1000
 #define SMALL_BUFFER 4096
-
-unsigned engine_share(long long total, unsigned threads, unsigned thread)
-{
-    return (unsigned)(total / threads + ((long long)thread < total % threads));
-}
-
-unsigned engine_first_id(const struct options *o, unsigned threads, unsigned scen, unsigned thread)
-{
-    unsigned id = 1;
-    for (unsigned s = 0; s < scen; s++)
-        id += (unsigned)scen_max_vus(&o->scen[s]);
-    for (unsigned t = 0; t < thread; t++)
-        id += engine_share(scen_max_vus(&o->scen[scen]), threads, t);
-    return id;
-}
+/* Failed iterations whose traceback is printed; the rest are counted. */
+#define TRACEBACKS_SHOWN 5
 
 static void check_stop_level(struct engine *e)
 {
@@ -92,23 +82,65 @@ static bool load_data(struct engine *e, lua_State *L)
     return true;
 }
 
+/* ---- what executors are handed ---- */
+
+static void on_exec_done(void *ud)
+{
+    ((struct engine *)ud)->execs_done++;
+}
+
+static void on_iteration_failed(void *ud, unsigned id, uint64_t iteration, const char *traceback)
+{
+    struct engine *e = ud;
+    unsigned n = atomic_fetch_add(&e->run->tracebacks, 1);
+    char clean[4096];
+    if (n < TRACEBACKS_SHOWN) {
+        redact_password(traceback, e->run->opt->target, clean, sizeof clean);
+        fprintf(stderr, "tide: VU %u, iteration %llu failed: %s\n", id, (unsigned long long)iteration, clean);
+    } else if (n == TRACEBACKS_SHOWN) {
+        fprintf(stderr, "tide: more iterations failed; they are counted in iteration_errors\n");
+    }
+}
+
+/* The `vu` table a user's iterations get: id, target, env, scenario. */
+static int make_vu_table(void *ud, unsigned id, const char *scenario)
+{
+    struct engine *e = ud;
+    lua_State *L = e->ctx.L;
+    lua_createtable(L, 0, 5);
+    lua_pushinteger(L, id);
+    lua_setfield(L, -2, "id");
+    lua_pushstring(L, e->run->opt->target);
+    lua_setfield(L, -2, "target");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, e->env_ref);
+    lua_setfield(L, -2, "env");
+    lua_pushstring(L, scenario);
+    lua_setfield(L, -2, "scenario");
+    return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
 /* Every scenario's function must exist: module[exec]. */
 static bool make_execs(struct engine *e, lua_State *L, int mod)
 {
     const struct options *o = e->run->opt;
     unsigned n = e->run->threads;
     for (int s = 0; s < o->nscen; s++) {
-        struct exec *ex = &e->execs[e->nexecs];
-        unsigned cap = engine_share(scen_max_vus(&o->scen[s]), n, e->index);
-        if (!exec_init(ex, e, (unsigned)s, e->index, n, engine_first_id(o, n, (unsigned)s, e->index), cap))
-            return fail(e, "out of memory");
-        e->nexecs++;
         if (lua_getfield(L, mod, o->scen[s].exec) != LUA_TFUNCTION) {
             snprintf(e->error, sizeof e->error, "scenario '%s' calls module.%s, which is not a function",
                      o->scen[s].name, o->scen[s].exec);
             return false;
         }
-        ex->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        struct exec_env env = {
+            .ctx = &e->ctx, .scen = &o->scen[s], .shared_next = &e->run->shared_next[s],
+            .share_i = e->index, .share_n = n,
+            .first_id = split_first_id(o, n, (unsigned)s, e->index),
+            .cap = split_share(scen_max_vus(&o->scen[s]), n, e->index),
+            .fn_ref = luaL_ref(L, LUA_REGISTRYINDEX), .data_ref = e->data_ref,
+            .ud = e, .done = on_exec_done, .failed = on_iteration_failed, .vu_table = make_vu_table,
+        };
+        if (!exec_init(&e->execs[e->nexecs], &env))
+            return fail(e, "out of memory");
+        e->nexecs++;
     }
     return true;
 }
@@ -117,7 +149,7 @@ static long long thread_vus(const struct engine *e)
 {
     long long vus = 0;
     for (int s = 0; s < e->run->opt->nscen; s++)
-        vus += engine_share(scen_max_vus(&e->run->opt->scen[s]), e->run->threads, e->index);
+        vus += split_share(scen_max_vus(&e->run->opt->scen[s]), e->run->threads, e->index);
     return vus;
 }
 
@@ -135,6 +167,7 @@ static bool prepare(struct engine *e)
         return fail(e, "out of memory");
     e->ctx.max_body = e->run->opt->max_body;
     e->ctx.stop_level = &e->run->stop_level;
+    e->ctx.preempt = vu_hook;
     e->ctx.mem_limit = e->run->opt->lua_memory;
     if (thread_vus(e) >= MANY_VUS)
         e->ctx.buffer_size = SMALL_BUFFER;
@@ -216,7 +249,10 @@ void engine_free(struct engine *e)
         lua_close(e->ctx.L);
     e->ctx.L = NULL;
     http_free_all(&e->ctx);
-    for (unsigned i = 0; i < e->nexecs; i++)
+    for (unsigned i = 0; i < e->nexecs; i++) {
+        for (unsigned v = 0; v < e->execs[i].cap; v++)
+            agent_free(&e->ctx, &e->execs[i].vus[v].agent);
         exec_free(&e->execs[i]);
+    }
     tctx_free(&e->ctx);
 }

@@ -50,8 +50,4 @@ void engine_poke(struct engine *e);
 void engine_join(struct engine *e);
 void engine_free(struct engine *e);
 
-/* VU ids: scenario s's share on thread t starts at this id. */
-unsigned engine_first_id(const struct options *o, unsigned threads, unsigned scen, unsigned thread);
-unsigned engine_share(long long total, unsigned threads, unsigned thread);
-
 #endif

@@ -1,8 +1,7 @@
 #include "exec.h"
+#include "split.h"
 #include "clock.h"
-#include "engine.h"
 #include "metrics.h"
-#include "redact.h"
 #include "vu.h"
 
 #include <lauxlib.h>
@@ -11,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TRACEBACKS_SHOWN 5
 #define RAMP_TICK_NS (10 * NS_PER_MS)
 /* Iterations an arrival-rate executor starts per timer round at most, so
  * that however far behind its schedule it is, the loop still serves the
@@ -46,7 +44,7 @@ static void check_done(struct exec *ex)
     timer_stop(ex->ctx->loop, &ex->end_timer);
     timer_stop(ex->ctx->loop, &ex->grace_timer);
     timer_stop(ex->ctx->loop, &ex->tick_timer);
-    ex->eng->execs_done++;
+    ex->env.done(ex->env.ud);
 }
 
 static void cut_running(struct exec *ex)
@@ -205,7 +203,7 @@ static void on_ramp(struct timer *t)
     struct exec *ex = EXEC_OF(t, tick_timer);
     uint64_t now = now_ns(ex);
     unsigned global = ramp_target(ex->scen, (double)(now - ex->start_ns) / 1e9);
-    unsigned want = engine_share(global, ex->share_n, ex->share_i);
+    unsigned want = split_share(global, ex->share_n, ex->share_i);
     unsigned old = ex->target;
     ex->target = want < ex->cap ? want : ex->cap;
     ex->launching = true;
@@ -300,7 +298,7 @@ static bool more(struct exec *ex, struct vu *vu, uint64_t now)
     case EXEC_PER_VU_ITERATIONS:
         return vu->iteration < (uint64_t)s->iterations;
     case EXEC_SHARED_ITERATIONS:
-        return atomic_fetch_add_explicit(&ex->eng->run->shared_next[ex->scen_index], 1,
+        return atomic_fetch_add_explicit(ex->env.shared_next, 1,
                                          memory_order_relaxed) < (uint64_t)s->iterations;
     case EXEC_CONSTANT_VUS:
         return now < ex->end_ns;
@@ -311,8 +309,9 @@ static bool more(struct exec *ex, struct vu *vu, uint64_t now)
     }
 }
 
-bool exec_next(struct exec *ex, struct vu *vu, uint64_t *sched_ns)
+static bool on_next(struct vu *vu, uint64_t *sched_ns)
 {
+    struct exec *ex = vu->owner;
     uint64_t now = loop_now(ex->ctx->loop);
     if (!ex->stopping && !vu->retiring && more(ex, vu, now)) {
         *sched_ns = now;
@@ -322,8 +321,9 @@ bool exec_next(struct exec *ex, struct vu *vu, uint64_t *sched_ns)
     return false;
 }
 
-void exec_iteration_done(struct exec *ex, struct vu *vu, bool ok, uint64_t end_ns)
+static void on_iteration_done(struct vu *vu, bool ok, uint64_t end_ns)
 {
+    struct exec *ex = vu->owner;
     count(ex, M_ITERATIONS, 1);
     ex->ctx->live.iterations++;
     ex->ctx->live.errors += !ok;
@@ -332,67 +332,60 @@ void exec_iteration_done(struct exec *ex, struct vu *vu, bool ok, uint64_t end_n
         count(ex, M_ITERATION_ERRORS, 1);
 }
 
-void exec_iteration_cut(struct exec *ex, struct vu *vu)
+static void on_iteration_cut(struct vu *vu)
 {
+    struct exec *ex = vu->owner;
     count(ex, M_ITERATIONS_INTERRUPTED, 1);
     park(ex, vu);
 }
 
-void exec_report_error(struct exec *ex, struct vu *vu, const char *traceback)
+static void on_failed(struct vu *vu, const char *traceback)
 {
-    unsigned n = atomic_fetch_add(&ex->eng->run->tracebacks, 1);
-    char clean[4096];
-    if (n < TRACEBACKS_SHOWN) {
-        redact_password(traceback, ex->eng->run->opt->target, clean, sizeof clean);
-        fprintf(stderr, "tide: VU %u, iteration %llu failed: %s\n", vu->id,
-                (unsigned long long)vu->iteration, clean);
-    }
-    else if (n == TRACEBACKS_SHOWN)
-        fprintf(stderr, "tide: more iterations failed; they are counted in iteration_errors\n");
+    struct exec *ex = vu->owner;
+    ex->env.failed(ex->env.ud, vu->id, vu->iteration, traceback);
 }
 
-int exec_vu_table(struct exec *ex, struct vu *vu)
+static int on_vu_table(struct vu *vu)
 {
-    lua_State *L = ex->ctx->L;
-    lua_createtable(L, 0, 5);
-    lua_pushinteger(L, vu->id);
-    lua_setfield(L, -2, "id");
-    lua_pushstring(L, ex->eng->run->opt->target);
-    lua_setfield(L, -2, "target");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ex->eng->env_ref);
-    lua_setfield(L, -2, "env");
-    lua_pushstring(L, ex->scen->name);
-    lua_setfield(L, -2, "scenario");
-    return luaL_ref(L, LUA_REGISTRYINDEX);
+    struct exec *ex = vu->owner;
+    return ex->env.vu_table(ex->env.ud, vu->id, ex->scen->name);
 }
 
-int exec_fn_ref(const struct exec *ex) { return ex->fn_ref; }
-int exec_data_ref(const struct exec *ex) { return ex->eng->data_ref; }
+static const struct vu_host exec_host = {
+    .next = on_next,
+    .done = on_iteration_done,
+    .cut = on_iteration_cut,
+    .failed = on_failed,
+    .table = on_vu_table,
+};
 
 /* ---------------- set-up ---------------- */
 
-bool exec_init(struct exec *ex, struct engine *eng, unsigned scen_index, unsigned share_i,
-               unsigned share_n, unsigned first_id, unsigned cap)
+bool exec_init(struct exec *ex, const struct exec_env *env)
 {
     memset(ex, 0, sizeof *ex);
-    ex->eng = eng;
-    ex->ctx = &eng->ctx;
-    ex->scen = &eng->run->opt->scen[scen_index];
-    ex->scen_index = scen_index;
-    ex->share_i = share_i;
-    ex->share_n = share_n;
-    ex->next_k = share_i;
-    ex->first_id = first_id;
-    ex->cap = cap;
+    ex->env = *env;
+    ex->ctx = env->ctx;
+    ex->scen = env->scen;
+    ex->share_i = env->share_i;
+    ex->share_n = env->share_n;
+    ex->next_k = env->share_i;
+    ex->cap = env->cap;
     ex->tagset = metrics_tagset(ex->ctx->metrics, ex->scen->tags, ex->scen->tags_len);
-    if (cap && !(ex->vus = calloc(cap, sizeof *ex->vus)))
+    if (ex->cap && !(ex->vus = calloc(ex->cap, sizeof *ex->vus)))
         return false;
-    unsigned per_shard = (cap + ex->ctx->nshards - 1) / (ex->ctx->nshards ? ex->ctx->nshards : 1);
-    for (unsigned i = 0; i < cap; i++) {
+    unsigned nshards = ex->ctx->nshards ? ex->ctx->nshards : 1;
+    unsigned per_shard = (ex->cap + nshards - 1) / nshards;
+    for (unsigned i = 0; i < ex->cap; i++) {
         struct vu *vu = &ex->vus[i];
-        vu->ex = ex;
+        vu->host = &exec_host;
+        vu->owner = ex;
         vu->ctx = ex->ctx;
-        vu->id = first_id + i;
+        vu->fn_ref = env->fn_ref;
+        vu->data_ref = env->data_ref;
+        vu->tags = ex->scen->tags;
+        vu->tags_len = ex->scen->tags_len;
+        vu->id = env->first_id + i;
         vu->slot = i;
         vu->shard = ex->ctx->shards[per_shard ? (i / per_shard) % ex->ctx->nshards : 0];
     }
@@ -401,64 +394,6 @@ bool exec_init(struct exec *ex, struct engine *eng, unsigned scen_index, unsigne
 
 void exec_free(struct exec *ex)
 {
-    for (unsigned i = 0; ex->vus && i < ex->cap; i++)
-        agent_free(ex->ctx, &ex->vus[i].agent);
     free(ex->vus);
     ex->vus = NULL;
-}
-
-/* ---------------- schedules ---------------- */
-
-unsigned ramp_target(const struct scen *s, double t)
-{
-    double from = (double)s->start_vus;
-    for (int i = 0; i < s->nstages; i++) {
-        const struct stage *st = &s->stages[i];
-        if (t < st->duration)
-            return (unsigned)floor(from + (st->target - from) * t / st->duration + 1e-9);
-        t -= st->duration;
-        from = st->target;
-    }
-    return (unsigned)floor(from + 1e-9);
-}
-
-double arrivals_by(const struct scen *s, double t)
-{
-    double unit = s->time_unit > 0 ? s->time_unit : 1;
-    t = fmin(t, s->duration);
-    if (s->executor == EXEC_CONSTANT_ARRIVAL_RATE)
-        return t * s->rate / unit;
-    double r0 = s->start_rate / unit, n = 0;
-    for (int i = 0; i < s->nstages && t > 0; i++) {
-        double d = s->stages[i].duration, r1 = s->stages[i].target / unit;
-        double in = fmin(t, d), r_in = r0 + (r1 - r0) * in / d;
-        n += (r0 + r_in) / 2 * in;
-        t -= in;
-        r0 = r1;
-    }
-    return n;
-}
-
-/* Arrival k happens when the integral of the rate reaches k. */
-double arrival_offset(const struct scen *s, uint64_t k)
-{
-    double unit = s->time_unit > 0 ? s->time_unit : 1, need = (double)k;
-    if (s->executor == EXEC_CONSTANT_ARRIVAL_RATE) {
-        double t = need * unit / s->rate;
-        return t < s->duration ? t : -1;
-    }
-    double r0 = s->start_rate / unit, offset = 0;
-    for (int i = 0; i < s->nstages; i++) {
-        double d = s->stages[i].duration, r1 = s->stages[i].target / unit;
-        double in_stage = (r0 + r1) / 2 * d;
-        if (need < in_stage) {
-            double a = (r1 - r0) / (2 * d);
-            double tau = fabs(a) < 1e-12 ? need / r0 : (-r0 + sqrt(r0 * r0 + 4 * a * need)) / (2 * a);
-            return offset + tau;
-        }
-        need -= in_stage;
-        offset += d;
-        r0 = r1;
-    }
-    return -1;
 }

@@ -1,7 +1,6 @@
 /* The Lua guard: a memory account per state, and the stop hook. */
 #include "guard.h"
 #include "ctx.h"
-#include "vu.h"
 
 #include <lauxlib.h>
 #include <stdlib.h>
@@ -40,12 +39,10 @@ static void on_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     struct tctx *ctx = guard_ctx(L);
-    struct vu *vu = vu_current(L);
-    if (vu && vu->co == L) {
-        vu_hook(L, vu, guard_cut(ctx)); /* may yield: the last call here */
-        return;
-    }
-    if (ctx->in_script && guard_cut(ctx))
+    bool cut = guard_cut(ctx);
+    if (ctx->preempt && ctx->preempt(L, cut))
+        return; /* it may have yielded: nothing may follow */
+    if (ctx->in_script && cut)
         luaL_error(L, "interrupted");
 }
 

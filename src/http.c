@@ -3,11 +3,9 @@
 #include "clock.h"
 #include "duration.h"
 #include "metrics.h"
-#include "exec.h"
 #include "hist.h"
 #include "vu.h"
 
-#include <errno.h>
 #include <lauxlib.h>
 #include <stdio.h>
 #include <strings.h>
@@ -240,61 +238,6 @@ static bool launch(struct req *r, struct shard *s)
     return shard_add(s, &r->x);
 }
 
-static const char *transport_error(CURLcode rc, long os_errno)
-{
-    switch (rc) {
-    case CURLE_OK: return NULL;
-    case CURLE_COULDNT_CONNECT:
-        return os_errno == ECONNREFUSED ? "connection refused"
-             : os_errno == ENETUNREACH || os_errno == EHOSTUNREACH ? "host unreachable"
-             : "connect failed";
-    case CURLE_OPERATION_TIMEDOUT: return "timeout";
-    case CURLE_RECV_ERROR:
-    case CURLE_SEND_ERROR:
-        return os_errno == ECONNRESET || os_errno == EPIPE ? "connection reset"
-             : rc == CURLE_RECV_ERROR ? "receive failed" : "send failed";
-    case CURLE_GOT_NOTHING: return "empty reply";
-    case CURLE_WEIRD_SERVER_REPLY:
-    case CURLE_BAD_CONTENT_ENCODING:
-    case CURLE_UNSUPPORTED_PROTOCOL:
-        return "malformed response";
-    case CURLE_PARTIAL_FILE: return "truncated response";
-    case CURLE_COULDNT_RESOLVE_HOST: return "dns lookup failed";
-    case CURLE_TOO_MANY_REDIRECTS: return "too many redirects";
-    case CURLE_URL_MALFORMAT: return "malformed URL";
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CACERT_BADFILE:
-        return "tls error";
-    case CURLE_WRITE_ERROR:
-    case CURLE_OUT_OF_MEMORY: return "out of memory";
-    default: return curl_easy_strerror(rc);
-    }
-}
-
-/* curl 7.88 stops at one header line over 100 KB with CURLE_OUT_OF_MEMORY
- * (no message), and at a head over 300 KB with "Too large response headers". */
-static bool head_overflow(const struct req *r)
-{
-    return (r->code == CURLE_OUT_OF_MEMORY && !r->head_done) ||
-           (r->code == CURLE_RECV_ERROR && strstr(r->errbuf, "response headers"));
-}
-
-const char *req_error(const struct req *r)
-{
-    if (r->fail)
-        return r->fail;
-    if (head_overflow(r))
-        return "headers too large";
-    if (r->code == CURLE_OK && !r->head_done) /* the connection ended inside the head */
-        return "malformed response";
-    long os_errno = 0;
-    if (r->code != CURLE_OK)
-        curl_easy_getinfo(r->x.easy, CURLINFO_OS_ERRNO, &os_errno);
-    return transport_error(r->code, os_errno);
-}
-
 static size_t put_tag(char *dst, const char *k, const char *v, bool last)
 {
     size_t kl = strlen(k), vl = strlen(v);
@@ -335,9 +278,8 @@ static int req_tagset(struct req *r, const char *err)
     n += put_tag(own + n, "method", r->method, false);
     n += put_tag(own + n, "name", r->name, false);
     n += put_tag(own + n, "status", status, true);
-    const struct scen *sc = r->vu ? r->vu->ex->scen : NULL;
-    if (sc && sc->tags_len)
-        n = metrics_tagkey_merge(sc->tags, sc->tags_len, own, n, key, sizeof key);
+    if (r->vu && r->vu->tags_len)
+        n = metrics_tagkey_merge(r->vu->tags, r->vu->tags_len, own, n, key, sizeof key);
     else
         memcpy(key, own, n);
     if (r->tagset >= 0 && n == r->tagkey_len && memcmp(key, r->tagkey, n) == 0)

@@ -10,5 +10,7 @@ int luaopen_tide_http(lua_State *L);
 
 /* Frees every easy handle the context made (after its shards are idle). */
 void http_free_all(struct tctx *ctx);
+/* Frees an agent's cookie share (its handles are freed with the context's). */
+void agent_free(struct tctx *ctx, struct agent *ag);
 
 #endif

@@ -1,9 +1,9 @@
 /* `tide list` and "did you mean": the named scenarios tide can find. */
 #include "list.h"
-#include "ctx.h"
+#include "state.h"
 #include "embedded.h"
 #include "options.h"
-#include "run.h"
+#include "exitcodes.h"
 #include "scenario.h"
 
 #include <dirent.h>

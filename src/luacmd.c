@@ -1,6 +1,6 @@
 #include "luacmd.h"
-#include "ctx.h"
-#include "run.h"
+#include "state.h"
+#include "exitcodes.h"
 #include "scenario.h"
 
 #include <lauxlib.h>

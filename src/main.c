@@ -1,4 +1,5 @@
 /* tide: the command line. */
+#include "exitcodes.h"
 #include "list.h"
 #include "luacmd.h"
 #include "run.h"

@@ -65,6 +65,8 @@ void metrics_push(lua_State *L, const struct metrics *m);
  * Returns the merged length, 0 when it does not fit (or both are empty). */
 size_t metrics_tagkey_merge(const char *a, size_t alen, const char *b, size_t blen, char *out, size_t cap);
 
+/* The longest tag-set key a scenario may set (its `tags`). */
+#define TAGS_MAX 512
 #define TAG_KV '\x1f'
 #define TAG_SEP '\x1e'
 

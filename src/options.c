@@ -12,7 +12,6 @@
 #include <string.h>
 #include <strings.h>
 
-#define DEFAULT_MAX_BODY (64ull << 20)
 #define DEFAULT_LUA_MEMORY (1ull << 30)
 #define MIN_LUA_MEMORY (1ull << 20)
 #define MAX_SIZE (1ull << 40)           /* 1TiB: any larger is a typo, not a buffer */

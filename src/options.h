@@ -4,6 +4,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "metrics.h"
+
 enum executor {
     EXEC_NONE = -1,
     EXEC_SHARED_ITERATIONS,
@@ -17,7 +19,6 @@ enum executor {
 
 #define MAX_STAGES 64
 #define MAX_SCENARIOS 16
-#define TAGS_MAX 512
 
 struct stage {
     double duration, target;
@@ -51,6 +52,8 @@ struct options {
     char target[2048];
 };
 
+/* What a response body may keep when nothing says otherwise. */
+#define DEFAULT_MAX_BODY (64ull << 20)
 #define OPTIONS_ERR 512
 
 void options_init(struct options *o);

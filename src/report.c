@@ -4,7 +4,7 @@
 #include "live.h"
 #include "metrics.h"
 #include "options.h"
-#include "run.h"
+#include "exitcodes.h"
 #include "scenario.h"
 
 #include <lauxlib.h>

@@ -3,6 +3,7 @@
 #include "redact.h"
 #include "req.h"
 
+#include <errno.h>
 #include <lauxlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,6 +22,61 @@ struct response {
     size_t url_len, head_len, body_len;
     char data[];                /* url, head, body */
 };
+
+static const char *transport_error(CURLcode rc, long os_errno)
+{
+    switch (rc) {
+    case CURLE_OK: return NULL;
+    case CURLE_COULDNT_CONNECT:
+        return os_errno == ECONNREFUSED ? "connection refused"
+             : os_errno == ENETUNREACH || os_errno == EHOSTUNREACH ? "host unreachable"
+             : "connect failed";
+    case CURLE_OPERATION_TIMEDOUT: return "timeout";
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+        return os_errno == ECONNRESET || os_errno == EPIPE ? "connection reset"
+             : rc == CURLE_RECV_ERROR ? "receive failed" : "send failed";
+    case CURLE_GOT_NOTHING: return "empty reply";
+    case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_BAD_CONTENT_ENCODING:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        return "malformed response";
+    case CURLE_PARTIAL_FILE: return "truncated response";
+    case CURLE_COULDNT_RESOLVE_HOST: return "dns lookup failed";
+    case CURLE_TOO_MANY_REDIRECTS: return "too many redirects";
+    case CURLE_URL_MALFORMAT: return "malformed URL";
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CACERT_BADFILE:
+        return "tls error";
+    case CURLE_WRITE_ERROR:
+    case CURLE_OUT_OF_MEMORY: return "out of memory";
+    default: return curl_easy_strerror(rc);
+    }
+}
+
+/* curl 7.88 stops at one header line over 100 KB with CURLE_OUT_OF_MEMORY
+ * (no message), and at a head over 300 KB with "Too large response headers". */
+static bool head_overflow(const struct req *r)
+{
+    return (r->code == CURLE_OUT_OF_MEMORY && !r->head_done) ||
+           (r->code == CURLE_RECV_ERROR && strstr(r->errbuf, "response headers"));
+}
+
+const char *req_error(const struct req *r)
+{
+    if (r->fail)
+        return r->fail;
+    if (head_overflow(r))
+        return "headers too large";
+    if (r->code == CURLE_OK && !r->head_done) /* the connection ended inside the head */
+        return "malformed response";
+    long os_errno = 0;
+    if (r->code != CURLE_OK)
+        curl_easy_getinfo(r->x.easy, CURLINFO_OS_ERRNO, &os_errno);
+    return transport_error(r->code, os_errno);
+}
 
 void response_push(lua_State *L, struct req *r)
 {

@@ -1,7 +1,7 @@
 /* `tide run`: options, setup, the engine threads, teardown, the summary. */
 #include "run.h"
 #include "clock.h"
-#include "ctx.h"
+#include "state.h"
 #include "engine.h"
 #include "guard.h"
 #include "live.h"

@@ -2,15 +2,7 @@
 #define TIDE_RUN_H
 #include <stdbool.h>
 
-/* Exit codes: CI scripts depend on them (README, "Exit codes"). */
-enum {
-    EXIT_PASS = 0,
-    EXIT_FAILED = 1,
-    EXIT_USAGE = 2,
-    EXIT_SCRIPT = 3,
-    EXIT_STORE = 4,
-    EXIT_INTERRUPTED = 130,
-};
+#include "exitcodes.h"
 
 /* What main owns and the run reads: how many times Ctrl-C was pressed. */
 struct signals {

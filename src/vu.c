@@ -1,6 +1,5 @@
 #include "vu.h"
 #include "clock.h"
-#include "exec.h"
 #include "guard.h"
 
 #include <lauxlib.h>
@@ -20,7 +19,7 @@ static bool vu_ready(struct vu *vu)
     vu->co = lua_newthread(L);
     *(struct vu **)lua_getextraspace(vu->co) = vu;
     vu->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    vu->table_ref = exec_vu_table(vu->ex, vu);
+    vu->table_ref = vu->host->table(vu);
     return vu->co_ref != LUA_REFNIL;
 }
 
@@ -36,11 +35,11 @@ int vu_suspend(lua_State *L, struct vu *vu, void (*cancel)(struct vu *), void *w
 static int push_iteration(struct vu *vu)
 {
     lua_State *co = vu->co;
-    lua_rawgeti(co, LUA_REGISTRYINDEX, exec_fn_ref(vu->ex));
+    lua_rawgeti(co, LUA_REGISTRYINDEX, vu->fn_ref);
     lua_rawgeti(co, LUA_REGISTRYINDEX, vu->table_ref);
     lua_pushinteger(co, (lua_Integer)vu->iteration);
     lua_setfield(co, -2, "iteration");
-    lua_rawgeti(co, LUA_REGISTRYINDEX, exec_data_ref(vu->ex));
+    lua_rawgeti(co, LUA_REGISTRYINDEX, vu->data_ref);
     return 2;
 }
 
@@ -81,7 +80,7 @@ static void iteration_failed(struct vu *vu, int status)
         if (!traced)
             lua_pop(L, 1);
     }
-    exec_report_error(vu->ex, vu, traced ? lua_tostring(L, -1) : a.msg);
+    vu->host->failed(vu, traced ? lua_tostring(L, -1) : a.msg);
     if (traced)
         lua_pop(L, 1);
     lua_resetthread(co);
@@ -107,7 +106,7 @@ static bool resume(struct vu *vu, int nargs)
         iteration_failed(vu, status);
     vu->running = false;
     vu->iteration++;
-    exec_iteration_done(vu->ex, vu, ok, loop_refresh_now(vu->ctx->loop));
+    vu->host->done(vu, ok, loop_refresh_now(vu->ctx->loop));
     return false;
 }
 
@@ -123,7 +122,7 @@ static void on_next_turn(struct timer *t)
     struct vu *vu = (struct vu *)((char *)t - offsetof(struct vu, timer));
     uint64_t sched;
     vu->turn_ns = loop_refresh_now(vu->ctx->loop);
-    if (exec_next(vu->ex, vu, &sched))
+    if (vu->host->next(vu, &sched))
         run_iterations(vu, sched);
 }
 
@@ -138,7 +137,7 @@ static bool next_now(struct vu *vu, uint64_t *sched_ns)
         timer_start(vu->ctx->loop, &vu->timer, now);
         return false;
     }
-    return exec_next(vu->ex, vu, sched_ns);
+    return vu->host->next(vu, sched_ns);
 }
 
 /* Iterations back to back until one suspends, the executor says stop, or
@@ -158,7 +157,7 @@ static void run_iterations(struct vu *vu, uint64_t sched_ns)
 void vu_begin(struct vu *vu, uint64_t sched_ns)
 {
     if (!vu_ready(vu)) {
-        exec_report_error(vu->ex, vu, "out of memory");
+        vu->host->failed(vu, "out of memory");
         return;
     }
     vu->turn_ns = loop_refresh_now(vu->ctx->loop);
@@ -186,7 +185,7 @@ void vu_cut(struct vu *vu)
     vu->running = false;
     lua_resetthread(vu->co);
     lua_settop(vu->co, 0);
-    exec_iteration_cut(vu->ex, vu);
+    vu->host->cut(vu);
 }
 
 static void on_turn_back(struct timer *t)
@@ -199,18 +198,22 @@ static void cancel_turn(struct vu *vu)
     timer_stop(vu->ctx->loop, &vu->timer);
 }
 
-void vu_hook(lua_State *L, struct vu *vu, bool cut)
+bool vu_hook(lua_State *L, bool cut)
 {
+    struct vu *vu = vu_current(L);
+    if (!vu || vu->co != L)
+        return false;
     uint64_t now = loop_refresh_now(vu->ctx->loop);
     if (!cut && !turn_over(vu, now))
-        return;
+        return true;
     if (!lua_isyieldable(L)) { /* inside a C call (a sort's comparator...): only a cut gets in */
         if (cut)
             luaL_error(L, "interrupted");
-        return;
+        return true;
     }
     /* back after the loop's due work; a cut finds it suspended and ends it */
     vu->timer.fire = on_turn_back;
     timer_start(vu->ctx->loop, &vu->timer, now);
     vu_suspend(L, vu, cancel_turn, NULL);
+    return true;
 }

@@ -7,15 +7,29 @@
 #include "ctx.h"
 #include "loop.h"
 
-struct exec;
+struct vu;
+
+/* What a VU asks of whoever runs it (its executor). */
+struct vu_host {
+    /* true, with the next iteration's schedule, when the VU runs another */
+    bool (*next)(struct vu *vu, uint64_t *sched_ns);
+    void (*done)(struct vu *vu, bool ok, uint64_t end_ns);     /* an iteration ended */
+    void (*cut)(struct vu *vu);                                 /* an iteration was cut */
+    void (*failed)(struct vu *vu, const char *traceback);       /* ...in an error */
+    int (*table)(struct vu *vu);    /* a registry ref to its `vu` table (made once) */
+};
 
 /* A virtual user: a Lua coroutine that runs its scenario's function once per
  * iteration, suspended while its requests or sleeps are in flight. */
 struct vu {
-    struct exec *ex;
+    const struct vu_host *host;
+    void *owner;                /* the host's own */
     struct tctx *ctx;
     lua_State *co;              /* NULL until first used */
     int co_ref, table_ref;
+    int fn_ref, data_ref;       /* registry refs: the function each iteration calls, its data */
+    const char *tags;           /* the scenario's tag-set key, added to every sample */
+    size_t tags_len;
     unsigned id;                /* 1..N across threads and scenarios */
     unsigned slot;              /* index in its executor's share */
     uint64_t iteration;         /* this VU's iterations started (0-based in Lua) */
@@ -51,8 +65,9 @@ void vu_wake(struct vu *vu, int nargs);
 void vu_begin(struct vu *vu, uint64_t sched_ns);
 /* Stops the VU's iteration now, whatever it waits on; counts it as interrupted. */
 void vu_cut(struct vu *vu);
-/* From the count hook, on the VU's coroutine L: when its turn is over or
- * the run is being cut, suspends it so the loop runs (the hook's last call). */
-void vu_hook(lua_State *L, struct vu *vu, bool cut);
+/* For the count hook (tctx.preempt): false when L is not a VU's own
+ * coroutine; else, when its turn is over or the run is being cut, suspends
+ * it so the loop runs (then it must be the hook's last call). */
+bool vu_hook(lua_State *L, bool cut);
 
 #endif

@@ -2,6 +2,7 @@
 #include "check.h"
 #include "duration.h"
 #include "exec.h"
+#include "split.h"
 #include "options.h"
 #include "redact.h"
 
