@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* libcurl 7.88 walks a multi handle's connections on every request (to pick
  * one to reuse, and again on remove_handle): fewer users per multi, fewer
@@ -31,8 +32,19 @@ static void check_stop_level(struct engine *e)
         exec_stop(&e->execs[i], level);
 }
 
+/* constant-vus users changed while the load runs (runner_set_vus). */
+static void check_vus_wanted(struct engine *e)
+{
+    for (unsigned i = 0; i < e->nexecs; i++) {
+        int want = atomic_load_explicit(&e->run->vus_wanted[i], memory_order_relaxed);
+        if (want >= 0)
+            exec_set_vus(&e->execs[i], split_share(want, e->run->threads, e->index));
+    }
+}
+
 static void on_poke(void *ud)
 {
+    check_vus_wanted(ud);
     check_stop_level(ud);
 }
 
@@ -96,9 +108,10 @@ static void on_iteration_failed(void *ud, unsigned id, uint64_t iteration, const
     char clean[4096];
     if (n < TRACEBACKS_SHOWN) {
         redact_password(traceback, e->run->opt->target, clean, sizeof clean);
-        fprintf(stderr, "tide: VU %u, iteration %llu failed: %s\n", id, (unsigned long long)iteration, clean);
+        sink_say(e->run->sink, SINK_ERROR, "VU %u, iteration %llu failed: %s", id,
+                 (unsigned long long)iteration, clean);
     } else if (n == TRACEBACKS_SHOWN) {
-        fprintf(stderr, "tide: more iterations failed; they are counted in iteration_errors\n");
+        sink_say(e->run->sink, SINK_ERROR, "more iterations failed; they are counted in iteration_errors");
     }
 }
 
@@ -173,7 +186,7 @@ static bool prepare(struct engine *e)
         e->ctx.buffer_size = SMALL_BUFFER;
     lua_gc(L, LUA_GCGEN, 0, 0); /* many small short-lived objects: responses, tables */
     e->ctx.once = e->run->once;
-    if (scenario_load(L, e->run->scenario_path, e->error, sizeof e->error) != 0)
+    if (scenario_run_source(L, e->run->source, e->error, sizeof e->error) != 0)
         return false;
     int mod = lua_gettop(L);
     bool ok = load_data(e, L) && make_execs(e, L, mod);
@@ -199,7 +212,7 @@ static void on_tick(struct timer *t)
     timer_start(e->ctx.loop, &e->tick, e->run->start_ns + (uint64_t)(e->sec + 1) * NS_PER_SEC);
 }
 
-static void run_load(struct engine *e)
+static void drive_load(struct engine *e)
 {
     struct loop *l = e->ctx.loop;
     e->ctx.in_load = true;
@@ -219,17 +232,50 @@ static void run_load(struct engine *e)
     e->ctx.in_load = false;
 }
 
+/* Thread side: says it is ready; true when the gate opens for a start. */
+static bool gate_pass(struct gate *g)
+{
+    pthread_mutex_lock(&g->lock);
+    g->ready++;
+    pthread_cond_broadcast(&g->cond);
+    while (!g->open)
+        pthread_cond_wait(&g->cond, &g->lock);
+    bool go = !g->abort;
+    pthread_mutex_unlock(&g->lock);
+    return go;
+}
+
+bool gate_wait_ready(struct gate *g, unsigned spawned)
+{
+    pthread_mutex_lock(&g->lock);
+    while (g->ready < spawned)
+        pthread_cond_wait(&g->cond, &g->lock);
+    pthread_mutex_unlock(&g->lock);
+    return true;
+}
+
+void gate_open(struct gate *g, bool abort)
+{
+    pthread_mutex_lock(&g->lock);
+    g->open = true;
+    g->abort = abort;
+    pthread_cond_broadcast(&g->cond);
+    pthread_mutex_unlock(&g->lock);
+}
+
 static void *engine_main(void *arg)
 {
     struct engine *e = arg;
     bool ok = prepare(e);
     if (!ok)
         atomic_fetch_add(&e->run->failed_threads, 1);
-    pthread_barrier_wait(&e->run->barrier); /* everyone is ready (or failed) */
-    pthread_barrier_wait(&e->run->barrier); /* main set start_ns, or decided to abort */
-    if (ok && atomic_load(&e->run->failed_threads) == 0 && atomic_load(&e->run->stop_level) < 2)
-        run_load(e);
+    if (gate_pass(&e->run->gate) && ok && atomic_load(&e->run->stop_level) < 2)
+        drive_load(e);
     atomic_store(&e->done, true);
+    uint64_t one = 1;
+    if (write(e->run->done_fd, &one, sizeof one) < 0) {
+        /* an eventfd write fails only when it overflows: the waiter polls `done` too */
+    }
     return NULL;
 }
 

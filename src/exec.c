@@ -34,12 +34,14 @@ static void count(struct exec *ex, int metric, double v)
     metrics_add(ex->ctx->metrics, metric, ex->tagset, v);
 }
 
-static void check_done(struct exec *ex)
+static void finish_if_done(struct exec *ex)
 {
     if (ex->done || ex->launching || !ex->started || ex->running > 0)
         return;
     if (!ex->stopping && !closed_model(ex))
         return;
+    if (!ex->stopping && ex->scen->executor == EXEC_CONSTANT_VUS)
+        return; /* no user looping now (set_vus 0) is not the end: the duration is */
     ex->done = true;
     timer_stop(ex->ctx->loop, &ex->end_timer);
     timer_stop(ex->ctx->loop, &ex->grace_timer);
@@ -81,7 +83,7 @@ static void begin_stop(struct exec *ex)
     timer_stop(ex->ctx->loop, &ex->end_timer);
     if (ex->running)
         timer_start(ex->ctx->loop, &ex->grace_timer, now_ns(ex) + seconds_to_ns(ex->scen->graceful_stop));
-    check_done(ex);
+    finish_if_done(ex);
 }
 
 static void on_end(struct timer *t)
@@ -224,7 +226,7 @@ static void on_ramp(struct timer *t)
         ex->made = ex->target;
     if (now < ex->end_ns)
         timer_start(ex->ctx->loop, &ex->tick_timer, now + RAMP_TICK_NS);
-    check_done(ex);
+    finish_if_done(ex);
 }
 
 static bool more(struct exec *ex, struct vu *vu, uint64_t now);
@@ -235,11 +237,28 @@ static void start_all(struct exec *ex)
 {
     ex->launching = true;
     ex->made = ex->cap;
-    count(ex, M_VUS, ex->cap); /* all of them are active from the start */
+    /* all of them are active from the start */
+    count(ex, M_VUS, ex->scen->executor == EXEC_CONSTANT_VUS ? ex->looping : ex->cap);
     for (unsigned i = 0; i < ex->cap && !ex->stopping; i++)
         if (more(ex, &ex->vus[i], ex->start_ns))
             launch(ex, &ex->vus[i], ex->start_ns);
     ex->launching = false;
+}
+
+void exec_set_vus(struct exec *ex, unsigned vus)
+{
+    if (ex->scen->executor != EXEC_CONSTANT_VUS || vus == ex->looping)
+        return;
+    ex->looping = vus < ex->cap ? vus : ex->cap;
+    if (!ex->started || ex->stopping)
+        return; /* start_all takes the new count; a stopping load keeps stopping */
+    uint64_t now = now_ns(ex);
+    ex->launching = true;
+    for (unsigned i = 0; i < ex->looping; i++)
+        if (!ex->vus[i].running && !timer_armed(&ex->vus[i].timer) && more(ex, &ex->vus[i], now))
+            launch(ex, &ex->vus[i], now);
+    ex->launching = false;
+    count(ex, M_VUS, ex->running); /* those past the count leave after their iteration */
 }
 
 static void on_start(struct timer *t)
@@ -263,7 +282,7 @@ static void on_start(struct timer *t)
     default:
         start_all(ex);
     }
-    check_done(ex);
+    finish_if_done(ex);
 }
 
 void exec_arm(struct exec *ex, uint64_t run_start_ns)
@@ -288,7 +307,7 @@ static void park(struct exec *ex, struct vu *vu)
         vu->next_idle = ex->idle;
         ex->idle = vu;
     }
-    check_done(ex);
+    finish_if_done(ex);
 }
 
 static bool more(struct exec *ex, struct vu *vu, uint64_t now)
@@ -301,7 +320,7 @@ static bool more(struct exec *ex, struct vu *vu, uint64_t now)
         return atomic_fetch_add_explicit(ex->env.shared_next, 1,
                                          memory_order_relaxed) < (uint64_t)s->iterations;
     case EXEC_CONSTANT_VUS:
-        return now < ex->end_ns;
+        return vu->slot < ex->looping && now < ex->end_ns;
     case EXEC_RAMPING_VUS:
         return vu->slot < ex->target && now < ex->end_ns;
     default:
@@ -371,6 +390,7 @@ bool exec_init(struct exec *ex, const struct exec_env *env)
     ex->share_n = env->share_n;
     ex->next_k = env->share_i;
     ex->cap = env->cap;
+    ex->looping = env->cap;
     ex->tagset = metrics_tagset(ex->ctx->metrics, ex->scen->tags, ex->scen->tags_len);
     if (ex->cap && !(ex->vus = calloc(ex->cap, sizeof *ex->vus)))
         return false;

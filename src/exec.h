@@ -38,6 +38,7 @@ struct exec {
     unsigned made;              /* VUs handed out so far (arrival executors grow lazily) */
     unsigned running;           /* VUs inside an iteration */
     unsigned target;            /* ramping-vus: slots that should be running */
+    unsigned looping;           /* constant-vus: users that loop (set_vus), at most cap */
     unsigned first_id;
     bool started, stopping, done, launching;
     uint64_t start_ns, end_ns, next_k;
@@ -51,6 +52,9 @@ void exec_free(struct exec *ex);
 void exec_arm(struct exec *ex, uint64_t run_start_ns);
 /* level 1: no new iterations, running ones get graceful_stop; 2: cut now. */
 void exec_stop(struct exec *ex, int level);
+/* constant-vus: loop with this many of its users from now (at most cap);
+ * those past it leave after their current iteration. */
+void exec_set_vus(struct exec *ex, unsigned vus);
 
 
 #endif

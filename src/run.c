@@ -11,6 +11,7 @@
 #include "redact.h"
 #include "options.h"
 #include "report.h"
+#include "runner.h"
 #include "scenario.h"
 
 #include <errno.h>
@@ -50,7 +51,10 @@ struct session {
     double started, finished;
     int interrupted;
     char aborted[512];          /* the threshold that stopped the run early */
-    struct points points;
+    struct scenario_source source;
+    struct sink sink;
+    struct runner *runner;
+    struct points no_points;    /* the seconds of a load that never started */
 };
 
 void run_usage(void)
@@ -287,7 +291,8 @@ static int open_scenario(struct session *s)
     }
     s->ctx.interrupts = s->sig->interrupts;
     s->ctx.once = once_new();
-    int rc = scenario_load(s->L, s->path, err, sizeof err);
+    int rc = scenario_read(s->path, &s->source, err, sizeof err) ? scenario_run_source(s->L, &s->source, err, sizeof err)
+                                                                 : EXIT_SCRIPT;
     if (rc) {
         fprintf(stderr, "tide: %s%s\n", rc == EXIT_SCRIPT ? "scenario failed to load: " : "", err);
         return rc;
@@ -430,28 +435,13 @@ static int run_setup(struct session *s, int ctx_idx, const char **json, size_t *
     return 0;
 }
 
-static double wall_clock(void)
+/* Where the run's messages go for `tide run`: stderr, a line each. */
+static void to_stderr(void *ud, enum sink_kind kind, const char *text)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    (void)ud, (void)kind;
+    fprintf(stderr, "tide: %s\n", text);
 }
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static bool all_done(struct engine *eng, unsigned n)
-{
-    for (unsigned i = 0; i < n; i++)
-        if (!atomic_load(&eng[i].done))
-            return false;
-    return true;
-}
-
-/* Waits for the engines, turning Ctrl-C into stop levels (1: finish, 2: cut). */
 /* What the progress line counts towards: seconds, or iterations when every
  * scenario is bounded by iterations. */
 static void plan_progress(const struct session *s, struct progress *pr)
@@ -473,32 +463,30 @@ static void plan_progress(const struct session *s, struct progress *pr)
 }
 
 /* abort_on_fail: evaluate the aborting thresholds on the threads' latest copies. */
-static void check_abort(struct session *s, struct run *run, double elapsed)
+static void check_abort(struct session *s, struct runner *r, double elapsed)
 {
-    struct metrics *m = points_merged_snapshots(run->points);
+    struct metrics *m = runner_snapshot(r);
     if (m && report_abort_check(s->L, s->mod, m, elapsed, s->aborted, sizeof s->aborted)) {
         fprintf(stderr, "\ntide: threshold %s failed: aborting the run\n", s->aborted);
-        atomic_store(&run->stop_level, 2);
+        runner_stop(r, 2);
     }
     metrics_free(m);
 }
 
-static void supervise(struct session *s, struct run *run, struct engine *eng, unsigned n)
+/* Watches the load to its end: the progress line, abort_on_fail thresholds,
+ * and Ctrl-C turned into stop levels (1: finish, 2: cut). */
+static void watch_load(struct session *s, struct runner *r, bool snapshots)
 {
     double next_abort_check = 1;
     int seen = 0;
     struct progress pr;
     plan_progress(s, &pr);
-    while (!all_done(eng, n)) {
-        sleep_ms(20);
-        points_collect(run->points);
-        double elapsed = (double)(clock_now_ns() - run->start_ns) / 1e9;
-        progress_show(&pr, run->points, elapsed, false);
-        if (run->snapshots && !s->aborted[0] && elapsed >= next_abort_check) {
+    while (!runner_wait(r, 20)) {
+        double elapsed = runner_elapsed(r);
+        progress_show(&pr, runner_points(r), elapsed, false);
+        if (snapshots && !s->aborted[0] && elapsed >= next_abort_check) {
             next_abort_check = elapsed + 1;
-            check_abort(s, run, elapsed);
-            for (unsigned i = 0; s->aborted[0] && i < n; i++)
-                engine_poke(&eng[i]);
+            check_abort(s, r, elapsed);
         }
         int now = s->sig->interrupts();
         if (now == seen)
@@ -507,72 +495,33 @@ static void supervise(struct session *s, struct run *run, struct engine *eng, un
         if (seen == 1)
             fprintf(stderr, "\ntide: stopping: running iterations get their graceful_stop "
                             "(%gs) to finish (Ctrl-C again to stop now)\n", s->opt.scen[0].graceful_stop);
-        atomic_store(&run->stop_level, seen >= 2 ? 2 : 1);
-        for (unsigned i = 0; i < n; i++)
-            engine_poke(&eng[i]);
+        runner_stop(r, seen >= 2 ? 2 : 1);
     }
-    progress_show(&pr, run->points, 0, true);
+    progress_show(&pr, runner_points(r), 0, true);
     s->interrupted = seen;
 }
 
-static int start_engines(struct run *run, struct engine *eng, unsigned n)
+/* The load itself, on the run API: its metrics merged into results. */
+static int run_load_phase(struct session *s, const char *json, size_t json_len, char **env,
+                          struct metrics *results)
 {
-    unsigned spawned = 0;
-    pthread_barrier_init(&run->barrier, NULL, n + 1);
-    while (spawned < n && engine_spawn(&eng[spawned]))
-        spawned++;
-    if (spawned < n) { /* the barrier counts on all of them: fail before waiting */
-        fprintf(stderr, "tide: cannot start engine thread %u\n", spawned);
-        exit(EXIT_SCRIPT);
-    }
-    pthread_barrier_wait(&run->barrier);
-    int rc = 0;
-    if (atomic_load(&run->failed_threads)) {
-        for (unsigned i = 0; i < n; i++)
-            if (eng[i].error[0]) {
-                fprintf(stderr, "tide: engine thread %u: %s\n", i, eng[i].error);
-                break;
-            }
-        rc = EXIT_SCRIPT;
-    }
-    run->start_ns = clock_now_ns();
-    pthread_barrier_wait(&run->barrier);
-    return rc;
-}
-
-static int run_load(struct session *s, const char *json, size_t json_len, char **env,
-                    struct metrics *results)
-{
-    unsigned n = s->opt.threads;
-    struct run run = {.opt = &s->opt, .scenario_path = s->path, .setup_json = json,
-                      .setup_json_len = json_len, .env = env, .threads = n, .points = &s->points,
-                      .snapshots = report_can_abort(s->L, s->mod, s->ctx.metrics), .once = s->ctx.once};
-    if (!points_init(&s->points, n))
+    bool snapshots = report_can_abort(s->L, s->mod, s->ctx.metrics);
+    struct run_plan plan = {.opt = &s->opt, .source = &s->source, .setup_json = json,
+                            .setup_json_len = json_len, .env = env, .once = s->ctx.once,
+                            .snapshots = snapshots};
+    char err[4096];
+    s->runner = runner_start(&plan, &s->sink, err, sizeof err);
+    if (!s->runner) {
+        fprintf(stderr, "tide: %s\n", err);
         return EXIT_SCRIPT;
-    struct engine *eng = calloc(n, sizeof *eng);
-    if (!eng)
-        return EXIT_SCRIPT;
-    for (unsigned i = 0; i < n; i++) {
-        eng[i].run = &run;
-        eng[i].index = i;
     }
-    s->started = wall_clock();
-    int rc = start_engines(&run, eng, n);
-    if (rc == 0)
-        supervise(s, &run, eng, n);
-    for (unsigned i = 0; i < n; i++)
-        engine_join(&eng[i]);
-    s->elapsed = (double)(clock_now_ns() - run.start_ns) / 1e9;
-    s->finished = wall_clock();
-    points_collect(&s->points);
-    for (unsigned i = 0; i < n; i++) {
-        if (eng[i].started && !metrics_merge(results, eng[i].ctx.metrics))
-            rc = EXIT_SCRIPT;
-        engine_free(&eng[i]);
-    }
-    pthread_barrier_destroy(&run.barrier);
-    free(eng);
-    return rc;
+    watch_load(s, s->runner, snapshots);
+    struct run_result res;
+    bool ok = runner_finish(s->runner, results, &res);
+    s->started = res.started;
+    s->finished = res.finished;
+    s->elapsed = res.elapsed;
+    return ok ? 0 : EXIT_SCRIPT;
 }
 
 /* --run-id, else $GITHUB_RUN_ID, else a UTC timestamp and a random tail. */
@@ -622,7 +571,7 @@ static int run_session(struct session *s, int argc, char **argv)
         return s->sig->interrupts() ? EXIT_INTERRUPTED : rc;
     }
     struct metrics *results = metrics_new();
-    int load_rc = results ? run_load(s, json, json_len, env, results) : EXIT_SCRIPT;
+    int load_rc = results ? run_load_phase(s, json, json_len, env, results) : EXIT_SCRIPT;
     free(env);
     lua_getfield(s->L, s->mod, "teardown");
     bool has_teardown = !lua_isnil(s->L, -1);
@@ -635,7 +584,8 @@ static int run_session(struct session *s, int argc, char **argv)
         teardown_ok = false;
     int status = s->interrupted ? EXIT_INTERRUPTED : load_rc ? load_rc : !teardown_ok ? EXIT_SCRIPT : 0;
     struct report_in in = {.run_id = s->cli.out.run_id, .started = s->started, .finished = s->finished,
-                           .status = status, .path = s->path, .opt = &s->opt, .points = &s->points,
+                           .status = status, .path = s->path, .opt = &s->opt,
+                           .points = s->runner ? runner_points(s->runner) : &s->no_points,
                            .results = results, .elapsed = s->elapsed, .interrupted = s->interrupted > 0,
                            .aborted = s->aborted[0] ? s->aborted : NULL};
     int store = EXIT_STORE;
@@ -652,9 +602,12 @@ int cmd_run(int argc, char **argv, const struct signals *sig)
         return EXIT_SCRIPT;
     s->sig = sig;
     s->cli.progress_every = 10;
-    int rc = run_session(s, argc, argv);
-    if (s->points.total)
-        points_free(&s->points);
+    s->sink = (struct sink){.message = to_stderr};
+    int rc = points_init(&s->no_points, 1) ? run_session(s, argc, argv) : EXIT_SCRIPT;
+    runner_free(s->runner);
+    if (s->no_points.total)
+        points_free(&s->no_points);
+    scenario_source_free(&s->source);
     if (s->L) {
         once_free(s->ctx.once);
         tctx_close(&s->ctx);

@@ -2,6 +2,7 @@
 #include "embedded.h"
 #include "guard.h"
 
+#include <errno.h>
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,17 +49,66 @@ int scenario_traceback(lua_State *L)
     return 1;
 }
 
-static int load_chunk(lua_State *L, const char *path)
+/* A file's whole text, malloc'd; NULL (errno set) when unreadable. */
+static char *read_file(const char *path, size_t *len)
 {
-    if (strncmp(path, "builtin:", 8) != 0)
-        return luaL_loadfile(L, path);
-    char key[256];
-    snprintf(key, sizeof key, "scenario:%s", path + 8);
-    const struct embedded_file *f = embedded_find(key);
-    lua_pushfstring(L, "@%s", f->path);
-    int rc = luaL_loadbuffer(L, f->src, f->len, lua_tostring(L, -1));
-    lua_remove(L, -2);
-    return rc;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *text = NULL;
+    size_t cap = 0, n = 0;
+    for (;;) {
+        if (n + 4096 > cap) {
+            char *more = realloc(text, cap = cap ? cap * 2 : 65536);
+            if (!more)
+                break;
+            text = more;
+        }
+        size_t got = fread(text + n, 1, cap - n, f);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    bool ok = text && !ferror(f) && feof(f);
+    fclose(f);
+    if (!ok) {
+        free(text);
+        return NULL;
+    }
+    *len = n;
+    return text;
+}
+
+bool scenario_read(const char *path, struct scenario_source *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (strncmp(path, "builtin:", 8) == 0) {
+        char key[256];
+        snprintf(key, sizeof key, "scenario:%s", path + 8);
+        const struct embedded_file *f = embedded_find(key);
+        if (!f) {
+            snprintf(err, errlen, "%s: no such built-in scenario", path);
+            return false;
+        }
+        snprintf(out->chunkname, sizeof out->chunkname, "@%s", f->path);
+        out->text = f->src;
+        out->len = f->len;
+        return true;
+    }
+    char *text = read_file(path, &out->len);
+    if (!text) {
+        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        return false;
+    }
+    snprintf(out->chunkname, sizeof out->chunkname, "@%s", path);
+    out->text = out->owned = text;
+    return true;
+}
+
+void scenario_source_free(struct scenario_source *src)
+{
+    free(src->owned);
+    memset(src, 0, sizeof *src);
 }
 
 static int shape_error(char *err, size_t errlen, const char *path, const char *what)
@@ -84,11 +134,44 @@ static const char *bad_field(lua_State *L, int mod)
     return NULL;
 }
 
-int scenario_load(lua_State *L, const char *path, char *err, size_t errlen)
+/* Hands Lua the text as luaL_loadfile would read the file: a UTF-8 BOM
+ * and a first line starting with '#' (a shebang) skipped, its newline kept
+ * so that line numbers stay true. */
+struct chunk_reader {
+    const char *text;
+    size_t len;
+    int step;
+};
+
+static const char *read_chunk(lua_State *L, void *ud, size_t *size)
 {
+    (void)L;
+    struct chunk_reader *r = ud;
+    if (r->step++ == 0) {
+        if (r->len >= 3 && memcmp(r->text, "\xEF\xBB\xBF", 3) == 0) {
+            r->text += 3;
+            r->len -= 3;
+        }
+        if (r->len && r->text[0] == '#') {
+            const char *nl = memchr(r->text, '\n', r->len);
+            size_t skip = nl ? (size_t)(nl - r->text) : r->len;
+            r->text += skip;
+            r->len -= skip;
+        }
+    }
+    *size = r->len;
+    r->len = 0;
+    return *size ? r->text : NULL;
+}
+
+int scenario_run_source(lua_State *L, const struct scenario_source *src, char *err, size_t errlen)
+{
+    const char *path = src->chunkname + 1;
     lua_pushcfunction(L, scenario_traceback);
     int h = lua_gettop(L);
-    if (load_chunk(L, path) != LUA_OK || guard_pcall(L, 0, 1, h) != LUA_OK) {
+    struct chunk_reader reader = {src->text, src->len, 0};
+    if (lua_load(L, read_chunk, &reader, src->chunkname, "t") != LUA_OK ||
+        guard_pcall(L, 0, 1, h) != LUA_OK) {
         snprintf(err, errlen, "%s", lua_tostring(L, -1));
         lua_settop(L, h - 1);
         return 3;
@@ -108,4 +191,14 @@ int scenario_load(lua_State *L, const char *path, char *err, size_t errlen)
         return rc;
     }
     return 0;
+}
+
+int scenario_load(lua_State *L, const char *path, char *err, size_t errlen)
+{
+    struct scenario_source src;
+    if (!scenario_read(path, &src, err, errlen))
+        return 3;
+    int rc = scenario_run_source(L, &src, err, errlen);
+    scenario_source_free(&src);
+    return rc;
 }

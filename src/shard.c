@@ -12,7 +12,7 @@ struct shard {
     struct timer timer;
 };
 
-static void check_done(struct shard *s)
+static void collect_finished(struct shard *s)
 {
     CURLMsg *m;
     int left;
@@ -38,7 +38,7 @@ static void on_socket_event(void *ud, int fd, uint32_t events)
     if (events & EPOLLERR)
         mask |= CURL_CSELECT_ERR;
     curl_multi_socket_action(s->multi, fd, mask, &running);
-    check_done(s);
+    collect_finished(s);
 }
 
 static void on_timer(struct timer *t)
@@ -46,7 +46,7 @@ static void on_timer(struct timer *t)
     struct shard *s = (struct shard *)((char *)t - offsetof(struct shard, timer));
     int running;
     curl_multi_socket_action(s->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_done(s);
+    collect_finished(s);
 }
 
 static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *ud, void *sockp)
