@@ -377,9 +377,22 @@ static int l_gc(lua_State *L)
     return 0;
 }
 
+/* h:free(): gives the buckets back now. The collector sees only the box, so
+ * code that makes thousands of histograms frees each when done with it. */
+static int l_free(lua_State *L)
+{
+    hist_box *box = luaL_checkudata(L, 1, HIST_MT);
+    hist_free(*box);
+    *box = NULL;
+    return 0;
+}
+
 static int l_tostring(lua_State *L)
 {
-    struct hist *h = hist_lua_check(L, 1);
+    hist_box *box = luaL_checkudata(L, 1, HIST_MT);
+    if (!*box)
+        return lua_pushliteral(L, "tide.hist: freed"), 1;
+    struct hist *h = *box;
     lua_pushfstring(L, "tide.hist: count=%I min=%I p50=%f p99=%f max=%I",
                     (lua_Integer)hist_count(h), (lua_Integer)hist_min(h),
                     (lua_Number)hist_percentile(h, 50), (lua_Number)hist_percentile(h, 99),
@@ -392,7 +405,7 @@ static const luaL_Reg methods[] = {
     { "max", l_max },       { "mean", l_mean },     { "stdev", l_stdev },
     { "sum", l_sum },       { "percentile", l_percentile },
     { "merge", l_merge },   { "encode", l_encode }, { "clone", l_clone },
-    { NULL, NULL },
+    { "free", l_free },     { NULL, NULL },
 };
 
 static const luaL_Reg metamethods[] = {

@@ -47,6 +47,7 @@ struct options {
     bool named;                 /* options.scenarios was used */
     unsigned threads;           /* 0 = one per core */
     size_t max_body;
+    size_t max_names;           /* distinct request names with a series of their own */
     char target[2048];
 };
 

@@ -68,6 +68,7 @@ void run_usage(void)
            "  --env KEY=VALUE      seen in ctx.env / vu.env (repeatable; the process\n"
            "                       environment is there too)\n"
            "  --max-body SIZE      keep at most SIZE of each response body (64MB)\n"
+           "  --max-names N        request names with their own series; the rest: (other) (10000)\n"
            "  --out json=FILE      write the results (k6 summary shape + histograms + points)\n"
            "  --out csv=FILE       one row per metric and aggregate per second\n"
            "  --out html=FILE      a self-contained HTML report with charts\n"
@@ -163,8 +164,8 @@ static const char *option_value(int argc, char **argv, int *i, char *key, size_t
 }
 
 static const char *const run_flags[] = {"vus", "duration", "iterations", "executor", "threads",
-                                        "target", "graceful-stop", "max-body", "progress", "run-id",
-                                        NULL};
+                                        "target", "graceful-stop", "max-body", "max-names", "progress",
+                                        "run-id", NULL};
 /* Flags of `tide run` itself, not scenario options. */
 static bool run_own_flag(const char *key)
 {
@@ -184,7 +185,7 @@ static int parse_flag(struct session *s, int argc, char **argv, int *i)
         known = strcmp(key, run_flags[k]) == 0;
     if (!known)
         return usage_error("unknown option '%s' (valid: --vus --duration --iterations --executor "
-                           "--graceful-stop --threads --target --env --max-body --out --progress "
+                           "--graceful-stop --threads --target --env --max-body --max-names --out --progress "
                            "--run-id --quiet)", flag);
     if (!v)
         return usage_error("--%s needs a value", key);
@@ -308,6 +309,7 @@ static int read_options(struct session *s, int argc, char **argv)
     if (!options_finish(&s->opt, (unsigned)sysconf(_SC_NPROCESSORS_ONLN), err))
         return usage_error("%s", err);
     s->ctx.max_body = s->opt.max_body;
+    once_limit_names(s->ctx.once, s->opt.max_names);
     return 0;
 }
 
