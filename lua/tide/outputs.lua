@@ -14,7 +14,7 @@ local function write_file(path, data)
 end
 
 function M.encode(doc)
-  return json.encode(doc) .. "\n"
+  return require("tide.results").encode(doc) .. "\n"
 end
 
 -- One row per metric and aggregate per second of the load.

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from conftest import TIDE
+from pg_server import PgServer
 
 # Every user of a run asks for NAMES distinct names, each in its own order,
 # so that each name is seen by several users on several engine threads.
@@ -89,3 +90,122 @@ def test_max_names_from_the_scenario_and_bad_values(run_tide, nginx):
         res = run_tide(SPREAD_NAMES, "--target", nginx.url, "--max-names", bad, env={"NAMES": "5"})
         assert res.rc == 2, str(res)
         assert "--max-names" in res.stderr and bad in res.stderr, res.stderr
+
+
+# ------------------------------------------------------------ tide db import
+
+
+@pytest.fixture(scope="module")
+def pg(request):
+    server = PgServer()
+    request.addfinalizer(server.cleanup)
+    try:
+        server.start()
+    except RuntimeError as e:
+        pytest.fail(f"could not start PostgreSQL: {e}", pytrace=False)
+    return server
+
+
+@pytest.fixture
+def dsn(pg, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    return pg.fresh_db()
+
+
+SMALL_RUN = """
+local http = require "tide.http"
+return {
+  options = { executor = "shared-iterations", vus = 4, iterations = 200, threads = 1 },
+  run = function(vu)
+    http.get(vu.target .. "/", { name = "page" .. (vu.iteration % 3) })
+    http.get(vu.target .. "/missing", { name = "missing" })
+  end,
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def small_doc(tmp_path_factory, nginx):
+    """A real results document (4 names, 404s among them) as parsed JSON."""
+    from conftest import Tide
+    res = Tide(tmp_path_factory.mktemp("small")).run(SMALL_RUN, "--target", nginx.url, "--quiet")
+    assert res.rc == 0, str(res)
+    return res.json
+
+
+def tide_cmd(tide, *args, timeout=60):
+    return tide.exec([TIDE, *map(str, args)], timeout=timeout)
+
+
+def bad_copies(doc):
+    """(file name, document, the key and value the rejection must name)."""
+    def copy(run_id):
+        d = json.loads(json.dumps(doc))
+        d["run_id"] = run_id
+        return d
+    huge = copy("huge-count")
+    huge["metrics"]["http_reqs"]["values"]["count"] = 1e308
+    negative = copy("negative-count")
+    negative["metrics"]["http_reqs{name:missing}"]["values"]["count"] = -5
+    fraction = copy("fractional-count")
+    fraction["failures"][0]["count"] = 2.5
+    nan = copy("nan-point")
+    nan["points"][0]["p95"] = float("nan")
+    no_id = copy("x")
+    del no_id["run_id"]
+    bad_time = copy("bad-time")
+    bad_time["started"] = "yesterday"
+    big_vus = copy("big-vus")
+    big_vus["tide"]["scenarios"][0]["vus"] = 1e12
+    odd = copy("odd-slots")
+    odd["metrics"]["http_req_duration"]["histogram"]["slots"].pop()
+    return [
+        ("huge.json", huge, ["metrics.http_reqs.values.count", "1e+308"]),
+        ("negative.json", negative, ["metrics.http_reqs{name:missing}.values.count", "-5"]),
+        ("fraction.json", fraction, ["failures[1].count", "2.5"]),
+        ("nan.json", nan, ["points[1].p95", "nan"]),
+        ("no-id.json", no_id, ["run_id", "nil"]),
+        ("bad-time.json", bad_time, ["started", "yesterday"]),
+        ("big-vus.json", big_vus, ["tide.scenarios[1].vus", "1000000000000"]),
+        ("odd-slots.json", odd, ["http_req_duration", "odd length"]),
+    ]
+
+
+def test_db_import_rejects_bad_documents_naming_key_and_value(tide, dsn, small_doc):
+    for name, doc, says in bad_copies(small_doc):
+        path = tide.tmp / name
+        path.write_text(json.dumps(doc))  # NaN as NaN: cjson reads it
+        res = tide_cmd(tide, "db", "import", dsn, path)
+        assert res.rc == 2, f"tide db import {name}: expected exit 2\n{res}"
+        for s in says:
+            assert s in res.stderr, f"tide db import {name}: message lacks {s!r}\n{res}"
+    listed = tide_cmd(tide, "db", "runs", dsn)
+    assert listed.rc in (0, 2), str(listed)  # no schema yet, or empty
+    assert "huge-count" not in listed.stdout, str(listed)
+    good = tide.tmp / "good.json"
+    good.write_text(json.dumps(dict(small_doc, run_id="good-run")))
+    res = tide_cmd(tide, "db", "import", dsn, good)
+    assert res.rc == 0 and "stored run good-run" in res.stdout, str(res)
+
+
+def test_db_runs_lists_a_bad_row_already_stored_flagged(tide, dsn, small_doc):
+    """Rows stored before imports were checked (or edited by hand) are shown
+    and flagged; the listing never fails because of one of them."""
+    for run_id in ("fine", "huge", "text", "beyond-float8"):
+        path = tide.tmp / f"{run_id}.json"
+        path.write_text(json.dumps(dict(small_doc, run_id=run_id)))
+        res = tide_cmd(tide, "db", "import", dsn, path)
+        assert res.rc == 0, str(res)
+    for run_id, value in (("huge", "1e308"), ("text", '"lots"'), ("beyond-float8", "1e400")):
+        PgServer.query(dsn, """UPDATE tide.metrics SET "values" = jsonb_set("values", '{count}', %s::jsonb)
+                               WHERE run_id = %s AND key = 'http_reqs'""", (value, run_id))
+    PgServer.query(dsn, """UPDATE tide.metrics SET "values" = jsonb_set("values", '{p(95)}', '-1')
+                           WHERE run_id = 'fine' AND key = 'http_req_duration'""")
+    res = tide_cmd(tide, "db", "runs", dsn)
+    assert res.rc == 0, str(res)
+    rows = {line.split()[0]: line for line in res.stdout.splitlines()[1:] if line.strip()}
+    assert set(rows) == {"fine", "huge", "text", "beyond-float8"}, res.stdout
+    assert "✗ bad reqs" in rows["huge"] and "1e+308" in rows["huge"], res.stdout
+    assert "✗ bad reqs" in rows["text"] and "lots" in rows["text"], res.stdout
+    assert "✗ bad reqs" in rows["beyond-float8"] and "10000000000000000..." in rows["beyond-float8"], res.stdout
+    assert "✗ bad p95" in rows["fine"] and "400" in rows["fine"], res.stdout
