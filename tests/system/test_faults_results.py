@@ -209,3 +209,84 @@ def test_db_runs_lists_a_bad_row_already_stored_flagged(tide, dsn, small_doc):
     assert "✗ bad reqs" in rows["text"] and "lots" in rows["text"], res.stdout
     assert "✗ bad reqs" in rows["beyond-float8"] and "10000000000000000..." in rows["beyond-float8"], res.stdout
     assert "✗ bad p95" in rows["fine"] and "400" in rows["fine"], res.stdout
+
+
+# ------------------------------------------------------- tide report, big files
+
+
+def _slot_index(us):
+    shift = max(us | 1024, 1).bit_length() - 11
+    return (shift << 10) + (us >> shift)
+
+
+def _histogram(rng, samples, median_us):
+    values = [max(1, int(rng.lognormvariate(0, 1.0) * median_us)) for _ in range(samples)]
+    slots = {}
+    for v in values:
+        slots[_slot_index(v)] = slots.get(_slot_index(v), 0) + 1
+    flat = [x for i in sorted(slots) for x in (i, slots[i])]
+    return {"unit": "us", "count": samples, "min": min(values), "max": max(values), "sum": sum(values),
+            "sumsq": float(sum(v * v for v in values)), "clamped": 0, "slots": flat}
+
+
+def big_document(doc, names, seconds, seed=7):
+    """doc with `names` request names like its page1 (wide latency histograms
+    of a few hundred slots each) and `seconds` per-second points."""
+    import random
+    rng = random.Random(seed)
+    pool = [_histogram(rng, 300, 2000) for _ in range(32)]
+    per_name = {k.split("{")[0]: v for k, v in doc["metrics"].items() if k.endswith("{name:page1}")}
+    metrics = {k: v for k, v in doc["metrics"].items() if "{name:" not in k}
+    for i in range(names):
+        for base, m in per_name.items():
+            m = dict(m)
+            if base in ("http_req_duration", "http_req_waiting"):
+                m["histogram"] = pool[rng.randrange(len(pool))]
+            metrics[f"{base}{{name:/api/items/{i}}}"] = m
+    points = [dict(doc["points"][0], t=t) for t in range(seconds)]
+    return dict(doc, metrics=metrics, points=points)
+
+
+# Runs a command and prints its peak RSS in KB: a process of its own, so no
+# other child of the test run counts.
+PEAK_RSS = ("import resource, subprocess, sys\n"
+            "p = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.PIPE)\n"
+            "sys.stderr.write(p.stderr.decode(errors='replace'))\n"
+            "print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, len(p.stdout))\n")
+
+
+def test_report_of_a_big_file_stays_within_three_times_its_size(tide, small_doc):
+    """A 225 MB file took 1.9 GB (ours, 214 MB: 9.4 GB and 37 s)."""
+    path = tide.tmp / "big.json"
+    path.write_text(json.dumps(big_document(small_doc, names=4500, seconds=3600), separators=(",", ":")))
+    size_kb = path.stat().st_size / 1024
+    assert 20_000 < size_kb < 30_000, size_kb
+    small = tide.tmp / "small.json"
+    small.write_text(json.dumps(small_doc))
+
+    def peak(p):
+        res = tide.exec(["/usr/bin/python3", "-c", PEAK_RSS, TIDE, "report", p], timeout=60)
+        rc, peak_kb, out_len = map(int, res.stdout.split())
+        assert rc == 0, str(res)
+        return peak_kb, out_len
+    base_kb, _ = peak(small)  # the program itself: code, libraries, Lua
+    peak_kb, out_len = peak(path)
+    assert out_len > 4500 * 60, "the summary lacks its rows"
+    assert peak_kb - base_kb <= 3 * size_kb, \
+        f"tide report of {size_kb:.0f} KB took {peak_kb} KB at its peak ({base_kb} KB for a small file)"
+
+    # read packed, written back whole: --json gives the same histograms
+    doc = big_document(small_doc, names=50, seconds=10)
+    path = tide.tmp / "in.json"
+    path.write_text(json.dumps(doc, indent=1))  # slots over many lines, with spaces
+    out = tide.tmp / "out.json"
+    res = tide_cmd(tide, "report", path, "--json", out, "--html", tide.tmp / "out.html")
+    assert res.rc == 0, str(res)
+    again = json.loads(out.read_text())
+    for key, m in doc["metrics"].items():
+        if "histogram" in m:
+            assert again["metrics"][key]["histogram"] == m["histogram"], key
+    assert "/api/items/49" in res.stdout
+    assert "<svg" in (tide.tmp / "out.html").read_text()
+    merged = tide_cmd(tide, "report", path, path)
+    assert merged.rc == 0, str(merged)
