@@ -272,7 +272,9 @@ def test_report_of_a_big_file_stays_within_three_times_its_size(tide, small_doc)
     base_kb, _ = peak(small)  # the program itself: code, libraries, Lua
     peak_kb, out_len = peak(path)
     assert out_len > 4500 * 60, "the summary lacks its rows"
-    assert peak_kb - base_kb <= 3 * size_kb, \
+    # AddressSanitizer keeps freed memory in quarantine and pads the rest
+    asan = b"__asan_init" in open(TIDE, "rb").read()
+    assert asan or peak_kb - base_kb <= 3 * size_kb, \
         f"tide report of {size_kb:.0f} KB took {peak_kb} KB at its peak ({base_kb} KB for a small file)"
 
     # read packed, written back whole: --json gives the same histograms
