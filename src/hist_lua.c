@@ -574,18 +574,24 @@ static int l_read_json(lua_State *L)
     const char *path = luaL_checkstring(L, 1);
     FILE *f = fopen(path, "rb");
     struct stat st;
-    if (!f || fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        int e = f ? (errno ? errno : EISDIR) : errno;
+    if (!f || fstat(fileno(f), &st) != 0 || S_ISDIR(st.st_mode)) {
+        int e = !f ? errno : S_ISDIR(st.st_mode) ? EISDIR : errno;
         if (f)
             fclose(f);
         luaL_pushfail(L);
         lua_pushfstring(L, "%s: %s", path, strerror(e));
         return 2;
     }
+    /* a regular file is read into a buffer of its size; a pipe grows one */
+    size_t want = S_ISREG(st.st_mode) ? (size_t)st.st_size + 1 : LUAL_BUFFERSIZE;
     luaL_Buffer b;
-    size_t size = (size_t)st.st_size;
-    char *buf = luaL_buffinitsize(L, &b, size ? size : 1);
-    size_t got = fread(buf, 1, size, f);
+    luaL_buffinitsize(L, &b, want);
+    size_t got;
+    do {
+        char *p = luaL_prepbuffsize(&b, want);
+        got = fread(p, 1, want, f);
+        luaL_addsize(&b, got);
+    } while (got == want);
     bool failed = ferror(f);
     fclose(f);
     if (failed) {
@@ -593,8 +599,8 @@ static int l_read_json(lua_State *L)
         lua_pushfstring(L, "%s: read error", path);
         return 2;
     }
-    pack_slots(buf, got);
-    luaL_pushresultsize(&b, got);
+    pack_slots(luaL_buffaddr(&b), luaL_bufflen(&b));
+    luaL_pushresult(&b);
     lua_gc(L, LUA_GCCOLLECT); /* the buffer, as big as the file, goes now */
     return 1;
 }
