@@ -1,7 +1,6 @@
 -- Where results go (--out): JSON, CSV, HTML files and PostgreSQL. Nothing is
 -- lost: when the database cannot take them, the whole document goes to
 -- tide-results-<run_id>.json in the working directory instead.
-local json = require "cjson"
 
 local M = {}
 
