@@ -1,9 +1,13 @@
 #include "hist_lua.h"
 
 #include <lauxlib.h>
+#include <errno.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "hist.h"
 
@@ -136,6 +140,33 @@ static const char *read_header(lua_State *L, int t, struct header *hd)
     return NULL;
 }
 
+/* What reading the slots found: their total and the extreme non-empty
+ * indexes (UINT64_MAX/0 when there are none). */
+struct slot_reader {
+    uint64_t prev, total, first, last;
+    lua_Integer n;
+};
+
+/* One index, count pair, into h (NULL: only checked). */
+static const char *take_slot(struct hist *h, struct slot_reader *r, uint64_t index, uint64_t count)
+{
+    if (index >= hist_slots())
+        return "slot index out of range";
+    if (r->n > 0 && index <= r->prev)
+        return "slot indexes must be strictly ascending";
+    if (__builtin_add_overflow(r->total, count, &r->total))
+        return "slot counts overflow";
+    if (h && !hist_add_slot(h, (uint32_t)index, count))
+        return "out of memory";
+    if (count && r->first == UINT64_MAX)
+        r->first = index;
+    if (count)
+        r->last = index;
+    r->prev = index;
+    r->n++;
+    return NULL;
+}
+
 /* Reads the pair at slots[2k-1], slots[2k]; slots table is at the top. */
 static bool read_pair(lua_State *L, lua_Integer k, uint64_t *index, uint64_t *count)
 {
@@ -146,57 +177,121 @@ static bool read_pair(lua_State *L, lua_Integer k, uint64_t *index, uint64_t *co
     return ok;
 }
 
-/* Fills h from the slots table at the top; *first and *last get the extreme
- * non-empty indexes (UINT64_MAX/0 when there are none). */
-static const char *read_slots(lua_State *L, struct hist *h, uint64_t *first, uint64_t *last)
+static const char *read_slot_table(lua_State *L, struct hist *h, struct slot_reader *r)
 {
     lua_Integer npairs = (lua_Integer)(lua_rawlen(L, -1) / 2);
     if (lua_rawlen(L, -1) % 2)
         return "slots must hold index, count pairs (odd length: truncated?)";
-    uint64_t prev = 0, total = 0, index, count;
-    *first = UINT64_MAX;
-    *last = 0;
+    uint64_t index, count;
     for (lua_Integer k = 1; k <= npairs; k++) {
         if (!read_pair(L, k, &index, &count))
             return "slots entries must be non-negative integers";
-        if (index >= hist_slots())
-            return "slot index out of range";
-        if (k > 1 && index <= prev)
-            return "slot indexes must be strictly ascending";
-        if (__builtin_add_overflow(total, count, &total))
-            return "slot counts overflow";
-        if (!hist_add_slot(h, (uint32_t)index, count))
-            return "out of memory";
-        if (count && *first == UINT64_MAX)
-            *first = index;
-        if (count)
-            *last = index;
-        prev = index;
+        const char *err = take_slot(h, r, index, count);
+        if (err)
+            return err;
     }
     return NULL;
 }
 
-static const char *check_consistency(const struct header *hd, const struct hist *h,
-                                     uint64_t first, uint64_t last)
+/* A token of packed slots that is not plain digits: an integral float. */
+static bool packed_float(const char *s, const char *end, uint64_t *out)
 {
-    if (hist_count(h) != hd->count)
+    char tok[40];
+    size_t n = (size_t)(end - s);
+    if (n >= sizeof tok)
+        return false;
+    memcpy(tok, s, n);
+    tok[n] = '\0';
+    char *e;
+    double d = strtod(tok, &e);
+    if (*e || !(d >= 0 && d < 0x1p64 && d == floor(d)))
+        return false;
+    *out = (uint64_t)d;
+    return true;
+}
+
+/* The next number of packed slots ("12,3, 40,1") at *p: an integer, or an
+ * integral float as JSON may write it. False on anything else, or on a
+ * comma with nothing after it. */
+static bool packed_u64(const char **p, const char *end, uint64_t *out)
+{
+    const char *s = *p, *t;
+    while (s < end && *s == ' ')
+        s++;
+    uint64_t v = 0;
+    bool overflow = false;
+    for (t = s; t < end && *t >= '0' && *t <= '9'; t++)
+        overflow |= __builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, (uint64_t)(*t - '0'), &v);
+    if (t < end && *t != ',' && *t != ' ') {
+        while (t < end && *t != ',' && *t != ' ')
+            t++;
+        if (!packed_float(s, t, &v))
+            return false;
+    } else if (t == s || overflow) {
+        return false;
+    }
+    while (t < end && *t == ' ')
+        t++;
+    if (t < end && *t++ != ',')
+        return false;
+    *p = t;
+    *out = v;
+    return !(t == end && t[-1] == ',');
+}
+
+static const char *read_slot_string(const char *s, size_t len, struct hist *h, struct slot_reader *r)
+{
+    const char *p = s, *end = s + len;
+    while (p < end && *p == ' ')
+        p++;
+    uint64_t index, count;
+    while (p < end) {
+        if (!packed_u64(&p, end, &index))
+            return "slots entries must be non-negative integers";
+        if (p == end)
+            return "slots must hold index, count pairs (odd length: truncated?)";
+        if (!packed_u64(&p, end, &count))
+            return "slots entries must be non-negative integers";
+        const char *err = take_slot(h, r, index, count);
+        if (err)
+            return err;
+    }
+    return NULL;
+}
+
+/* Reads the slots at the top of the stack (a table, or the packed string of
+ * hist.read_json) into h, or only checks them when h is NULL. */
+static const char *read_slots(lua_State *L, struct hist *h, struct slot_reader *r)
+{
+    *r = (struct slot_reader){.first = UINT64_MAX};
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        size_t len;
+        const char *s = lua_tolstring(L, -1, &len);
+        return read_slot_string(s, len, h, r);
+    }
+    return read_slot_table(L, h, r);
+}
+
+static const char *check_consistency(const struct header *hd, const struct slot_reader *r)
+{
+    if (r->total != hd->count)
         return "slot counts do not sum to count";
     if (hd->clamped > hd->count || (hd->clamped && hd->max != HIST_MAX_US))
         return "clamped inconsistent with count/max";
     if (hd->count && (hd->min > hd->max || hd->max > HIST_MAX_US))
         return "min/max out of range";
-    if (hd->count && (hist_slot_of(hd->min) != first || hist_slot_of(hd->max) != last))
+    if (hd->count && (hist_slot_of(hd->min) != r->first || hist_slot_of(hd->max) != r->last))
         return "min/max do not match the first/last slots";
     return NULL;
 }
 
 static const char *decode_into(lua_State *L, struct hist *h, const struct header *hd)
 {
-    uint64_t first, last;
-    const char *err = read_slots(L, h, &first, &last);
+    struct slot_reader r;
+    const char *err = read_slots(L, h, &r);
     if (!err)
-        err = check_consistency(hd, h, first, last);
-    if (!err && hd->count) {
+        err = check_consistency(hd, &r);
+    if (!err && h && hd->count) {
         hist_set_stats(h, hd->min, hd->max, hd->sum, hd->sumsq);
         hist_set_clamped(h, hd->clamped);
     }
@@ -213,7 +308,8 @@ static const char *read_input(lua_State *L, int t, struct header *hd)
     const char *err = read_header(L, t, hd);
     if (err)
         return err;
-    if (raw_field(L, t, "slots") != LUA_TTABLE)
+    int slots = raw_field(L, t, "slots");
+    if (slots != LUA_TTABLE && slots != LUA_TSTRING)
         return "slots must be a table";
     return NULL;
 }
@@ -377,9 +473,22 @@ static int l_gc(lua_State *L)
     return 0;
 }
 
+/* h:free(): gives the buckets back now. The collector sees only the box, so
+ * code that makes thousands of histograms frees each when done with it. */
+static int l_free(lua_State *L)
+{
+    hist_box *box = luaL_checkudata(L, 1, HIST_MT);
+    hist_free(*box);
+    *box = NULL;
+    return 0;
+}
+
 static int l_tostring(lua_State *L)
 {
-    struct hist *h = hist_lua_check(L, 1);
+    hist_box *box = luaL_checkudata(L, 1, HIST_MT);
+    if (!*box)
+        return lua_pushliteral(L, "tide.hist: freed"), 1;
+    struct hist *h = *box;
     lua_pushfstring(L, "tide.hist: count=%I min=%I p50=%f p99=%f max=%I",
                     (lua_Integer)hist_count(h), (lua_Integer)hist_min(h),
                     (lua_Number)hist_percentile(h, 50), (lua_Number)hist_percentile(h, 99),
@@ -392,8 +501,109 @@ static const luaL_Reg methods[] = {
     { "max", l_max },       { "mean", l_mean },     { "stdev", l_stdev },
     { "sum", l_sum },       { "percentile", l_percentile },
     { "merge", l_merge },   { "encode", l_encode }, { "clone", l_clone },
-    { NULL, NULL },
+    { "free", l_free },     { NULL, NULL },
 };
+
+/* hist.check(tbl): true, or nil and what is wrong with the table form;
+ * nothing is allocated, so thousands of histograms check in little memory. */
+static int l_check(lua_State *L)
+{
+    int top = lua_gettop(L);
+    struct header hd;
+    const char *err = read_input(L, 1, &hd);
+    if (!err)
+        err = decode_into(L, NULL, &hd);
+    lua_settop(L, top);
+    if (!err)
+        return lua_pushboolean(L, 1), 1;
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+}
+
+/* In a JSON text, turns every array that is the value of a key "slots" and
+ * holds only numbers into a string of those numbers, in place: '[' and ']'
+ * become '"', white space inside becomes ' '. */
+static void pack_slots(char *s, size_t n)
+{
+    static bool allowed[256];
+    if (!allowed['0']) /* same values from any thread: a benign race */
+        for (const char *a = "0123456789,.eE+- \t\r\n"; *a; a++)
+            allowed[(unsigned char)*a] = true;
+    bool in_string = false, escaped = false, after_key = false;
+    size_t last_start = 0, last_len = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (in_string) {
+            if (escaped)
+                escaped = false;
+            else if (c == '\\')
+                escaped = true;
+            else if (c == '"')
+                in_string = false, last_len = i - last_start;
+            continue;
+        }
+        if (c == '"') {
+            in_string = true, last_start = i + 1, after_key = false;
+        } else if (c == ':') {
+            after_key = last_len == 5 && memcmp(s + last_start, "slots", 5) == 0;
+        } else if (c == '[' && after_key) {
+            size_t j = i + 1;
+            while (j < n && allowed[(unsigned char)s[j]])
+                j++;
+            if (j < n && s[j] == ']') {
+                s[i] = s[j] = '"';
+                for (size_t k = i + 1; k < j; k++)
+                    if (s[k] == '\t' || s[k] == '\r' || s[k] == '\n')
+                        s[k] = ' ';
+                i = j;
+            }
+            after_key = false;
+        } else if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
+            after_key = false;
+        }
+    }
+}
+
+/* hist.read_json(path): the file's text with every histogram's slots packed
+ * into a string (see pack_slots), which hist.decode and hist.check read:
+ * cjson makes a Lua table of numbers about three times the size of their
+ * text, a string the same size. Or nil and the reason. */
+static int l_read_json(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    if (!f || fstat(fileno(f), &st) != 0 || S_ISDIR(st.st_mode)) {
+        int e = !f ? errno : S_ISDIR(st.st_mode) ? EISDIR : errno;
+        if (f)
+            fclose(f);
+        luaL_pushfail(L);
+        lua_pushfstring(L, "%s: %s", path, strerror(e));
+        return 2;
+    }
+    /* a regular file is read into a buffer of its size; a pipe grows one */
+    size_t want = S_ISREG(st.st_mode) ? (size_t)st.st_size + 1 : LUAL_BUFFERSIZE;
+    luaL_Buffer b;
+    luaL_buffinitsize(L, &b, want);
+    size_t got;
+    do {
+        char *p = luaL_prepbuffsize(&b, want);
+        got = fread(p, 1, want, f);
+        luaL_addsize(&b, got);
+    } while (got == want);
+    bool failed = ferror(f);
+    fclose(f);
+    if (failed) {
+        luaL_pushfail(L);
+        lua_pushfstring(L, "%s: read error", path);
+        return 2;
+    }
+    pack_slots(luaL_buffaddr(&b), luaL_bufflen(&b));
+    luaL_pushresult(&b);
+    lua_gc(L, LUA_GCCOLLECT); /* the buffer, as big as the file, goes now */
+    return 1;
+}
 
 static const luaL_Reg metamethods[] = {
     { "__gc", l_gc },   { "__tostring", l_tostring },
@@ -440,7 +650,8 @@ static int l_decode(lua_State *L)
 int luaopen_tide_hist(lua_State *L)
 {
     static const luaL_Reg module[] = {
-        { "new", l_new }, { "decode", l_decode }, { NULL, NULL },
+        { "new", l_new }, { "decode", l_decode }, { "check", l_check },
+        { "read_json", l_read_json }, { NULL, NULL },
     };
     push_metatable(L);
     lua_pop(L, 1);

@@ -288,7 +288,7 @@ static int req_tagset(struct req *r, const char *err)
         memcpy(r->tagkey, key, n);
         r->tagkey_len = n;
     }
-    return r->tagset = metrics_tagset(r->ctx->metrics, key, n);
+    return r->tagset = metrics_tagset_named(r->ctx->metrics, r->ctx->once, key, n);
 }
 
 static double us_between(curl_off_t from, curl_off_t to)

@@ -2,6 +2,7 @@
 #include "hist.h"
 #include "hist_lua.h"
 #include "clock.h"
+#include "once.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -39,6 +40,8 @@ struct metrics {
     int *table;                 /* open addressing: tag set id + 1 */
     size_t table_cap;
 };
+
+static const char *next_pair(const char **p, const char *end, size_t *klen, size_t *len);
 
 static const struct { const char *name; enum metric_type t; enum metric_contains c; } builtin[] = {
     [M_HTTP_REQS] = {"http_reqs", METRIC_COUNTER, CONTAINS_DEFAULT},
@@ -172,11 +175,9 @@ static int tagset_insert(struct metrics *m, const char *key, size_t len, uint64_
     return (int)m->ntags++;
 }
 
-int metrics_tagset(struct metrics *m, const char *key, size_t len)
+/* The id of an interned key, or -1 with *slot where it would go. */
+static int tagset_find(const struct metrics *m, const char *key, size_t len, uint64_t h, size_t *slot)
 {
-    if ((m->ntags + 1) * 2 > m->table_cap && !table_grow(m))
-        return -1;
-    uint64_t h = hash_key(key, len);
     size_t j = h & (m->table_cap - 1);
     while (m->table[j]) {
         const struct tagset *t = &m->tags[m->table[j] - 1];
@@ -184,7 +185,62 @@ int metrics_tagset(struct metrics *m, const char *key, size_t len)
             return m->table[j] - 1;
         j = (j + 1) & (m->table_cap - 1);
     }
-    return tagset_insert(m, key, len, h, j);
+    *slot = j;
+    return -1;
+}
+
+int metrics_tagset(struct metrics *m, const char *key, size_t len)
+{
+    if ((m->ntags + 1) * 2 > m->table_cap && !table_grow(m))
+        return -1;
+    uint64_t h = hash_key(key, len);
+    size_t slot;
+    int id = tagset_find(m, key, len, h, &slot);
+    return id >= 0 ? id : tagset_insert(m, key, len, h, slot);
+}
+
+/* The value of tag k in a canonical key, or NULL. */
+static const char *tag_value(const char *key, size_t len, const char *k, size_t *vlen)
+{
+    const char *p = key, *end = key + len, *pair;
+    size_t klen, plen, want = strlen(k);
+    while ((pair = next_pair(&p, end, &klen, &plen)))
+        if (klen == want && klen < plen && memcmp(pair, k, klen) == 0) {
+            *vlen = plen - klen - 1;
+            return pair + klen + 1;
+        }
+    return NULL;
+}
+
+/* The key with its name's value replaced by "(other)"; 0 when it does not fit. */
+static size_t other_key(const char *key, size_t len, const char *value, size_t vlen, char *out, size_t cap)
+{
+    size_t before = (size_t)(value - key), after = len - before - vlen;
+    size_t olen = sizeof METRICS_NAME_OTHER - 1;
+    if (before + olen + after > cap)
+        return 0;
+    memcpy(out, key, before);
+    memcpy(out + before, METRICS_NAME_OTHER, olen);
+    memcpy(out + before + olen, value + vlen, after);
+    return before + olen + after;
+}
+
+int metrics_tagset_named(struct metrics *m, struct once *run, const char *key, size_t len)
+{
+    if ((m->ntags + 1) * 2 > m->table_cap && !table_grow(m))
+        return -1;
+    uint64_t h = hash_key(key, len);
+    size_t slot, vlen;
+    int id = tagset_find(m, key, len, h, &slot);
+    if (id >= 0)
+        return id;
+    /* only a key new to this thread asks the run whether its name is admitted */
+    const char *v = run ? tag_value(key, len, "name", &vlen) : NULL;
+    if (!v || once_name(run, v, vlen))
+        return tagset_insert(m, key, len, h, slot);
+    char other[TAGKEY_OTHER_MAX];
+    size_t n = other_key(key, len, v, vlen, other, sizeof other);
+    return n ? metrics_tagset(m, other, n) : -1;
 }
 
 static struct series *series_get(struct metric *mt, int tagset)
@@ -380,7 +436,7 @@ static void push_tags(lua_State *L, const struct tagset *t)
     }
 }
 
-static void push_series(lua_State *L, const struct series *s, enum metric_type t)
+static void push_series(lua_State *L, struct series *s, enum metric_type t, bool move)
 {
     switch (t) {
     case METRIC_COUNTER:
@@ -404,10 +460,12 @@ static void push_series(lua_State *L, const struct series *s, enum metric_type t
         lua_setfield(L, -2, "total");
         break;
     case METRIC_TREND: {
-        struct hist *copy = hist_clone(s->u.trend);
-        if (!copy)
+        struct hist *h = move ? s->u.trend : hist_clone(s->u.trend);
+        if (!h)
             luaL_error(L, "out of memory");
-        hist_lua_push(L, copy);
+        if (move)
+            s->u.trend = NULL; /* Lua owns it now, even if pushing it fails */
+        hist_lua_push(L, h);
         lua_setfield(L, -2, "hist");
         break;
     }
@@ -417,7 +475,7 @@ static void push_series(lua_State *L, const struct series *s, enum metric_type t
 static const char *const type_names[] = {"counter", "gauge", "rate", "trend"};
 static const char *const contains_names[] = {"default", "time", "data"};
 
-void metrics_push(lua_State *L, const struct metrics *m)
+static void push_all(lua_State *L, const struct metrics *m, bool move)
 {
     lua_createtable(L, 0, (int)m->nmetrics);
     for (size_t i = 0; i < m->nmetrics; i++) {
@@ -435,10 +493,20 @@ void metrics_push(lua_State *L, const struct metrics *m)
             lua_newtable(L);
             push_tags(L, &m->tags[j]);
             lua_setfield(L, -2, "tags");
-            push_series(L, mt->by_tag[j], mt->type);
+            push_series(L, mt->by_tag[j], mt->type, move);
             lua_rawseti(L, -2, ++n);
         }
         lua_setfield(L, -2, "series");
         lua_setfield(L, -2, mt->name);
     }
+}
+
+void metrics_push(lua_State *L, const struct metrics *m)
+{
+    push_all(L, m, false);
+}
+
+void metrics_hand_over(lua_State *L, struct metrics *m)
+{
+    push_all(L, m, true);
 }

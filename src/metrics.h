@@ -36,6 +36,7 @@ enum {
 };
 
 struct metrics;
+struct once;
 
 struct metrics *metrics_new(void);
 void metrics_free(struct metrics *m);
@@ -46,6 +47,15 @@ int metrics_find(const struct metrics *m, const char *name);
 
 /* Tag set key: "k\x1fv\x1ek\x1fv", keys sorted. Returns its id (-1 on OOM). */
 int metrics_tagset(struct metrics *m, const char *key, size_t len);
+/* The same for samples of a run: a key with a `name` this thread has not
+ * seen asks the run (struct once, shared by its threads) whether the name is
+ * one of its first max_names; if not, the sample goes to the key with
+ * name:(other) instead, so every thread sends the same names there. run
+ * NULL: no limit. */
+int metrics_tagset_named(struct metrics *m, struct once *run, const char *key, size_t len);
+
+#define METRICS_NAME_OTHER "(other)"
+#define TAGKEY_OTHER_MAX 4096
 
 /* counter: adds; gauge: sets; rate: counts value != 0 as a pass;
  * trend: records (time trends in microseconds). */
@@ -60,6 +70,10 @@ bool metrics_merge_custom(struct metrics *dst, const struct metrics *src);
  * with counters {value, count}, gauges {value, min, max}, rates {passes, total}
  * and trends {hist = tide.hist userdata (a copy)}. */
 void metrics_push(lua_State *L, const struct metrics *m);
+/* The same, but the trends' histograms move to Lua instead of being copied
+ * (at the end of a run, with thousands of request names, a copy of every
+ * histogram was a third of the peak memory); m's trends are then empty. */
+void metrics_hand_over(lua_State *L, struct metrics *m);
 
 /* Merges two canonical tag keys (b's value wins on a shared key) into out.
  * Returns the merged length, 0 when it does not fit (or both are empty). */

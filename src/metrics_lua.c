@@ -103,7 +103,8 @@ static int metric_add(lua_State *L)
     const char *why = metrics_lua_tagkey(L, 3, key, sizeof key, &n);
     if (why)
         return luaL_argerror(L, 3, why);
-    metrics_add(m->ctx->metrics, m->id, metrics_tagset(m->ctx->metrics, key, n), v * m->scale);
+    int tagset = metrics_tagset_named(m->ctx->metrics, m->ctx->once, key, n);
+    metrics_add(m->ctx->metrics, m->id, tagset, v * m->scale);
     return 0;
 }
 

@@ -1,4 +1,5 @@
 #include "options.h"
+#include "once.h"
 #include "duration.h"
 #include "metrics_lua.h"
 #include "redact.h"
@@ -64,7 +65,7 @@ static const struct key {
     {NULL, 0, 0, 0},
 };
 
-static const char *const global_keys[] = {"threads", "target", "max_body", "lua_memory",
+static const char *const global_keys[] = {"threads", "target", "max_body", "lua_memory", "max_names",
                                           "thresholds", "scenarios", "tags", NULL};
 
 static void scen_init(struct scen *s, const char *name)
@@ -88,6 +89,7 @@ void options_init(struct options *o)
     scen_init(&o->scen[0], "default");
     o->max_body = DEFAULT_MAX_BODY;
     o->lua_memory = DEFAULT_LUA_MEMORY;
+    o->max_names = DEFAULT_MAX_NAMES;
 }
 
 const char *executor_name(enum executor e)
@@ -306,7 +308,33 @@ static bool unknown_key(char *err, const char *prefix, const char *key)
     return fail(err, prefix, key, "unknown option (valid: executor, vus, iterations, duration, "
                 "graceful_stop, start_vus, stages, graceful_ramp_down, rate, start_rate, time_unit, "
                 "pre_allocated_vus, max_vus, start_time, exec, tags, threads, target, max_body, "
-                "lua_memory, thresholds, scenarios)", NULL);
+                "lua_memory, max_names, thresholds, scenarios)", NULL);
+}
+
+/* ---------------- max_names: request names with a series of their own ---------------- */
+
+#define MAX_NAMES_LIMIT 10000000
+
+static bool lua_text(lua_State *L, const char *prefix, const struct key *k, char *buf, size_t len, char *err);
+
+static bool set_max_names(struct options *o, const char *prefix, const char *key, const char *v, char *err)
+{
+    long long n;
+    if (!parse_count(v, 1, MAX_NAMES_LIMIT, &n))
+        return fail(err, prefix, key, "must be an integer from 1 to 10000000", v);
+    o->max_names = (size_t)n;
+    return true;
+}
+
+static bool read_max_names(lua_State *L, int idx, struct options *o, char *err)
+{
+    static const struct key k = {"max_names", K_COUNT, 0, 0};
+    char text[64];
+    bool ok = lua_getfield(L, idx, "max_names") == LUA_TNIL ||
+              (lua_text(L, "options.", &k, text, sizeof text, err) &&
+               set_max_names(o, "options.", "max_names", text, err));
+    lua_pop(L, 1);
+    return ok;
 }
 
 bool options_set_cli(struct options *o, const char *key, const char *value, char *err)
@@ -319,6 +347,8 @@ bool options_set_cli(struct options *o, const char *key, const char *value, char
     if (strcmp(k, "threads") == 0 || strcmp(k, "target") == 0 || strcmp(k, "max_body") == 0 ||
         strcmp(k, "lua_memory") == 0)
         return set_global(o, "--", key, value, err);
+    if (strcmp(k, "max_names") == 0)
+        return set_max_names(o, "--", key, value, err);
     const struct key *d = find_key(k);
     if (!d || d->kind == K_STAGES || d->kind == K_TAGS)
         return unknown_key(err, "--", key);
@@ -470,6 +500,8 @@ static bool read_scen(lua_State *L, struct scen *s, const char *prefix, bool top
 
 static bool read_globals(lua_State *L, int idx, struct options *o, char *err)
 {
+    if (!read_max_names(L, idx, o, err))
+        return false;
     /* sizes may be numbers of bytes, so integers then */
     static const char *const scalar[] = {"threads", "target", "max_body", "lua_memory"};
     for (int i = 0; i < 4; i++) {

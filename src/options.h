@@ -49,6 +49,7 @@ struct options {
     unsigned threads;           /* 0 = one per core */
     size_t max_body;
     size_t lua_memory;          /* bytes each Lua state may allocate */
+    size_t max_names;           /* distinct request names with a series of their own */
     char target[2048];
 };
 

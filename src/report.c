@@ -148,7 +148,7 @@ static void push_report(lua_State *L, int mod, const struct report_in *in)
     lua_setfield(L, -2, "status");
     lua_pushstring(L, host);
     lua_setfield(L, -2, "host");
-    metrics_push(L, in->results);
+    metrics_hand_over(L, in->results);
     lua_setfield(L, -2, "metrics");
     set_number(L, "elapsed", in->elapsed);
     lua_pushstring(L, in->path);

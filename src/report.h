@@ -27,7 +27,7 @@ struct report_in {
     const char *path;
     const struct options *opt;
     const struct points *points;
-    const struct metrics *results;
+    struct metrics *results;    /* its trends' histograms move to Lua: read it no more */
     double elapsed;
     bool interrupted;
     const char *aborted;        /* the threshold that stopped the run, or NULL */

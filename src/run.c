@@ -75,6 +75,7 @@ void run_usage(void)
            "  --max-body SIZE      keep at most SIZE of each response body (64MB)\n"
            "  --lua-memory SIZE    memory each Lua state (one per engine thread) may use\n"
            "                       (1GiB; at least 1MiB)\n"
+           "  --max-names N        request names with their own series; the rest: (other) (10000)\n"
            "  --out json=FILE      write the results (k6 summary shape + histograms + points)\n"
            "  --out csv=FILE       one row per metric and aggregate per second\n"
            "  --out html=FILE      a self-contained HTML report with charts\n"
@@ -170,7 +171,8 @@ static const char *option_value(int argc, char **argv, int *i, char *key, size_t
 }
 
 static const char *const run_flags[] = {"vus", "duration", "iterations", "executor", "threads",
-                                        "target", "graceful-stop", "max-body", "lua-memory", "progress",
+                                        "target", "graceful-stop", "max-body", "lua-memory", "max-names",
+                                        "progress",
                                         "run-id", NULL};
 /* Flags of `tide run` itself, not scenario options. */
 static bool run_own_flag(const char *key)
@@ -191,7 +193,8 @@ static int parse_flag(struct session *s, int argc, char **argv, int *i)
         known = strcmp(key, run_flags[k]) == 0;
     if (!known)
         return usage_error("unknown option '%s' (valid: --vus --duration --iterations --executor "
-                           "--graceful-stop --threads --target --env --max-body --lua-memory --out --progress "
+                           "--graceful-stop --threads --target --env --max-body --lua-memory --max-names --out "
+                           "--progress "
                            "--run-id --quiet)", flag);
     if (!v)
         return usage_error("--%s needs a value", key);
@@ -317,6 +320,7 @@ static int read_options(struct session *s, int argc, char **argv)
         return usage_error("%s", err);
     s->ctx.max_body = s->opt.max_body;
     s->ctx.mem_limit = s->opt.lua_memory;
+    once_limit_names(s->ctx.once, s->opt.max_names);
     return 0;
 }
 

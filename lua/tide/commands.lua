@@ -209,6 +209,33 @@ function DB.init(args)
   return 0
 end
 
+-- One stored run as a row of text. A row stored before imports were checked
+-- may hold any value: it is shown as it is and flagged, never fatal.
+local function run_row(r)
+  local bad = {}
+  local function num(v, what, ok, fmt, raw)
+    if v == nil and raw ~= nil then -- stored, but not a number float8 can hold
+      bad[#bad + 1] = what
+      return #raw > 20 and raw:sub(1, 17) .. "..." or raw
+    end
+    if v == nil then return "-" end
+    if type(v) ~= "number" or v ~= v or not ok(v) then
+      bad[#bad + 1] = what
+      return type(v) == "number" and ("%g"):format(v) or tostring(v)
+    end
+    return fmt(v)
+  end
+  local sane = function(v) return v >= 0 and v < 2 ^ 53 end
+  local row = { tostring(r.run_id), tostring(r.scenario), r.started or "-",
+    num(r.duration_s, "duration", sane, function(v) return ("%.1fs"):format(v) end),
+    tostring(r.exit_code),
+    num(r.reqs, "reqs", function(v) return sane(v) and v == math.floor(v) end,
+      function(v) return ("%d"):format(v) end, r.reqs_text),
+    num(r.p95, "p95", sane, function(v) return ("%.2fms"):format(v) end, r.p95_text) }
+  row[#row + 1] = #bad > 0 and ("✗ bad %s"):format(table.concat(bad, ", ")) or ""
+  return row
+end
+
 function DB.runs(args)
   local pos, opt = parse(args, { scenario = true, last = true })
   local last = (opt.last or "20"):match("^%d+$") and tonumber(opt.last or "20")
@@ -216,11 +243,8 @@ function DB.runs(args)
     usage(("--last: expected a number of runs from 1 to 1000000, got '%s'"):format(opt.last))
   end
   local rows = db_call(require("tide.store").runs, dsn_arg(pos, 1, "runs"), opt.scenario, math.tointeger(last))
-  local out = { { "run_id", "scenario", "started (UTC)", "duration", "exit", "reqs", "p95" } }
-  for _, r in ipairs(rows) do
-    out[#out + 1] = { r.run_id, r.scenario, r.started or "-", ("%.1fs"):format(r.duration_s or 0),
-                      tostring(r.exit_code), ("%d"):format(r.reqs or 0), r.p95 and ("%.2fms"):format(r.p95) or "-" }
-  end
+  local out = { { "run_id", "scenario", "started (UTC)", "duration", "exit", "reqs", "p95", "" } }
+  for _, r in ipairs(rows) do out[#out + 1] = run_row(r) end
   io.stdout:write(table.concat(text.table_lines(out), "\n"), "\n")
   return 0
 end
@@ -229,8 +253,7 @@ end
 function DB.import(args)
   local pos = parse(args, {})
   if #pos ~= 2 then usage("usage: tide db import DSN FILE") end
-  local doc = results.load_file(pos[2])
-  if not doc.run_id then usage(("%s has no run_id"):format(pos[2])) end
+  local doc = results.validate(results.load_file(pos[2]), pos[2])
   local ok, err = pcall(require("tide.store").save, pos[1], doc)
   if not ok then
     io.stderr:write(("tide db import: %s\n"):format(redact.message(err)))

@@ -147,6 +147,9 @@ local MAX_SLOT = 2048 + 64 * 1024
 -- { {lo = µs, width = µs, count = n}, ... } in slot order.
 local function hist_slots(h)
   local slots, out = tbl(tbl(h).slots), {}
+  if type(tbl(h).slots) == "string" then -- packed when read from a file (tide.hist.read_json)
+    for tok in h.slots:gmatch("[^,%s]+") do slots[#slots + 1] = tonumber(tok) end
+  end
   for i = 1, #slots - 1, 2 do
     local idx, n = num(slots[i]), num(slots[i + 1])
     if idx and n and n > 0 and idx >= 0 and idx < MAX_SLOT then

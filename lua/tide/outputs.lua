@@ -1,7 +1,6 @@
 -- Where results go (--out): JSON, CSV, HTML files and PostgreSQL. Nothing is
 -- lost: when the database cannot take them, the whole document goes to
 -- tide-results-<run_id>.json in the working directory instead.
-local json = require "cjson"
 
 local M = {}
 
@@ -14,7 +13,7 @@ local function write_file(path, data)
 end
 
 function M.encode(doc)
-  return json.encode(doc) .. "\n"
+  return require("tide.results").encode(doc) .. "\n"
 end
 
 -- One row per metric and aggregate per second of the load.

@@ -22,7 +22,10 @@ local SPLITS = {
 local function entry(m, elapsed, pick)
   local values, h = series.values(m, elapsed, pick)
   local out = { type = m.type, contains = m.contains, values = values }
-  if h then out.histogram = h:encode() end
+  if h then
+    out.histogram = h:encode()
+    h:free() -- its buckets are C memory the collector cannot see: thousands would pile up
+  end
   return out
 end
 
@@ -55,14 +58,32 @@ function M.tagged(metrics, name, tag)
   return out
 end
 
+-- Metric m with its series split by the value of one tag, in one pass (a
+-- scan of every series per value was quadratic in request names).
+local function split_by(m, tag)
+  local parts = {}
+  for _, s in ipairs(m.series) do
+    local v = s.tags[tag]
+    if v then
+      local p = parts[v]
+      if not p then
+        p = { type = m.type, contains = m.contains, series = {} }
+        parts[v] = p
+      end
+      p.series[#p.series + 1] = s
+    end
+  end
+  return parts
+end
+
 local function doc_metrics(report)
   local out = {}
   for name, m in pairs(report.metrics) do
     if #m.series > 0 then
       out[name] = entry(m, report.elapsed)
       local tag = split_tag(name)
-      for _, v in ipairs(tag and series.tag_values(report.metrics, name, tag) or {}) do
-        out[M.key(name, tag, v)] = entry(m, report.elapsed, series.having(tag, v))
+      for v, part in pairs(tag and split_by(m, tag) or {}) do
+        out[M.key(name, tag, v)] = entry(part, report.elapsed)
       end
     end
   end
@@ -91,8 +112,9 @@ end
 
 local function checks(report)
   local out = {}
+  local parts = report.metrics.checks and split_by(report.metrics.checks, "check") or {}
   for _, name in ipairs(series.tag_values(report.metrics, "checks", "check")) do
-    local p, t = series.sum_rate(report.metrics.checks.series, series.having("check", name))
+    local p, t = series.sum_rate(parts[name].series)
     out[#out + 1] = { name = name, passes = p, fails = t - p }
   end
   return out
@@ -172,8 +194,8 @@ local function check_doc(doc, where)
       error(("%s: metric %s is malformed"):format(where, tostring(key)), 0)
     end
     if m.histogram ~= nil then
-      local ok, err = pcall(hist.decode, m.histogram)
-      if not ok then error(("%s: metric %s: %s"):format(where, key, err), 0) end
+      local ok, err = hist.check(m.histogram)
+      if not ok then error(("%s: metric %s: tide.hist.decode: %s"):format(where, key, err), 0) end
     end
   end
   doc.points, doc.failures, doc.checks = list(doc.points), list(doc.failures), list(doc.checks)
@@ -183,21 +205,142 @@ local function check_doc(doc, where)
   return doc
 end
 
--- A document from JSON text; where names it in errors.
-function M.decode(text, where)
+local function parse(text, where)
   local ok, doc = pcall(json.decode, text)
   if not ok then
     error(("%s is not JSON or is truncated (%s)"):format(where, tostring(doc)), 0)
   end
-  return check_doc(doc, where)
+  return doc
 end
 
+-- A document from JSON text; where names it in errors.
+function M.decode(text, where)
+  return check_doc(parse(text, where), where)
+end
+
+-- Histogram slots stay packed in strings (hist.read_json): a big file
+-- decodes to about its own size instead of four times it, and its text is
+-- let go before the document is worked on.
 function M.load_file(path)
-  local f, err = io.open(path, "rb")
-  if not f then error(("cannot read %s: %s"):format(path, err), 0) end
-  local text = f:read("a")
-  f:close()
-  return M.decode(text, path)
+  local text, err = hist.read_json(path)
+  if not text then error(("cannot read %s"):format(err), 0) end
+  local ok, doc = pcall(parse, text, path)
+  text = nil
+  collectgarbage()
+  if not ok then error(doc, 0) end
+  return check_doc(doc, path)
+end
+
+-- A histogram's table form with its slots as a list of numbers, whether or
+-- not they were read packed into a string.
+function M.plain_histogram(h)
+  if type(h) ~= "table" or type(h.slots) ~= "string" then return h end
+  local out, slots = {}, {}
+  for k, v in pairs(h) do out[k] = v end
+  for tok in h.slots:gmatch("[^,%s]+") do slots[#slots + 1] = math.tointeger(tonumber(tok)) or tonumber(tok) end
+  out.slots = slots
+  return out
+end
+
+-- The document as JSON, one metric at a time so that packed slots are
+-- unpacked only for as long as their metric is being written.
+function M.encode(doc)
+  local metrics = doc.metrics
+  doc.metrics = nil
+  local ok, rest = pcall(json.encode, doc)
+  doc.metrics = metrics
+  if not ok then error(rest, 0) end
+  local parts = {}
+  for key, m in pairs(metrics) do
+    local h = type(m) == "table" and m.histogram
+    if h and type(h.slots) == "string" then
+      local plain = {}
+      for k, v in pairs(m) do plain[k] = v end
+      plain.histogram = M.plain_histogram(h)
+      m = plain
+    end
+    parts[#parts + 1] = json.encode(key) .. ":" .. json.encode(m)
+  end
+  local body = '"metrics":{' .. table.concat(parts, ",") .. "}"
+  return rest == "{}" and "{" .. body .. "}" or rest:sub(1, -2) .. "," .. body .. "}"
+end
+
+-- ---------------------------------------------------------------- validating
+-- What `tide db import` stores must read back: numbers finite, counts whole
+-- and within what a double holds exactly, the keys the tables need present.
+
+local MAX_COUNT = 2 ^ 53
+local MAX_INT32 = 2 ^ 31 - 1
+
+local function shown(v)
+  if type(v) == "number" then return ("%.17g"):format(v) end
+  if type(v) == "string" then return ("%q"):format(#v > 60 and v:sub(1, 60) .. "..." or v) end
+  return v == json.null and "null" or type(v)
+end
+
+local function finite(v) return type(v) == "number" and v == v and v > -math.huge and v < math.huge end
+
+local function whole(v, max) return finite(v) and v >= 0 and v <= max and v == math.floor(v) end
+
+local CHECKS = {
+  count = { function(v) return whole(v, MAX_COUNT) end, "a whole number from 0 to 2^53" },
+  int32 = { function(v) return whole(v, MAX_INT32) end, "a whole number from 0 to 2147483647" },
+  number = { finite, "a finite number" },
+  positive = { function(v) return finite(v) and v >= 0 end, "a finite number >= 0" },
+  fraction = { function(v) return finite(v) and v >= 0 and v <= 1 end, "a number from 0 to 1" },
+  text = { function(v) return type(v) == "string" and #v > 0 end, "a non-empty string" },
+  time = { function(v) return type(v) == "string" and v:match("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d") ~= nil end,
+           "an ISO 8601 time (2024-01-31T12:00:00Z)" },
+}
+
+local function need(where, path, v, kind, optional)
+  if optional and (v == nil or v == json.null) then return end
+  local c = CHECKS[kind]
+  if not c[1](v) then error(("%s: %s: expected %s, got %s"):format(where, path, c[2], shown(v)), 0) end
+end
+
+local VALUE_KIND = { count = "count", passes = "count", fails = "count" }
+local METRIC_TYPES = { counter = true, gauge = true, rate = true, trend = true }
+
+local function validate_metric(where, key, m)
+  local path = "metrics." .. key
+  if not METRIC_TYPES[m.type] then
+    error(("%s: %s.type: expected counter, gauge, rate or trend, got %s"):format(where, path, shown(m.type)), 0)
+  end
+  for k, v in pairs(m.values) do
+    local kind = VALUE_KIND[k] or (m.type == "rate" and k == "rate" and "fraction")
+      or (m.type == "gauge" and "number") or "positive"
+    need(where, ("%s.values.%s"):format(path, k), v, kind)
+  end
+end
+
+local POINT_KINDS = { t = "int32", vus = "int32", reqs = "count", failed = "count", iterations = "count",
+                      errors = "count", dropped = "count", p50 = "positive", p95 = "positive", p99 = "positive" }
+
+-- Raises "WHERE: PATH: expected ..., got VALUE" at the first bad value.
+function M.validate(doc, where)
+  need(where, "run_id", doc.run_id, "text")
+  need(where, "tide.scenario", doc.tide.scenario, "text")
+  need(where, "state.testRunDurationMs", doc.state.testRunDurationMs, "positive")
+  need(where, "exit_code", doc.exit_code, "int32", true)
+  need(where, "started", doc.started, "time", true)
+  need(where, "finished", doc.finished, "time", true)
+  for key, m in pairs(doc.metrics) do validate_metric(where, key, m) end
+  for i, p in ipairs(doc.points) do
+    for k, kind in pairs(POINT_KINDS) do need(where, ("points[%d].%s"):format(i, k), p[k], kind, k ~= "t") end
+  end
+  for i, f in ipairs(doc.failures) do need(where, ("failures[%d].count"):format(i), f.count, "count") end
+  for i, c in ipairs(doc.checks) do
+    need(where, ("checks[%d].passes"):format(i), c.passes, "count")
+    need(where, ("checks[%d].fails"):format(i), c.fails, "count")
+  end
+  local users = 0
+  for i, sc in ipairs(doc.tide.scenarios) do
+    need(where, ("tide.scenarios[%d].vus"):format(i), sc.vus, "int32", true)
+    users = users + (tonumber(sc.vus) or 0)
+  end
+  need(where, "tide.scenarios[*].vus (their sum)", users, "int32")
+  return doc
 end
 
 -- Values from a stored histogram (exact percentiles after a round trip).
@@ -211,6 +354,7 @@ function M.recompute(doc)
     if h then
       local v = series.trend_values(h, m.contains == "time")
       for k, x in pairs(v) do m.values[k] = x end
+      h:free() -- C memory the collector does not see: thousands would pile up
     end
   end
   return doc
@@ -226,9 +370,12 @@ local function merge_metric(into, m, seconds)
   end
   local a, b = into.values, m.values
   if m.type == "trend" and into.histogram and m.histogram then
-    local h = hist.decode(into.histogram):merge(hist.decode(m.histogram))
+    local other = hist.decode(m.histogram)
+    local h = hist.decode(into.histogram):merge(other)
     into.histogram = h:encode()
     into.values = series.trend_values(h, m.contains == "time")
+    h:free()
+    other:free()
   elseif m.type == "counter" then
     a.count = (a.count or 0) + (b.count or 0)
     a.rate = seconds > 0 and a.count / seconds or 0

@@ -59,7 +59,8 @@ local function insert_metrics(db, doc)
   for key, m in pairs(doc.metrics) do
     local name, tags = results.parse_key(key)
     rows[#rows + 1] = { key = key, metric = name, tags = tags, type = m.type, contains = m.contains,
-                        values = m.values, histogram = m.histogram, thresholds = m.thresholds }
+                        values = m.values, histogram = results.plain_histogram(m.histogram),
+                        thresholds = m.thresholds }
   end
   if #rows == 0 then return end
   db:exec([[INSERT INTO tide.metrics (run_id, key, metric, tags, type, contains, "values", histogram, thresholds)
@@ -186,12 +187,21 @@ function M.load(dsn, ref)
   return results.recompute(results.decode(json.encode(doc), "pg:" .. run_id))
 end
 
+-- SQL for a value of a stored document as float8, or NULL when it is not a
+-- number or beyond float8 (its text comes too, so the listing can show it):
+-- one bad row must not make the whole listing fail.
+local function number_or_null(v)
+  return ("CASE WHEN jsonb_typeof(%s) = 'number' THEN CASE WHEN abs((%s)::text::numeric) <= 1.7e308 "
+    .. "THEN (%s)::text::float8 END END"):format(v, v, v)
+end
+
 function M.runs(dsn, scenario, last)
   local db <close> = pg.connect(dsn)
   return db:query([[
     SELECT r.run_id, r.scenario, to_char(r.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS started,
            r.duration_s, r.exit_code,
-           (m."values"->>'count')::float8 AS reqs, (d."values"->>'p(95)')::float8 AS p95
+           ]] .. number_or_null([[m."values"->'count']]) .. [[ AS reqs, m."values"->>'count' AS reqs_text,
+           ]] .. number_or_null([[d."values"->'p(95)']]) .. [[ AS p95, d."values"->>'p(95)' AS p95_text
       FROM tide.runs r
       LEFT JOIN tide.metrics m ON m.run_id = r.run_id AND m.key = 'http_reqs'
       LEFT JOIN tide.metrics d ON d.run_id = r.run_id AND d.key = 'http_req_duration'

@@ -290,6 +290,20 @@ static void test_scenarios(void)
           strstr(err, "options.scenarios.a.duraton"));
 }
 
+static void test_max_names(void)
+{
+    struct options o;
+    char err[OPTIONS_ERR];
+    options_init(&o);
+    CHECK(o.max_names == 10000);
+    CHECK(options_set_cli(&o, "max-names", "50", err) && o.max_names == 50);
+    CHECK(!options_set_cli(&o, "max-names", "0", err) && strstr(err, "--max-names") && strstr(err, "'0'"));
+    CHECK(!options_set_cli(&o, "max-names", "10000001", err));
+    CHECK(lua_options("return {max_names = 20}", &o, err) && o.max_names == 20);
+    CHECK(!lua_options("return {max_names = 2.5}", &o, err) && strstr(err, "options.max_names"));
+    CHECK(!lua_options("return {max_names = 'lots'}", &o, err) && strstr(err, "options.max_names"));
+}
+
 int main(void)
 {
     test_durations();
@@ -303,5 +317,6 @@ int main(void)
     test_rate_limits();
     test_arrivals_by();
     test_scenarios();
+    test_max_names();
     return check_report("options");
 }
