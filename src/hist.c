@@ -92,6 +92,16 @@ void hist_reset(struct hist *h)
     h->min = UINT64_MAX;
 }
 
+void hist_clear(struct hist *h)
+{
+    for (uint32_t c = 0; c < NCHUNKS; c++)
+        if (h->chunk[c])
+            memset(h->chunk[c], 0, CHUNK_BYTES);
+    h->count = h->max = h->sum = h->clamped = 0;
+    h->sumsq = 0;
+    h->min = UINT64_MAX;
+}
+
 /* Kept out of line so the record path stays small. */
 static __attribute__((noinline, cold)) uint64_t *chunk_alloc(struct hist *h, uint32_t c)
 {

@@ -33,6 +33,7 @@ bool hist_record_n(struct hist *h, uint64_t us, uint64_t n);
 bool hist_merge(struct hist *dst, const struct hist *src);
 struct hist *hist_clone(const struct hist *h); /* NULL on OOM */
 void hist_reset(struct hist *h); /* back to empty; releases chunks */
+void hist_clear(struct hist *h); /* back to empty; keeps its chunks, to be refilled without allocating */
 
 uint64_t hist_count(const struct hist *h);
 uint64_t hist_min(const struct hist *h); /* 0 when empty */

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+const double second_percentiles[SECOND_PERCENTILES] = {50, 95, 99};
+
 bool live_init(struct live *lv)
 {
     memset(lv, 0, sizeof *lv);
@@ -17,9 +19,20 @@ void live_free(struct live *lv)
     lv->duration = NULL;
 }
 
+/* A histogram main has emptied, else a new one: once warm, the hand-over
+ * allocates nothing (allocations and frees across threads, every second,
+ * made glibc's heap creep). */
+static struct hist *next_hist(struct points *pts)
+{
+    pthread_mutex_lock(&pts->lock);
+    struct hist *h = pts->nspare ? pts->spare[--pts->nspare] : NULL;
+    pthread_mutex_unlock(&pts->lock);
+    return h ? h : hist_new();
+}
+
 void live_tick(struct live *lv, struct points *pts, unsigned sec, uint64_t vus)
 {
-    struct hist *fresh = hist_new();
+    struct hist *fresh = next_hist(pts);
     if (!fresh)
         return; /* keep counting into the old one: the next tick hands it over */
     struct point p = {.sec = sec, .reqs = lv->reqs, .failed = lv->failed,
@@ -43,13 +56,30 @@ void live_tick(struct live *lv, struct points *pts, unsigned sec, uint64_t vus)
     pthread_mutex_unlock(&pts->lock);
 }
 
+/* Main side: a histogram it is done with goes back to the threads. */
+static void recycle(struct points *pts, struct hist *h)
+{
+    if (!h)
+        return;
+    hist_clear(h);
+    pthread_mutex_lock(&pts->lock);
+    bool kept = pts->nspare < pts->capspare;
+    if (kept)
+        pts->spare[pts->nspare++] = h;
+    pthread_mutex_unlock(&pts->lock);
+    if (!kept)
+        hist_free(h);
+}
+
 bool points_init(struct points *pts, unsigned threads)
 {
     memset(pts, 0, sizeof *pts);
     pts->threads = threads;
     pthread_mutex_init(&pts->lock, NULL);
     pts->snaps = calloc(threads, sizeof *pts->snaps);
-    return (pts->total = hist_new()) != NULL && pts->snaps;
+    pts->capspare = 2 * threads + 2; /* each thread's next, and seconds in flight */
+    pts->spare = calloc(pts->capspare, sizeof *pts->spare);
+    return (pts->total = hist_new()) != NULL && pts->snaps && pts->spare;
 }
 
 void points_free(struct points *pts)
@@ -57,10 +87,12 @@ void points_free(struct points *pts)
     for (size_t i = 0; i < pts->nqueue; i++)
         hist_free(pts->queue[i].duration);
     for (size_t i = 0; i < pts->nsecs; i++)
-        hist_free(pts->secs[i].duration);
+        hist_free(pts->secs[i].pending);
+    for (unsigned i = 0; i < pts->nspare; i++)
+        hist_free(pts->spare[i]);
+    free(pts->spare);
     free(pts->queue);
     free(pts->secs);
-    free(pts->reported);
     hist_free(pts->total);
     for (unsigned i = 0; pts->snaps && i < pts->threads; i++)
         metrics_free(pts->snaps[i]);
@@ -104,43 +136,71 @@ static bool grow_secs(struct points *pts, unsigned sec)
 {
     if (sec < pts->nsecs)
         return true;
-    size_t n = sec + 1;
-    struct point *s = realloc(pts->secs, n * sizeof *s);
-    unsigned *r = s ? realloc(pts->reported, n * sizeof *r) : NULL;
-    if (s)
+    if (sec >= pts->capsecs) {
+        size_t cap = pts->capsecs ? pts->capsecs * 2 : 64;
+        while (cap <= sec)
+            cap *= 2;
+        struct second *s = realloc(pts->secs, cap * sizeof *s);
+        if (!s)
+            return false;
         pts->secs = s;
-    if (!r)
-        return false;
-    pts->reported = r;
-    for (size_t i = pts->nsecs; i < n; i++) {
-        memset(&s[i], 0, sizeof s[i]);
-        s[i].sec = (unsigned)i;
-        s[i].duration = hist_new();
-        r[i] = 0;
+        pts->capsecs = cap;
     }
-    pts->nsecs = n;
+    for (size_t i = pts->nsecs; i <= sec; i++)
+        pts->secs[i] = (struct second){.sec = (unsigned)i};
+    pts->nsecs = (size_t)sec + 1;
     return true;
+}
+
+/* Every thread handed the second over: its percentiles are all it keeps. */
+static void complete(struct points *pts, struct second *d)
+{
+    for (unsigned k = 0; k < SECOND_PERCENTILES; k++)
+        d->pct[k] = d->pending ? hist_percentile(d->pending, second_percentiles[k]) : 0;
+    recycle(pts, d->pending);
+    d->pending = NULL;
+    pts->npending--;
+}
+
+/* Takes p's histogram: kept as the second's own, merged into it, or freed. */
+static void merge_durations(struct points *pts, struct second *d, struct hist *h)
+{
+    if (d->reported == 1) {
+        d->pending = h;         /* the first thread's; merge the others into it */
+        pts->npending++;
+        return;
+    }
+    if (d->pending)
+        hist_merge(d->pending, h);
+    recycle(pts, h);
 }
 
 static void merge_point(struct points *pts, struct point *p)
 {
-    if (grow_secs(pts, p->sec)) {
-        struct point *d = &pts->secs[p->sec];
-        d->reqs += p->reqs;
-        d->failed += p->failed;
-        d->iterations += p->iterations;
-        d->errors += p->errors;
-        d->dropped += p->dropped;
-        d->vus += p->vus;
-        if (d->duration)
-            hist_merge(d->duration, p->duration);
-        pts->reported[p->sec]++;
-    }
     hist_merge(pts->total, p->duration);
     pts->reqs += p->reqs;
     pts->failed += p->failed;
     pts->iterations += p->iterations;
-    hist_free(p->duration);
+    if (!grow_secs(pts, p->sec)) {
+        recycle(pts, p->duration);
+        return;
+    }
+    struct second *d = &pts->secs[p->sec];
+    d->reqs += p->reqs;
+    d->failed += p->failed;
+    d->iterations += p->iterations;
+    d->errors += p->errors;
+    d->dropped += p->dropped;
+    d->vus += p->vus;
+    d->reported++;
+    merge_durations(pts, d, p->duration);
+    if (d->reported == pts->threads)
+        complete(pts, d);
+}
+
+double second_percentile(const struct second *s, unsigned k)
+{
+    return s->pending ? hist_percentile(s->pending, second_percentiles[k]) : s->pct[k];
 }
 
 void points_collect(struct points *pts)
@@ -157,10 +217,10 @@ void points_collect(struct points *pts)
 }
 
 /* The newest second every thread has handed over, or NULL. */
-static const struct point *last_complete(const struct points *pts)
+static const struct second *last_complete(const struct points *pts)
 {
     for (size_t i = pts->nsecs; i-- > 0;)
-        if (pts->reported[i] >= pts->threads)
+        if (pts->secs[i].reported >= pts->threads)
             return &pts->secs[i];
     return NULL;
 }
@@ -186,7 +246,7 @@ void progress_show(struct progress *pr, const struct points *pts, double elapsed
     if (elapsed - pr->last < (pr->tty ? 1.0 : pr->every))
         return;
     pr->last = elapsed;
-    const struct point *p = last_complete(pts);
+    const struct second *p = last_complete(pts);
     char where[64], p95[32];
     if (pr->total > 0)
         snprintf(where, sizeof where, "%.0fs/%.0fs", elapsed, pr->total);

@@ -16,11 +16,27 @@ struct live {
     struct hist *duration;      /* http_req_duration of the current second */
 };
 
-/* One second of one thread, or (merged) of the whole run. */
+/* One second of one thread, as it hands it over. */
 struct point {
     unsigned sec;               /* since the load started; 0 = the first second */
     uint64_t reqs, failed, iterations, errors, dropped, vus;
     struct hist *duration;
+};
+
+/* The http_req_duration percentiles kept per second (the points' p50, p95, p99). */
+#define SECOND_PERCENTILES 3
+extern const double second_percentiles[SECOND_PERCENTILES];
+
+/* One second of the whole run. Its latency histogram is kept only until
+ * every thread has handed the second over; then the percentiles are taken
+ * and it is freed, so a long run holds a few numbers per second, not a
+ * histogram. */
+struct second {
+    unsigned sec;
+    uint64_t reqs, failed, iterations, errors, dropped, vus;
+    unsigned reported;          /* threads that handed it over */
+    struct hist *pending;       /* their durations while some are missing; then NULL */
+    double pct[SECOND_PERCENTILES]; /* µs, once complete */
 };
 
 /* The hand-over queue and the merged seconds (owned by main). */
@@ -28,10 +44,12 @@ struct points {
     pthread_mutex_t lock;
     struct point *queue;
     size_t nqueue, capqueue;
-    struct point *secs;         /* merged, index = sec */
-    size_t nsecs;
+    struct second *secs;        /* merged, index = sec */
+    size_t nsecs, capsecs;
+    size_t npending;            /* seconds still holding a histogram */
+    struct hist **spare;        /* emptied hand-over histograms, for the threads' next seconds */
+    unsigned nspare, capspare;
     unsigned threads;
-    unsigned *reported;         /* per sec: threads that handed it over */
     struct hist *total;         /* every duration so far, for "p95 so far" */
     struct metrics **snaps;     /* per thread: its registry as of its last tick (abort_on_fail) */
     uint64_t reqs, failed, iterations;
@@ -50,6 +68,10 @@ struct metrics *points_merged_snapshots(struct points *pts);
 void points_free(struct points *pts);
 /* Main side: merges what threads handed over. */
 void points_collect(struct points *pts);
+/* Percentile k (of second_percentiles) of a second's http_req_duration, in
+ * µs: from its histogram while some thread has not handed it over (a thread
+ * that ended early), else as taken when it was complete. */
+double second_percentile(const struct second *s, unsigned k);
 
 /* The progress line. */
 struct progress {

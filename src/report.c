@@ -20,11 +20,10 @@ static void set_number(lua_State *L, const char *k, double v)
 /* { {t, reqs, failed, iterations, errors, dropped, vus, p50, p95, p99}, ... }: one per second. */
 static void push_points(lua_State *L, const struct points *pts)
 {
-    static const double ps[] = {50, 95, 99};
-    static const char *const names[] = {"p50", "p95", "p99"};
+    static const char *const names[SECOND_PERCENTILES] = {"p50", "p95", "p99"};
     lua_createtable(L, (int)pts->nsecs, 0);
     for (size_t i = 0; i < pts->nsecs; i++) {
-        const struct point *p = &pts->secs[i];
+        const struct second *p = &pts->secs[i];
         lua_createtable(L, 0, 10);
         set_number(L, "t", p->sec);
         set_number(L, "reqs", (double)p->reqs);
@@ -33,8 +32,8 @@ static void push_points(lua_State *L, const struct points *pts)
         set_number(L, "errors", (double)p->errors);
         set_number(L, "dropped", (double)p->dropped);
         set_number(L, "vus", (double)p->vus);
-        for (int k = 0; k < 3; k++)
-            set_number(L, names[k], p->duration ? hist_percentile(p->duration, ps[k]) / 1e3 : 0);
+        for (unsigned k = 0; k < SECOND_PERCENTILES; k++)
+            set_number(L, names[k], second_percentile(p, k) / 1e3);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
 }

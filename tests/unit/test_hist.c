@@ -329,6 +329,13 @@ static void test_clamp(void)
     hist_free(h);
 }
 
+static void count_slot(void *ud, uint32_t index, uint64_t count)
+{
+    (void)index;
+    (void)count;
+    (*(unsigned *)ud)++;
+}
+
 static void test_record_n_reset(void)
 {
     struct hist *h = hist_new();
@@ -342,6 +349,17 @@ static void test_record_n_reset(void)
     CHECK(hist_count(h) == 0 && hist_sum(h) == 0 && hist_memory(h) == empty);
     CHECK(hist_record(h, 70) && hist_min(h) == 70 && hist_max(h) == 70);
     CHECK(!hist_add_slot(h, hist_slots(), 1) && hist_add_slot(h, hist_slots() - 1, 1));
+    /* clear: empty as after reset, but the chunks stay for the next fill */
+    CHECK(hist_record(h, 5000000) && hist_record(h, 3));
+    size_t full = hist_memory(h);
+    hist_clear(h);
+    CHECK(hist_count(h) == 0 && hist_sum(h) == 0 && hist_sumsq(h) == 0 && hist_clamped(h) == 0);
+    CHECK(hist_min(h) == 0 && hist_max(h) == 0 && hist_percentile(h, 99) == 0 && hist_memory(h) == full);
+    unsigned slots = 0;
+    hist_foreach(h, count_slot, &slots);
+    CHECK(slots == 0);
+    CHECK(hist_record(h, 70) && hist_count(h) == 1 && hist_min(h) == 70 && hist_max(h) == 70);
+    CHECK(hist_percentile(h, 50) == 70 && hist_memory(h) == full);
     hist_free(h);
     hist_free(NULL);
 }
