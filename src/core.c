@@ -1,5 +1,6 @@
 /* The `tide` module: sleep, now, duration, group, once, json. */
 #include "core.h"
+#include "block.h"
 #include "clock.h"
 #include "ctx.h"
 #include "duration.h"
@@ -50,12 +51,9 @@ static int l_sleep(lua_State *L)
         return luaL_error(L, "tide.sleep: called in a nested coroutine during load");
     struct wake_flag w = {.t.fire = flag_fire};
     timer_start(ctx->loop, &w.t, loop_refresh_now(ctx->loop) + seconds_to_ns(s));
-    while (!w.done) {
-        loop_run_once(ctx->loop, NS_PER_SEC / 10);
-        if (ctx->interrupts && ctx->interrupts() > ctx->interrupts_before) {
-            timer_stop(ctx->loop, &w.t);
-            return luaL_error(L, "tide.sleep: interrupted");
-        }
+    if (!block_until(ctx, &w.done)) {
+        timer_stop(ctx->loop, &w.t);
+        return luaL_error(L, "tide.sleep: interrupted");
     }
     return 0;
 }

@@ -37,6 +37,7 @@ struct tctx {
     size_t buffer_size;         /* libcurl's receive buffer per transfer; 0 = its default (16 KB) */
     bool in_load;               /* a loop is running VUs: blocking calls are refused */
     int (*interrupts)(void);    /* Ctrl-C presses, for blocking calls */
+    int cancel_fd;              /* readable after a press (block.c); -1: none */
     int interrupts_before;      /* presses already dealt with (by the load phase) */
     struct once *once;          /* shared by all threads of the run: tide.once */
     /* the Lua guard (guard.c) */

@@ -61,19 +61,6 @@ static bool fail(struct engine *e, const char *msg)
     return false;
 }
 
-static void push_env(lua_State *L, char *const *env)
-{
-    lua_newtable(L);
-    for (char *const *p = env; p && *p; p++) {
-        const char *eq = strchr(*p, '=');
-        if (!eq)
-            continue;
-        lua_pushlstring(L, *p, (size_t)(eq - *p));
-        lua_pushstring(L, eq + 1);
-        lua_rawset(L, -3);
-    }
-}
-
 static bool load_data(struct engine *e, lua_State *L)
 {
     if (!e->run->setup_json) {
@@ -89,7 +76,7 @@ static bool load_data(struct engine *e, lua_State *L)
         lua_remove(L, -2);
     }
     e->data_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    push_env(L, e->run->env);
+    state_push_env(L, e->run->env);
     e->env_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return true;
 }

@@ -3,6 +3,7 @@
 #include "clock.h"
 #include "metrics.h"
 #include "vu.h"
+#include "xmalloc.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -392,8 +393,7 @@ bool exec_init(struct exec *ex, const struct exec_env *env)
     ex->cap = env->cap;
     ex->looping = env->cap;
     ex->tagset = metrics_tagset(ex->ctx->metrics, ex->scen->tags, ex->scen->tags_len);
-    if (ex->cap && !(ex->vus = calloc(ex->cap, sizeof *ex->vus)))
-        return false;
+    ex->vus = ex->cap ? xcalloc(ex->cap, sizeof *ex->vus) : NULL;
     unsigned nshards = ex->ctx->nshards ? ex->ctx->nshards : 1;
     unsigned per_shard = (ex->cap + nshards - 1) / nshards;
     for (unsigned i = 0; i < ex->cap; i++) {

@@ -1,4 +1,5 @@
 #include "http.h"
+#include "block.h"
 #include "buf.h"
 #include "clock.h"
 #include "duration.h"
@@ -421,17 +422,6 @@ static void on_retry_timer(struct timer *t)
 
 /* ---------------- the Lua API ---------------- */
 
-/* Runs the private loop until done; false when Ctrl-C came first. */
-static bool wait_blocking(struct tctx *ctx, const bool *done)
-{
-    while (!*done) {
-        loop_run_once(ctx->loop, NS_PER_SEC / 10);
-        if (ctx->interrupts && ctx->interrupts() > ctx->interrupts_before)
-            return false;
-    }
-    return true;
-}
-
 static void abandon(struct req *r)
 {
     shard_remove(&r->x);
@@ -468,7 +458,7 @@ static int do_request(lua_State *L, const char *fn, const char *method, int url_
         return luaL_error(L, "http.%s: could not start the transfer", fn);
     if (vu)
         return vu_suspend(L, vu, cancel_one, r);
-    if (!wait_blocking(ctx, &r->finished)) {
+    if (!block_until(ctx, &r->finished)) {
         abandon(r);
         return luaL_error(L, "http.%s: interrupted", fn);
     }
@@ -604,7 +594,7 @@ static int l_batch(lua_State *L)
         lua_rawsetp(L, LUA_REGISTRYINDEX, b);
         return vu_suspend(L, vu, cancel_batch, b);
     }
-    if (!wait_blocking(ctx, &b->done)) {
+    if (!block_until(ctx, &b->done)) {
         batch_release(b);
         return luaL_error(L, "http.batch: interrupted");
     }

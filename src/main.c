@@ -11,14 +11,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 static volatile sig_atomic_t interrupts;
+static int interrupt_fd = -1;   /* an eventfd: blocking waits wake on it */
 
 static void on_interrupt(int sig)
 {
     (void)sig;
     if (interrupts < 100)
         interrupts++;
+    uint64_t one = 1;
+    if (interrupt_fd >= 0 && write(interrupt_fd, &one, sizeof one) < 0) {
+        /* the counter alone still stops the next wait within its timeout */
+    }
 }
 
 static int interrupt_count(void)
@@ -102,13 +109,14 @@ int main(int argc, char **argv)
      * thousands of users that walks cold memory. 4-8% more requests per
      * second at 5000 users, the same peak RSS. */
     mallopt(M_MXFAST, 0);
+    interrupt_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     struct sigaction sa = {.sa_handler = on_interrupt};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     init_curl();
-    struct signals sig = {.interrupts = interrupt_count};
+    struct signals sig = {.interrupts = interrupt_count, .fd = interrupt_fd};
     int rc = cmd_run(argc - 2, argv + 2, &sig);
     curl_global_cleanup();
     return rc;

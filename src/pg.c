@@ -1,4 +1,5 @@
 #include "pg.h"
+#include "block.h"
 #include "clock.h"
 #include "ctx.h"
 #include "redact.h"
@@ -8,6 +9,7 @@
 #include <libpq-fe.h>
 #include <math.h>
 #include <poll.h>
+#include <unistd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +26,7 @@
  * up on its own only this much later, when the server has gone silent. */
 #define GRACE_S 5
 /* How often a wait looks at the Ctrl-C count (a signal usually wakes it sooner). */
-#define POLL_SLICE_MS 100
+#define POLL_SLICE_MS 1000
 
 /* Postgres type OIDs converted to Lua values (pg_type.dat). */
 enum { OID_BOOL = 16, OID_INT8 = 20, OID_INT2 = 21, OID_INT4 = 23, OID_OID = 26,
@@ -82,7 +84,7 @@ struct waiter {
 
 static bool interrupted(const struct tctx *ctx)
 {
-    return ctx && ctx->interrupts && ctx->interrupts() > ctx->interrupts_before;
+    return ctx && block_cancelled(ctx);
 }
 
 static struct waiter waiter_for(const struct tctx *ctx, double seconds)
@@ -110,10 +112,16 @@ static enum outcome wait_socket(const struct waiter *w, int fd, short events)
             if (left < (uint64_t)ms)
                 ms = (int)left;
         }
-        struct pollfd p = {.fd = fd, .events = events};
-        int rc = poll(&p, 1, ms);
-        if (rc > 0)
+        /* the cancel eventfd wakes the wait at a Ctrl-C; the count decides */
+        struct pollfd p[2] = {{.fd = fd, .events = events},
+                              {.fd = w->ctx ? w->ctx->cancel_fd : -1, .events = POLLIN}};
+        int rc = poll(p, 2, ms);
+        if (rc > 0 && p[0].revents)
             return DONE;
+        uint64_t presses;
+        if (rc > 0 && p[1].revents && read(p[1].fd, &presses, sizeof presses) < 0) {
+            /* drained by another wait already */
+        }
         if (rc < 0 && errno != EINTR)
             return LOST;
     }

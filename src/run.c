@@ -2,6 +2,7 @@
 #include "run.h"
 #include "clock.h"
 #include "state.h"
+#include "block.h"
 #include "engine.h"
 #include "guard.h"
 #include "live.h"
@@ -11,7 +12,9 @@
 #include "redact.h"
 #include "options.h"
 #include "report.h"
+#include "run_args.h"
 #include "runner.h"
+#include "xmalloc.h"
 #include "scenario.h"
 
 #include <errno.h>
@@ -27,19 +30,8 @@
 
 extern char **environ;
 
-#define MAX_CLI_ENV 256
-
-struct cli {
-    const char *scenario;
-    struct outputs out;
-    const char *run_id;
-    double progress_every;      /* seconds between progress lines off a terminal */
-    char *env[MAX_CLI_ENV];     /* environ, then --env, later ones win */
-    int nenv;
-};
-
 struct session {
-    struct cli cli;
+    struct run_args cli;
     struct options opt;
     char path[4096];
     lua_State *L;
@@ -57,221 +49,12 @@ struct session {
     struct points no_points;    /* the seconds of a load that never started */
 };
 
-void run_usage(void)
-{
-    printf("usage: tide run SCENARIO [options]\n\n"
-           "SCENARIO is a Lua file, or NAME for scenarios/NAME.lua (also looked up in the\n"
-           "directories of $TIDE_PATH, then among the scenarios built into tide).\n"
-           "Options override the scenario's `options` table:\n"
-           "  --vus N              virtual users (default 1)\n"
-           "  --duration D         how long (30s, 1m30s); max duration for iteration executors\n"
-           "  --iterations N       iterations (per user for per-vu-iterations)\n"
-           "  --executor NAME      shared-iterations | per-vu-iterations | constant-vus\n"
-           "  --graceful-stop D    time running iterations get to finish at the end (30s)\n"
-           "  --threads N          engine threads (default: one per core)\n"
-           "  --target URL         the service under test: ctx.target / vu.target\n"
-           "  --env KEY=VALUE      seen in ctx.env / vu.env (repeatable; the process\n"
-           "                       environment is there too)\n"
-           "  --max-body SIZE      keep at most SIZE of each response body (64MB)\n"
-           "  --lua-memory SIZE    memory each Lua state (one per engine thread) may use\n"
-           "                       (1GiB; at least 1MiB)\n"
-           "  --max-names N        request names with their own series; the rest: (other) (10000)\n"
-           "  --out json=FILE      write the results (k6 summary shape + histograms + points)\n"
-           "  --out csv=FILE       one row per metric and aggregate per second\n"
-           "  --out html=FILE      a self-contained HTML report with charts\n"
-           "  --out pg=DSN         store in PostgreSQL (--out pg: $DATABASE_URL); repeatable\n"
-           "  --run-id ID          the run's id (default $GITHUB_RUN_ID, else a timestamp)\n"
-           "  --progress N         a progress line every N seconds when stderr is not a\n"
-           "                       terminal (default 10; 0 for none)\n"
-           "  --quiet              no summary on stdout, no progress\n");
-}
-
-static int usage_error(const char *fmt, const char *arg)
-{
-    fprintf(stderr, "tide run: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n");
-    return EXIT_USAGE;
-}
-
-/* A file output must be creatable: its directory writable, the file too if it exists. */
-static int check_writable(const char *kind, const char *path)
-{
-    struct stat st;
-    size_t n = strlen(path);
-    if ((n && path[n - 1] == '/') || (stat(path, &st) == 0 && S_ISDIR(st.st_mode))) {
-        fprintf(stderr, "tide run: --out %s=%s: that is a directory, a file name is needed\n", kind, path);
-        return EXIT_USAGE;
-    }
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        *(slash == dir ? slash + 1 : slash) = '\0';
-    const char *d = slash ? dir : ".";
-    if (access(d, W_OK) != 0 || (access(path, F_OK) == 0 && access(path, W_OK) != 0)) {
-        fprintf(stderr, "tide run: --out %s=%s: cannot write there: %s\n", kind, path, strerror(errno));
-        return EXIT_USAGE;
-    }
-    return 0;
-}
-
-static int parse_pg_out(struct cli *c, const char *dsn)
-{
-    if (!dsn || !*dsn)
-        return usage_error("--out pg: no DSN given and $DATABASE_URL is not set (%s)", "use --out pg=DSN");
-    char *err = NULL;
-    PQconninfoOption *opts = PQconninfoParse(dsn, &err);
-    PQconninfoFree(opts);
-    if (!opts) {
-        char clean[2048];
-        redact_password(err ? err : "out of memory\n", dsn, clean, sizeof clean);
-        fprintf(stderr, "tide run: --out pg: the DSN does not parse: %s", clean);
-        PQfreemem(err);
-        return EXIT_USAGE;
-    }
-    if (strlen(dsn) >= sizeof c->out.pg)
-        return usage_error("--out pg: DSN too long (%s)", "max 2047 bytes");
-    snprintf(c->out.pg, sizeof c->out.pg, "%s", dsn);
-    return 0;
-}
-
-/* --out KIND=TARGET, repeatable: json=FILE, csv=FILE, html=FILE, pg=DSN, pg. */
-static int parse_out(struct cli *c, const char *v)
-{
-    static const char *const kinds[] = {"json=", "csv=", "html="};
-    const char **slots[] = {&c->out.json, &c->out.csv, &c->out.html};
-    for (int i = 0; i < 3; i++) {
-        size_t n = strlen(kinds[i]);
-        if (strncmp(v, kinds[i], n) == 0) {
-            if (!v[n])
-                return usage_error("--out %s needs a file name", kinds[i]);
-            *slots[i] = v + n;
-            char kind[8];
-            snprintf(kind, sizeof kind, "%.*s", (int)n - 1, kinds[i]);
-            return check_writable(kind, v + n);
-        }
-    }
-    if (strcmp(v, "pg") == 0)
-        return parse_pg_out(c, getenv("DATABASE_URL"));
-    if (strncmp(v, "pg=", 3) == 0)
-        return parse_pg_out(c, v + 3);
-    return usage_error("--out: unknown output '%s' (valid: json=FILE, csv=FILE, html=FILE, pg=DSN, pg)", v);
-}
-
-/* Splits "--key=value" / "--key value". */
-static const char *option_value(int argc, char **argv, int *i, char *key, size_t klen)
-{
-    const char *a = argv[*i] + 2, *eq = strchr(a, '=');
-    size_t n = eq ? (size_t)(eq - a) : strlen(a);
-    snprintf(key, klen, "%.*s", (int)n, a);
-    if (eq)
-        return eq + 1;
-    return *i + 1 < argc ? argv[++*i] : NULL;
-}
-
-static const char *const run_flags[] = {"vus", "duration", "iterations", "executor", "threads",
-                                        "target", "graceful-stop", "max-body", "lua-memory", "max-names",
-                                        "progress",
-                                        "run-id", NULL};
-/* Flags of `tide run` itself, not scenario options. */
-static bool run_own_flag(const char *key)
-{
-    return strcmp(key, "env") == 0 || strcmp(key, "out") == 0 || strcmp(key, "progress") == 0 ||
-           strcmp(key, "run-id") == 0;
-}
-
-static int parse_flag(struct session *s, int argc, char **argv, int *i)
-{
-    char key[64];
-    const char *flag = argv[*i];
-    if (strcmp(flag, "--quiet") == 0 || strcmp(flag, "-q") == 0)
-        return s->cli.out.quiet = true, 0;
-    const char *v = option_value(argc, argv, i, key, sizeof key);
-    bool known = run_own_flag(key);
-    for (int k = 0; run_flags[k] && !known; k++)
-        known = strcmp(key, run_flags[k]) == 0;
-    if (!known)
-        return usage_error("unknown option '%s' (valid: --vus --duration --iterations --executor "
-                           "--graceful-stop --threads --target --env --max-body --lua-memory --max-names --out "
-                           "--progress "
-                           "--run-id --quiet)", flag);
-    if (!v)
-        return usage_error("--%s needs a value", key);
-    if (strcmp(key, "out") == 0)
-        return parse_out(&s->cli, v);
-    if (strcmp(key, "run-id") == 0) {
-        if (!*v || strlen(v) >= sizeof s->cli.out.run_id || strpbrk(v, "/ \t\n"))
-            return usage_error("--run-id: expected a short id without spaces or slashes (got '%s')", v);
-        snprintf(s->cli.out.run_id, sizeof s->cli.out.run_id, "%s", v);
-        return 0;
-    }
-    if (strcmp(key, "progress") == 0) {
-        char *end;
-        s->cli.progress_every = strtod(v, &end);
-        return *end || end == v || !(s->cli.progress_every >= 0 && s->cli.progress_every <= 86400)
-            ? usage_error("--progress: expected seconds between lines, from 0 to 86400 (got '%s')", v) : 0;
-    }
-    if (strcmp(key, "env") == 0) {
-        if (!strchr(v, '=') || v[0] == '=')
-            return usage_error("--env: expected KEY=VALUE, got '%s'", v);
-        if (s->cli.nenv >= MAX_CLI_ENV)
-            return usage_error("--env: too many (%s)", v);
-        s->cli.env[s->cli.nenv++] = (char *)v;
-        return 0;
-    }
-    /* checked now so a bad value is named before the scenario even loads;
-     * applied again after the scenario's own options */
-    struct options scratch;
-    char err[OPTIONS_ERR];
-    options_init(&scratch);
-    return options_set_cli(&scratch, key, v, err) ? 0 : usage_error("%s", err);
-}
-
-static int parse_cli(struct session *s, int argc, char **argv)
-{
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            run_usage();
-            exit(EXIT_PASS);
-        }
-        if (strncmp(argv[i], "-", 1) != 0) {
-            if (s->cli.scenario)
-                return usage_error("unexpected argument '%s' (one scenario per run)", argv[i]);
-            s->cli.scenario = argv[i];
-            continue;
-        }
-        int rc = parse_flag(s, argc, argv, &i);
-        if (rc)
-            return rc;
-    }
-    if (!s->cli.scenario)
-        return usage_error("%s", "which scenario? usage: tide run SCENARIO [options]");
-    return 0;
-}
-
-/* The run options on the command line, applied over the scenario's options. */
-static int apply_cli_options(struct session *s, int argc, char **argv)
-{
-    char key[64], err[OPTIONS_ERR];
-    for (int i = 0; i < argc; i++) {
-        if (strncmp(argv[i], "--", 2) != 0 || strcmp(argv[i], "--quiet") == 0)
-            continue;
-        const char *v = option_value(argc, argv, &i, key, sizeof key);
-        if (run_own_flag(key))
-            continue;
-        if (!options_set_cli(&s->opt, key, v, err))
-            return usage_error("%s", err);
-    }
-    return 0;
-}
-
-static char **build_env(const struct cli *c)
+static char **build_env(const struct run_args *c)
 {
     size_t n = 0;
     while (environ && environ[n])
         n++;
-    char **env = calloc(n + (size_t)c->nenv + 1, sizeof *env);
+    char **env = xcalloc(n + (size_t)c->nenv + 1, sizeof *env);
     if (!env)
         return NULL;
     memcpy(env, environ, n * sizeof *env);
@@ -283,7 +66,7 @@ static int open_scenario(struct session *s)
 {
     char err[4096];
     if (!scenario_resolve(s->cli.scenario, s->path, sizeof s->path)) {
-        usage_error("no scenario '%s' (looked for a file, scenarios/NAME.lua, "
+        run_usage_error("no scenario '%s' (looked for a file, scenarios/NAME.lua, "
                     "$TIDE_PATH and the built-in ones)", s->cli.scenario);
         list_suggest(s->cli.scenario);
         return EXIT_USAGE;
@@ -293,6 +76,7 @@ static int open_scenario(struct session *s)
         return EXIT_SCRIPT;
     }
     s->ctx.interrupts = s->sig->interrupts;
+    block_watch_cancel(&s->ctx, s->sig->fd);
     s->ctx.once = once_new();
     int rc = scenario_read(s->path, &s->source, err, sizeof err) ? scenario_run_source(s->L, &s->source, err, sizeof err)
                                                                  : EXIT_SCRIPT;
@@ -304,7 +88,7 @@ static int open_scenario(struct session *s)
     return 0;
 }
 
-static int read_options(struct session *s, int argc, char **argv)
+static int read_options(struct session *s)
 {
     char err[OPTIONS_ERR];
     options_init(&s->opt);
@@ -312,12 +96,12 @@ static int read_options(struct session *s, int argc, char **argv)
     bool ok = lua_isnil(s->L, -1) || options_from_lua(s->L, -1, &s->opt, err);
     lua_pop(s->L, 1);
     if (!ok)
-        return usage_error("%s", err);
-    int rc = apply_cli_options(s, argc, argv);
+        return run_usage_error("%s", err);
+    int rc = run_args_apply(&s->cli, &s->opt);
     if (rc)
         return rc;
     if (!options_finish(&s->opt, (unsigned)sysconf(_SC_NPROCESSORS_ONLN), err))
-        return usage_error("%s", err);
+        return run_usage_error("%s", err);
     s->ctx.max_body = s->opt.max_body;
     s->ctx.mem_limit = s->opt.lua_memory;
     once_limit_names(s->ctx.once, s->opt.max_names);
@@ -377,15 +161,7 @@ static void push_ctx(struct session *s, char *const *env)
         lua_pushstring(L, s->opt.target);
         lua_setfield(L, -2, "target");
     }
-    lua_newtable(L);
-    for (char *const *p = env; *p; p++) {
-        const char *eq = strchr(*p, '=');
-        if (eq) {
-            lua_pushlstring(L, *p, (size_t)(eq - *p));
-            lua_pushstring(L, eq + 1);
-            lua_rawset(L, -3);
-        }
-    }
+    state_push_env(L, env);
     lua_setfield(L, -2, "env");
     lua_pushinteger(L, options_total_vus(&s->opt));
     lua_setfield(L, -2, "vus");
@@ -550,12 +326,16 @@ static void choose_run_id(struct outputs *out)
 
 static int run_session(struct session *s, int argc, char **argv)
 {
-    int rc = parse_cli(s, argc, argv);
+    int rc = run_args_parse(&s->cli, argc, argv);
+    if (!rc && s->cli.help) {
+        run_usage();
+        return EXIT_PASS;
+    }
     choose_run_id(&s->cli.out);
     if (!rc)
         rc = open_scenario(s);
     if (!rc)
-        rc = read_options(s, argc, argv);
+        rc = read_options(s);
     if (!rc)
         rc = check_exec_functions(s);
     if (!rc)
@@ -601,7 +381,7 @@ static int run_session(struct session *s, int argc, char **argv)
 
 int cmd_run(int argc, char **argv, const struct signals *sig)
 {
-    struct session *s = calloc(1, sizeof *s);
+    struct session *s = xcalloc(1, sizeof *s);
     if (!s)
         return EXIT_SCRIPT;
     s->sig = sig;

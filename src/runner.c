@@ -4,6 +4,7 @@
 #include "clock.h"
 #include "engine.h"
 #include "metrics.h"
+#include "xmalloc.h"
 
 #include <poll.h>
 #include <stdlib.h>
@@ -62,9 +63,7 @@ void runner_free(struct runner *r)
 
 static struct runner *runner_new(const struct run_plan *plan, const struct sink *sink)
 {
-    struct runner *r = calloc(1, sizeof *r);
-    if (!r)
-        return NULL;
+    struct runner *r = xcalloc(1, sizeof *r);
     unsigned n = plan->opt->threads;
     r->run = (struct run){.opt = plan->opt, .source = plan->source, .setup_json = plan->setup_json,
                           .setup_json_len = plan->setup_json_len, .env = plan->env, .threads = n,
@@ -74,8 +73,8 @@ static struct runner *runner_new(const struct run_plan *plan, const struct sink 
         atomic_init(&r->run.vus_wanted[i], -1);
     pthread_mutex_init(&r->run.gate.lock, NULL);
     pthread_cond_init(&r->run.gate.cond, NULL);
-    r->eng = calloc(n, sizeof *r->eng);
-    if (r->run.done_fd < 0 || !r->eng || !points_init(&r->points, n)) {
+    r->eng = xcalloc(n, sizeof *r->eng);
+    if (r->run.done_fd < 0 || !points_init(&r->points, n)) {
         runner_free(r);
         return NULL;
     }

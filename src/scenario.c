@@ -1,6 +1,7 @@
 #include "scenario.h"
 #include "embedded.h"
 #include "guard.h"
+#include "xmalloc.h"
 
 #include <errno.h>
 #include <lauxlib.h>
@@ -59,10 +60,7 @@ static char *read_file(const char *path, size_t *len)
     size_t cap = 0, n = 0;
     for (;;) {
         if (n + 4096 > cap) {
-            char *more = realloc(text, cap = cap ? cap * 2 : 65536);
-            if (!more)
-                break;
-            text = more;
+            text = xrealloc(text, cap = cap ? cap * 2 : 65536);
         }
         size_t got = fread(text + n, 1, cap - n, f);
         n += got;

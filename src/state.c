@@ -10,6 +10,7 @@
 #include "options.h"
 #include "pg.h"
 #include "vu.h"
+#include "xmalloc.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -88,9 +89,10 @@ static void open_libs(lua_State *L, struct tctx *ctx)
 static bool init(struct tctx *ctx, lua_State *L, unsigned nshards)
 {
     ctx->L = L;
+    ctx->cancel_fd = -1;
     ctx->max_body = DEFAULT_MAX_BODY;
     if (!(ctx->loop = loop_new()) || !(ctx->metrics = metrics_new()) || !live_init(&ctx->live) ||
-        !(ctx->shards = calloc(nshards, sizeof *ctx->shards)))
+        !(ctx->shards = xcalloc(nshards, sizeof *ctx->shards)))
         return false;
     for (unsigned i = 0; i < nshards; i++)
         if (!(ctx->shards[ctx->nshards++] = shard_new(ctx->loop)))
@@ -132,4 +134,17 @@ void tctx_free(struct tctx *ctx)
     live_free(&ctx->live);
     loop_free(ctx->loop);
     memset(ctx, 0, sizeof *ctx);
+}
+
+void state_push_env(lua_State *L, char *const *env)
+{
+    lua_newtable(L);
+    for (char *const *p = env; p && *p; p++) {
+        const char *eq = strchr(*p, '=');
+        if (!eq)
+            continue;
+        lua_pushlstring(L, *p, (size_t)(eq - *p));
+        lua_pushstring(L, eq + 1);
+        lua_rawset(L, -3);
+    }
 }

@@ -12,5 +12,7 @@ lua_State *tctx_open(struct tctx *ctx, unsigned nshards);
 void tctx_close(struct tctx *ctx);
 /* Call after lua_close: the state's objects may still hold handles. */
 void tctx_free(struct tctx *ctx);
+/* Pushes a table of a "KEY=VALUE" list (later entries win): ctx.env, vu.env. */
+void state_push_env(lua_State *L, char *const *env);
 
 #endif

@@ -1,0 +1,224 @@
+/* `tide run`'s command line, walked once: the scenario, the outputs, the
+ * environment, and the option overrides (checked now, applied over the
+ * scenario's own options once it is loaded). */
+#include "run_args.h"
+#include "exitcodes.h"
+#include "redact.h"
+
+#include <errno.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void run_usage(void)
+{
+    printf("usage: tide run SCENARIO [options]\n\n"
+           "SCENARIO is a Lua file, or NAME for scenarios/NAME.lua (also looked up in the\n"
+           "directories of $TIDE_PATH, then among the scenarios built into tide).\n"
+           "Options override the scenario's `options` table:\n"
+           "  --vus N              virtual users (default 1)\n"
+           "  --duration D         how long (30s, 1m30s); max duration for iteration executors\n"
+           "  --iterations N       iterations (per user for per-vu-iterations)\n"
+           "  --executor NAME      shared-iterations | per-vu-iterations | constant-vus\n"
+           "  --graceful-stop D    time running iterations get to finish at the end (30s)\n"
+           "  --threads N          engine threads (default: one per core)\n"
+           "  --target URL         the service under test: ctx.target / vu.target\n"
+           "  --env KEY=VALUE      seen in ctx.env / vu.env (repeatable; the process\n"
+           "                       environment is there too)\n"
+           "  --max-body SIZE      keep at most SIZE of each response body (64MB)\n"
+           "  --lua-memory SIZE    memory each Lua state (one per engine thread) may use\n"
+           "                       (1GiB; at least 1MiB)\n"
+           "  --max-names N        request names with their own series; the rest: (other) (10000)\n"
+           "  --out json=FILE      write the results (k6 summary shape + histograms + points)\n"
+           "  --out csv=FILE       one row per metric and aggregate per second\n"
+           "  --out html=FILE      a self-contained HTML report with charts\n"
+           "  --out pg=DSN         store in PostgreSQL (--out pg: $DATABASE_URL); repeatable\n"
+           "  --run-id ID          the run's id (default $GITHUB_RUN_ID, else a timestamp)\n"
+           "  --progress N         a progress line every N seconds when stderr is not a\n"
+           "                       terminal (default 10; 0 for none)\n"
+           "  --quiet              no summary on stdout, no progress\n");
+}
+
+int run_usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "tide run: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n");
+    return EXIT_USAGE;
+}
+
+/* A file output must be creatable: its directory writable, the file too if it exists. */
+static int check_writable(const char *kind, const char *path)
+{
+    struct stat st;
+    size_t n = strlen(path);
+    if ((n && path[n - 1] == '/') || (stat(path, &st) == 0 && S_ISDIR(st.st_mode))) {
+        fprintf(stderr, "tide run: --out %s=%s: that is a directory, a file name is needed\n", kind, path);
+        return EXIT_USAGE;
+    }
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *(slash == dir ? slash + 1 : slash) = '\0';
+    const char *d = slash ? dir : ".";
+    if (access(d, W_OK) != 0 || (access(path, F_OK) == 0 && access(path, W_OK) != 0)) {
+        fprintf(stderr, "tide run: --out %s=%s: cannot write there: %s\n", kind, path, strerror(errno));
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+static int parse_pg_out(struct run_args *c, const char *dsn)
+{
+    if (!dsn || !*dsn)
+        return run_usage_error("--out pg: no DSN given and $DATABASE_URL is not set (%s)", "use --out pg=DSN");
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(dsn, &err);
+    PQconninfoFree(opts);
+    if (!opts) {
+        char clean[2048];
+        redact_password(err ? err : "out of memory\n", dsn, clean, sizeof clean);
+        fprintf(stderr, "tide run: --out pg: the DSN does not parse: %s", clean);
+        PQfreemem(err);
+        return EXIT_USAGE;
+    }
+    if (strlen(dsn) >= sizeof c->out.pg)
+        return run_usage_error("--out pg: DSN too long (%s)", "max 2047 bytes");
+    snprintf(c->out.pg, sizeof c->out.pg, "%s", dsn);
+    return 0;
+}
+
+/* --out KIND=TARGET, repeatable: json=FILE, csv=FILE, html=FILE, pg=DSN, pg. */
+static int parse_out(struct run_args *c, const char *v)
+{
+    static const char *const kinds[] = {"json=", "csv=", "html="};
+    const char **slots[] = {&c->out.json, &c->out.csv, &c->out.html};
+    for (int i = 0; i < 3; i++) {
+        size_t n = strlen(kinds[i]);
+        if (strncmp(v, kinds[i], n) == 0) {
+            if (!v[n])
+                return run_usage_error("--out %s needs a file name", kinds[i]);
+            *slots[i] = v + n;
+            char kind[8];
+            snprintf(kind, sizeof kind, "%.*s", (int)n - 1, kinds[i]);
+            return check_writable(kind, v + n);
+        }
+    }
+    if (strcmp(v, "pg") == 0)
+        return parse_pg_out(c, getenv("DATABASE_URL"));
+    if (strncmp(v, "pg=", 3) == 0)
+        return parse_pg_out(c, v + 3);
+    return run_usage_error("--out: unknown output '%s' (valid: json=FILE, csv=FILE, html=FILE, pg=DSN, pg)", v);
+}
+
+/* Splits "--key=value" / "--key value". */
+static const char *option_value(int argc, char **argv, int *i, char *key, size_t klen)
+{
+    const char *a = argv[*i] + 2, *eq = strchr(a, '=');
+    size_t n = eq ? (size_t)(eq - a) : strlen(a);
+    snprintf(key, klen, "%.*s", (int)n, a);
+    if (eq)
+        return eq + 1;
+    return *i + 1 < argc ? argv[++*i] : NULL;
+}
+
+static const char *const run_flags[] = {"vus", "duration", "iterations", "executor", "threads",
+                                        "target", "graceful-stop", "max-body", "lua-memory", "max-names",
+                                        "progress",
+                                        "run-id", NULL};
+/* Flags of `tide run` itself, not scenario options. */
+static bool run_own_flag(const char *key)
+{
+    return strcmp(key, "env") == 0 || strcmp(key, "out") == 0 || strcmp(key, "progress") == 0 ||
+           strcmp(key, "run-id") == 0;
+}
+
+static int parse_flag(struct run_args *a, int argc, char **argv, int *i)
+{
+    char key[64];
+    const char *flag = argv[*i];
+    if (strcmp(flag, "--quiet") == 0 || strcmp(flag, "-q") == 0)
+        return a->out.quiet = true, 0;
+    const char *v = option_value(argc, argv, i, key, sizeof key);
+    bool known = run_own_flag(key);
+    for (int k = 0; run_flags[k] && !known; k++)
+        known = strcmp(key, run_flags[k]) == 0;
+    if (!known)
+        return run_usage_error("unknown option '%s' (valid: --vus --duration --iterations --executor "
+                           "--graceful-stop --threads --target --env --max-body --lua-memory --max-names --out "
+                           "--progress "
+                           "--run-id --quiet)", flag);
+    if (!v)
+        return run_usage_error("--%s needs a value", key);
+    if (strcmp(key, "out") == 0)
+        return parse_out(a, v);
+    if (strcmp(key, "run-id") == 0) {
+        if (!*v || strlen(v) >= sizeof a->out.run_id || strpbrk(v, "/ \t\n"))
+            return run_usage_error("--run-id: expected a short id without spaces or slashes (got '%s')", v);
+        snprintf(a->out.run_id, sizeof a->out.run_id, "%s", v);
+        return 0;
+    }
+    if (strcmp(key, "progress") == 0) {
+        char *end;
+        a->progress_every = strtod(v, &end);
+        return *end || end == v || !(a->progress_every >= 0 && a->progress_every <= 86400)
+            ? run_usage_error("--progress: expected seconds between lines, from 0 to 86400 (got '%s')", v) : 0;
+    }
+    if (strcmp(key, "env") == 0) {
+        if (!strchr(v, '=') || v[0] == '=')
+            return run_usage_error("--env: expected KEY=VALUE, got '%s'", v);
+        if (a->nenv >= MAX_CLI_ENV)
+            return run_usage_error("--env: too many (%s)", v);
+        a->env[a->nenv++] = (char *)v;
+        return 0;
+    }
+    /* checked now so a bad value is named before the scenario even loads;
+     * applied again after the scenario's own options */
+    struct options scratch;
+    char err[OPTIONS_ERR];
+    options_init(&scratch);
+    if (!options_set_cli(&scratch, key, v, err))
+        return run_usage_error("%s", err);
+    if (a->noverrides >= MAX_OVERRIDES)
+        return run_usage_error("too many options (%s)", flag);
+    snprintf(a->overrides[a->noverrides].key, sizeof a->overrides[0].key, "%s", key);
+    a->overrides[a->noverrides++].value = v;
+    return 0;
+}
+
+int run_args_parse(struct run_args *a, int argc, char **argv)
+{
+    memset(a, 0, sizeof *a);
+    a->progress_every = 10;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            a->help = true;
+            return 0;
+        }
+        if (strncmp(argv[i], "-", 1) != 0) {
+            if (a->scenario)
+                return run_usage_error("unexpected argument '%s' (one scenario per run)", argv[i]);
+            a->scenario = argv[i];
+            continue;
+        }
+        int rc = parse_flag(a, argc, argv, &i);
+        if (rc)
+            return rc;
+    }
+    if (!a->scenario)
+        return run_usage_error("%s", "which scenario? usage: tide run SCENARIO [options]");
+    return 0;
+}
+
+int run_args_apply(const struct run_args *a, struct options *o)
+{
+    char err[OPTIONS_ERR];
+    for (int i = 0; i < a->noverrides; i++)
+        if (!options_set_cli(o, a->overrides[i].key, a->overrides[i].value, err))
+            return run_usage_error("%s", err);
+    return 0;
+}

@@ -1,0 +1,34 @@
+#ifndef TIDE_RUN_ARGS_H
+#define TIDE_RUN_ARGS_H
+#include <stdbool.h>
+
+#include "options.h"
+#include "report.h"
+
+#define MAX_CLI_ENV 256
+#define MAX_OVERRIDES 64
+
+/* `tide run`'s command line. */
+struct run_args {
+    const char *scenario;
+    struct outputs out;
+    double progress_every;      /* seconds between progress lines off a terminal */
+    char *env[MAX_CLI_ENV];     /* --env KEY=VALUE, later ones win over earlier and environ */
+    int nenv;
+    struct {
+        char key[64];
+        const char *value;
+    } overrides[MAX_OVERRIDES]; /* --vus 10 and the like, in order */
+    int noverrides;
+    bool help;                  /* --help: print run_usage, nothing else */
+};
+
+/* Walks argv once (after "run"); 0, or EXIT_USAGE with the message printed. */
+int run_args_parse(struct run_args *a, int argc, char **argv);
+/* Applies the overrides over a scenario's options; 0 or EXIT_USAGE (printed). */
+int run_args_apply(const struct run_args *a, struct options *o);
+void run_usage(void);
+/* Prints "tide run: " and the message (fmt with one %s); returns EXIT_USAGE. */
+int run_usage_error(const char *fmt, const char *arg);
+
+#endif
