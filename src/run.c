@@ -102,6 +102,12 @@ static int read_options(struct session *s)
         return rc;
     if (!options_finish(&s->opt, (unsigned)sysconf(_SC_NPROCESSORS_ONLN), err))
         return run_usage_error("%s", err);
+    int line = s->opt.target[0] ? 0 : scenario_target_line(&s->source);
+    if (line) {
+        fprintf(stderr, "tide run: %s:%d reads .target, but no target was given: pass --target URL "
+                        "(or set options.target in the scenario)\n", s->source.chunkname + 1, line);
+        return EXIT_USAGE;
+    }
     s->ctx.max_body = s->opt.max_body;
     s->ctx.mem_limit = s->opt.lua_memory;
     once_limit_names(s->ctx.once, s->opt.max_names);

@@ -162,9 +162,30 @@ static const char *read_chunk(lua_State *L, void *ud, size_t *size)
     return *size ? r->text : NULL;
 }
 
+/* A scenario's own modules sit next to it: `require "helpers"` finds
+ * DIR/helpers.lua before package.path's entries, whatever the working
+ * directory. Built-in scenarios have no directory of their own. */
+static void search_beside(lua_State *L, const char *path)
+{
+    if (strncmp(path, "builtin:", 8) == 0)
+        return;
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    if (lua_getglobal(L, "package") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_getfield(L, -1, "path");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", dir, dir, lua_tostring(L, -1));
+    lua_setfield(L, -3, "path");
+    lua_pop(L, 2);
+}
+
 int scenario_run_source(lua_State *L, const struct scenario_source *src, char *err, size_t errlen)
 {
     const char *path = src->chunkname + 1;
+    search_beside(L, path);
     lua_pushcfunction(L, scenario_traceback);
     int h = lua_gettop(L);
     struct chunk_reader reader = {src->text, src->len, 0};
@@ -199,4 +220,66 @@ int scenario_load(lua_State *L, const char *path, char *err, size_t errlen)
     int rc = scenario_run_source(L, &src, err, errlen);
     scenario_source_free(&src);
     return rc;
+}
+
+/* Skips a long bracket [[...]] / [==[...]==] starting at p (at '['); NULL if p is none. */
+static const char *skip_long(const char *p, const char *end, int *line)
+{
+    const char *q = p + 1;
+    int level = 0;
+    while (q < end && *q == '=')
+        q++, level++;
+    if (q >= end || *q != '[')
+        return NULL;
+    for (q++; q < end; q++) {
+        if (*q == '\n')
+            (*line)++;
+        if (*q != ']')
+            continue;
+        const char *r = q + 1;
+        int l = 0;
+        while (r < end && *r == '=')
+            r++, l++;
+        if (l == level && r < end && *r == ']')
+            return r + 1;
+    }
+    return end;
+}
+
+static bool ident_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+int scenario_target_line(const struct scenario_source *src)
+{
+    const char *p = src->text, *end = src->text + src->len;
+    int line = 1;
+    while (p < end) {
+        char c = *p;
+        if (c == '\n') {
+            line++, p++;
+        } else if (c == '-' && p + 1 < end && p[1] == '-') {
+            const char *after = p[2] == '[' ? skip_long(p + 2, end, &line) : NULL;
+            if (after)
+                p = after;
+            else
+                while (p < end && *p != '\n')
+                    p++;
+        } else if (c == '"' || c == '\'') {
+            for (p++; p < end && *p != c && *p != '\n'; p++)
+                if (*p == '\\' && p + 1 < end)
+                    p++;
+            p++;
+        } else if (c == '[' && (p + 1 < end && (p[1] == '[' || p[1] == '='))) {
+            const char *after = skip_long(p, end, &line);
+            p = after ? after : p + 1;
+        } else if (c == '.' && p > src->text && ident_char(p[-1]) && end - p >= 7 &&
+                   memcmp(p + 1, "target", 6) == 0 && (p + 7 == end || !ident_char(p[7]))) {
+            return line;
+        } else {
+            p++;
+        }
+    }
+    return 0;
 }

@@ -26,6 +26,10 @@ void scenario_source_free(struct scenario_source *src);
  * message in err. */
 int scenario_run_source(lua_State *L, const struct scenario_source *src, char *err, size_t errlen);
 
+/* The first line where the scenario reads a `.target` field (vu.target,
+ * ctx.target) outside comments and strings; 0 when it never does. */
+int scenario_target_line(const struct scenario_source *src);
+
 /* scenario_read, then scenario_run_source.
  * Returns 0, or an exit code (3: the script failed, 2: wrong shape) with a
  * message in err. */
