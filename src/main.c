@@ -48,7 +48,7 @@ static void usage(FILE *f)
             "                                per request: latency, req/s, errors; exit 1 if worse\n"
             "  tide db init DSN | db runs DSN [--scenario NAME] [--last N] | db import DSN FILE\n"
             "  tide --version\n\n"
-            "exit codes: 0 pass, 1 a threshold or required check failed, 2 bad command line\n"
+            "exit codes: 0 pass, 1 a threshold failed, 2 bad command line\n"
             "or options, 3 the script failed, 4 results not stored where asked, 130 interrupted\n",
             TIDE_VERSION);
 }
