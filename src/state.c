@@ -5,6 +5,7 @@
 #include "guard.h"
 #include "hist_lua.h"
 #include "http.h"
+#include "json.h"
 #include "metrics.h"
 #include "metrics_lua.h"
 #include "options.h"
@@ -67,6 +68,7 @@ static void open_libs(lua_State *L, struct tctx *ctx)
     lua_pop(L, 1);
     *(struct vu **)lua_getextraspace(L) = NULL;
     luaL_requiref(L, "cjson", luaopen_cjson, 0);
+    json_fix_numbers(L, -1);
     lua_pop(L, 1);
     preload(L, "tide", luaopen_tide, ctx);
     preload(L, "tide.http", luaopen_tide_http, ctx);
