@@ -176,7 +176,7 @@ def hist_stdev_us(h):
     n = h["count"]
     if n < 2:
         return 0.0
-    var = h["sumsq"] / n - (h["sum"] / n) ** 2
+    var = int(h["sumsq"]) / n - (h["sum"] / n) ** 2  # exact decimal text since tide-results/2
     return math.sqrt(max(var, 0.0))
 
 
