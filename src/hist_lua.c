@@ -509,12 +509,17 @@ static long from_base64(const char *s, size_t len, unsigned char *out)
     return o;
 }
 
+void hist_lua_push_packed(lua_State *L, const struct hist *h)
+{
+    unsigned char *p = lua_newuserdatauv(L, hist_pack_bound(h), 0); /* Lua's: nothing leaks if it raises */
+    push_base64(L, p, hist_pack_to(h, p));
+    lua_remove(L, -2);
+}
+
 /* h:pack(): the packed form (hist.h) as base64 text. */
 static int l_pack(lua_State *L)
 {
-    struct hist *h = hist_lua_check(L, 1);
-    unsigned char *p = lua_newuserdatauv(L, hist_pack_bound(h), 0); /* Lua's: nothing leaks if it raises */
-    push_base64(L, p, hist_pack_to(h, p));
+    hist_lua_push_packed(L, hist_lua_check(L, 1));
     return 1;
 }
 

@@ -183,7 +183,7 @@ def hist_stdev_us(h):
 def tide_json(path):
     with open(path) as f:
         doc = json.load(f)
-    assert doc.get("format") == "tide-results/1", f"{path}: not a tide results document: {list(doc)}"
+    assert doc.get("format") == "tide-results/2", f"{path}: not a tide results document: {list(doc)}"
     return doc
 
 
