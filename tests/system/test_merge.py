@@ -132,3 +132,38 @@ def test_three_disjoint_processes_merge_into_the_one_process_record(tide, nginx)
     assert verdicts(merged) == verdicts(one.json)
     assert len(one.json["threshold_results"]) == 8
     assert {r["ok"] for r in one.json["threshold_results"]} == {True, False}
+
+
+def as_results_1(doc):
+    """A document as tide-results/1 wrote it: no registry, sumsq a number,
+    seconds with percentiles only."""
+    doc = dict(doc, format="tide-results/1")
+    doc.pop("registry")
+    for m in doc["metrics"].values():
+        if "histogram" in m:
+            m["histogram"]["sumsq"] = float(int(m["histogram"]["sumsq"]))
+    for p in doc["points"]:
+        p.pop("hist")
+    return doc
+
+
+def test_results_1_documents_still_load_and_merge(tide, nginx):
+    requests = 2 * ITERATIONS
+    scenario = tide.write(SCENARIO % {"iterations": ITERATIONS, "requests": requests})
+    parts = [run_part(tide, nginx, scenario, k, 1) for k in range(2)]
+    paths = []
+    for i, p in enumerate(parts):
+        path = tide.tmp / f"old{i}.json"
+        path.write_text(json.dumps(as_results_1(p.json)))
+        paths.append(str(path))
+    out = tide.tmp / "old-merged.json"
+    rep = subprocess.run([TIDE, "report", *paths, "--json", str(out)], capture_output=True, text=True, timeout=60)
+    assert rep.returncode == 0, rep.stderr
+    merged = json.loads(out.read_text())
+    assert merged["metrics"]["http_reqs"]["values"]["count"] == requests
+    work = [p.json["metrics"]["work"]["histogram"] for p in parts]
+    assert merged["metrics"]["work"]["histogram"]["count"] == sum(h["count"] for h in work)
+    assert merged["metrics"]["work"]["values"]["max"] == max(h["max"] for h in work)
+    results = {r["key"] + " " + r["text"]: r for r in merged["threshold_results"]}
+    assert results["http_reqs count == %d" % requests]["ok"] is True
+    assert results["work max < 100"]["ok"] is False
