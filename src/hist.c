@@ -1,4 +1,5 @@
 #include "hist.h"
+#include "xmalloc.h"
 
 #include <float.h>
 #include <math.h>
@@ -56,6 +57,13 @@ static double slot_mid(uint32_t index)
 
 uint32_t hist_slots(void) { return NSLOTS; }
 
+void hist_slot_range(uint32_t index, uint64_t *lo, uint64_t *width)
+{
+    unsigned shift;
+    *lo = slot_low(index, &shift);
+    *width = 1ull << shift;
+}
+
 uint32_t hist_slot_of(uint64_t us)
 {
     return slot_index(us > HIST_MAX_US ? HIST_MAX_US : us);
@@ -63,9 +71,8 @@ uint32_t hist_slot_of(uint64_t us)
 
 struct hist *hist_new(void)
 {
-    struct hist *h = calloc(1, sizeof *h);
-    if (h)
-        h->min = UINT64_MAX;
+    struct hist *h = xcalloc(1, sizeof *h);
+    h->min = UINT64_MAX;
     return h;
 }
 
@@ -105,11 +112,10 @@ void hist_clear(struct hist *h)
 /* Kept out of line so the record path stays small. */
 static __attribute__((noinline, cold)) uint64_t *chunk_alloc(struct hist *h, uint32_t c)
 {
-    h->chunk[c] = calloc(SUB_COUNT, sizeof(uint64_t));
-    return h->chunk[c];
+    return h->chunk[c] = xcalloc(SUB_COUNT, sizeof(uint64_t));
 }
 
-static inline bool record(struct hist *h, uint64_t v, uint64_t n)
+static inline void record(struct hist *h, uint64_t v, uint64_t n)
 {
     if (__builtin_expect(v > HIST_MAX_US, 0)) {
         h->clamped += n;
@@ -117,8 +123,8 @@ static inline bool record(struct hist *h, uint64_t v, uint64_t n)
     }
     uint32_t i = slot_index(v);
     uint64_t *c = h->chunk[i >> SUB_BITS];
-    if (__builtin_expect(!c, 0) && !(c = chunk_alloc(h, i >> SUB_BITS)))
-        return false;
+    if (__builtin_expect(!c, 0))
+        c = chunk_alloc(h, i >> SUB_BITS);
     c[i & (SUB_COUNT - 1)] += n;
     h->count += n;
     h->sum += v * n;
@@ -127,25 +133,24 @@ static inline bool record(struct hist *h, uint64_t v, uint64_t n)
         h->min = v;
     if (v > h->max)
         h->max = v;
-    return true;
 }
 
-bool hist_record(struct hist *h, uint64_t us)
+void hist_record(struct hist *h, uint64_t us)
 {
-    return record(h, us, 1);
+    record(h, us, 1);
 }
 
-bool hist_record_n(struct hist *h, uint64_t us, uint64_t n)
+void hist_record_n(struct hist *h, uint64_t us, uint64_t n)
 {
-    return n == 0 || record(h, us, n);
+    if (n)
+        record(h, us, n);
 }
 
-bool hist_merge(struct hist *dst, const struct hist *src)
+void hist_merge(struct hist *dst, const struct hist *src)
 {
-    /* Allocate everything first so a failure leaves dst consistent. */
     for (uint32_t c = 0; c < NCHUNKS; c++)
-        if (src->chunk[c] && !dst->chunk[c] && !chunk_alloc(dst, c))
-            return false;
+        if (src->chunk[c] && !dst->chunk[c])
+            chunk_alloc(dst, c);
     for (uint32_t c = 0; c < NCHUNKS; c++) {
         const uint64_t *s = src->chunk[c];
         for (uint32_t j = 0; s && j < SUB_COUNT; j++)
@@ -159,16 +164,12 @@ bool hist_merge(struct hist *dst, const struct hist *src)
     dst->sum += src->sum;
     dst->sumsq += src->sumsq;
     dst->clamped += src->clamped;
-    return true;
 }
 
 struct hist *hist_clone(const struct hist *h)
 {
     struct hist *c = hist_new();
-    if (c && !hist_merge(c, h)) {
-        hist_free(c);
-        return NULL;
-    }
+    hist_merge(c, h);
     return c;
 }
 
@@ -177,6 +178,12 @@ uint64_t hist_min(const struct hist *h) { return h->count ? h->min : 0; }
 uint64_t hist_max(const struct hist *h) { return h->count ? h->max : 0; }
 uint64_t hist_sum(const struct hist *h) { return h->sum; }
 double hist_sumsq(const struct hist *h) { return (double)h->sumsq; }
+
+void hist_sumsq_words(const struct hist *h, uint64_t *hi, uint64_t *lo)
+{
+    *hi = (uint64_t)(h->sumsq >> 64);
+    *lo = (uint64_t)h->sumsq;
+}
 uint64_t hist_clamped(const struct hist *h) { return h->clamped; }
 
 double hist_mean(const struct hist *h)
@@ -264,14 +271,14 @@ bool hist_add_slot(struct hist *h, uint32_t index, uint64_t count)
     if (!count)
         return true;
     uint32_t c = index >> SUB_BITS;
-    if (!h->chunk[c] && !chunk_alloc(h, c))
-        return false;
+    if (!h->chunk[c])
+        chunk_alloc(h, c);
     h->chunk[c][index & (SUB_COUNT - 1)] += count;
     h->count += count;
     return true;
 }
 
-/* Saturating: a serialised sumsq is a double and may be anything. */
+/* Saturating: a tide-results/1 sumsq is a double and may be anything. */
 static u128 u128_from_double(double d)
 {
     if (!(d > 0))
@@ -281,12 +288,151 @@ static u128 u128_from_double(double d)
     return (u128)d;
 }
 
-void hist_set_stats(struct hist *h, uint64_t min, uint64_t max, uint64_t sum, double sumsq)
+void hist_set_stats(struct hist *h, uint64_t min, uint64_t max, uint64_t sum, uint64_t sumsq_hi,
+                    uint64_t sumsq_lo)
 {
     h->min = min;
     h->max = max;
     h->sum = sum;
-    h->sumsq = u128_from_double(sumsq);
+    h->sumsq = (u128)sumsq_hi << 64 | sumsq_lo;
 }
 
+void hist_set_sumsq_double(struct hist *h, double sumsq) { h->sumsq = u128_from_double(sumsq); }
+
 void hist_set_clamped(struct hist *h, uint64_t clamped) { h->clamped = clamped; }
+
+size_t hist_u128_format(uint64_t hi, uint64_t lo, char *buf, size_t len)
+{
+    char digits[40];
+    size_t n = 0;
+    u128 v = (u128)hi << 64 | lo;
+    do {
+        digits[n++] = (char)('0' + (unsigned)(v % 10));
+        v /= 10;
+    } while (v);
+    if (n + 1 > len)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        buf[i] = digits[n - 1 - i];
+    buf[n] = '\0';
+    return n;
+}
+
+bool hist_u128_parse(const char *s, size_t len, uint64_t *hi, uint64_t *lo)
+{
+    u128 v = 0, max = ~(u128)0;
+    if (len == 0 || len > 39)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        unsigned d = (unsigned)(s[i] - '0');
+        if (v > (max - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *hi = (uint64_t)(v >> 64);
+    *lo = (uint64_t)v;
+    return true;
+}
+
+/* ---- packed form ------------------------------------------------------
+ * A histogram as LEB128 varints: clamped, min, max, sum, sumsq low word,
+ * sumsq high word, then (index gap, count) pairs of the non-empty slots in
+ * ascending order (the first gap is the index itself, later ones count
+ * from the slot after the previous). A second of requests at a few
+ * hundred distinct latencies packs into a few hundred bytes. */
+
+#define VARINT_MAX 10
+
+static size_t put_varint(unsigned char *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (unsigned char)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (unsigned char)v;
+    return n;
+}
+
+static bool get_varint(const unsigned char **p, const unsigned char *end, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0; *p < end && shift < 64; shift += 7) {
+        unsigned char b = *(*p)++;
+        if (shift == 63 && b > 1)
+            return false;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+static size_t used_slots(const struct hist *h)
+{
+    size_t n = 0;
+    for (uint32_t c = 0; c < NCHUNKS; c++)
+        for (uint32_t j = 0; h->chunk[c] && j < SUB_COUNT; j++)
+            n += h->chunk[c][j] != 0;
+    return n;
+}
+
+size_t hist_pack_bound(const struct hist *h)
+{
+    return (6 + 2 * used_slots(h)) * VARINT_MAX;
+}
+
+size_t hist_pack_to(const struct hist *h, unsigned char *p)
+{
+    unsigned char *q = p;
+    uint64_t fields[6] = {h->clamped, hist_min(h), hist_max(h), h->sum, (uint64_t)h->sumsq,
+                          (uint64_t)(h->sumsq >> 64)};
+    for (int i = 0; i < 6; i++)
+        q += put_varint(q, fields[i]);
+    uint32_t next = 0;
+    for (uint32_t c = 0; c < NCHUNKS; c++)
+        for (uint32_t j = 0; h->chunk[c] && j < SUB_COUNT; j++)
+            if (h->chunk[c][j]) {
+                uint32_t i = (c << SUB_BITS) | j;
+                q += put_varint(q, i - next);
+                q += put_varint(q, h->chunk[c][j]);
+                next = i + 1;
+            }
+    return (size_t)(q - p);
+}
+
+size_t hist_pack(const struct hist *h, unsigned char **out)
+{
+    unsigned char *p = xmalloc(hist_pack_bound(h));
+    size_t n = hist_pack_to(h, p);
+    *out = xrealloc(p, n ? n : 1);
+    return n;
+}
+
+struct hist *hist_unpack(const unsigned char *p, size_t n)
+{
+    const unsigned char *end = p + n;
+    uint64_t f[6], gap, count;
+    for (int i = 0; i < 6; i++)
+        if (!get_varint(&p, end, &f[i]))
+            return NULL;
+    struct hist *h = hist_new();
+    uint64_t next = 0;
+    while (p < end) {
+        if (!get_varint(&p, end, &gap) || !get_varint(&p, end, &count) || !count ||
+            gap >= NSLOTS - next || h->count + count < h->count) {
+            hist_free(h);
+            return NULL;
+        }
+        hist_add_slot(h, (uint32_t)(next + gap), count);
+        next += gap + 1;
+    }
+    if (h->count)
+        hist_set_stats(h, f[1], f[2], f[3], f[5], f[4]);
+    hist_set_clamped(h, f[0]);
+    return h;
+}

@@ -19,19 +19,18 @@
 
 struct hist; /* opaque */
 
-struct hist *hist_new(void); /* NULL on out-of-memory */
+/* Memory comes from xmalloc: out of memory aborts (see xmalloc.h). */
+struct hist *hist_new(void);
 void hist_free(struct hist *h); /* NULL ok */
 
 /* Values above HIST_MAX_US are recorded as HIST_MAX_US (also in min/max/sum)
- * and counted by hist_clamped().  False only when a chunk allocation fails,
- * in which case nothing is recorded.  n == 0 records nothing. */
-bool hist_record(struct hist *h, uint64_t us);
-bool hist_record_n(struct hist *h, uint64_t us, uint64_t n);
+ * and counted by hist_clamped().  n == 0 records nothing. */
+void hist_record(struct hist *h, uint64_t us);
+void hist_record_n(struct hist *h, uint64_t us, uint64_t n);
 
-/* Exact: adds slot counts and stats.  On OOM returns false and leaves dst's
- * counts and stats unchanged.  dst == src is allowed (doubles dst). */
-bool hist_merge(struct hist *dst, const struct hist *src);
-struct hist *hist_clone(const struct hist *h); /* NULL on OOM */
+/* Exact: adds slot counts and stats.  dst == src is allowed (doubles dst). */
+void hist_merge(struct hist *dst, const struct hist *src);
+struct hist *hist_clone(const struct hist *h);
 void hist_reset(struct hist *h); /* back to empty; releases chunks */
 void hist_clear(struct hist *h); /* back to empty; keeps its chunks, to be refilled without allocating */
 
@@ -41,7 +40,14 @@ uint64_t hist_max(const struct hist *h); /* 0 when empty */
 double hist_mean(const struct hist *h); /* sum/count; 0 when empty */
 double hist_stdev(const struct hist *h); /* population; 0 when count < 2 */
 uint64_t hist_sum(const struct hist *h); /* wraps past 2^64 (~5e9 h) */
-double hist_sumsq(const struct hist *h); /* sum of squares, for serialising */
+double hist_sumsq(const struct hist *h); /* sum of squares, rounded */
+/* The exact sum of squares, a 128-bit integer, as two words. */
+void hist_sumsq_words(const struct hist *h, uint64_t *hi, uint64_t *lo);
+/* A 128-bit integer as decimal text (0 if buf is too small, 40 is enough),
+ * and back (false unless 1..39 digits that fit). JSON as tide writes it
+ * holds 14 significant digits, so an exact sumsq travels as text. */
+size_t hist_u128_format(uint64_t hi, uint64_t lo, char *buf, size_t len);
+bool hist_u128_parse(const char *s, size_t len, uint64_t *hi, uint64_t *lo);
 uint64_t hist_clamped(const struct hist *h);
 
 /* Value at rank ceil(p/100*count) (at least 1), reported as the midpoint of
@@ -58,15 +64,29 @@ void hist_foreach(const struct hist *h, hist_slot_fn fn, void *ud);
 
 /* Adds count to slot index and to the total count, but not to min/max/sum/
  * sumsq: restore those with hist_set_stats (and hist_set_clamped).  False if
- * index >= hist_slots() or on OOM (then nothing changes). */
+ * index >= hist_slots() (then nothing changes). */
 bool hist_add_slot(struct hist *h, uint32_t index, uint64_t count);
 void hist_set_stats(struct hist *h, uint64_t min, uint64_t max, uint64_t sum,
-                    double sumsq);
+                    uint64_t sumsq_hi, uint64_t sumsq_lo);
+/* A tide-results/1 document's sumsq, which went through a double. */
+void hist_set_sumsq_double(struct hist *h, double sumsq);
 void hist_set_clamped(struct hist *h, uint64_t clamped);
+
+/* The packed form (varints: stats, then gaps and counts of the non-empty
+ * slots): what a finished second of a run keeps, a few hundred bytes where
+ * the histogram holds tens of KB. *out is xmalloc'd, the caller frees it.
+ * hist_unpack gives a new histogram, or NULL when p is not such a form. */
+size_t hist_pack(const struct hist *h, unsigned char **out);
+/* The same into a buffer of at least hist_pack_bound(h) bytes. */
+size_t hist_pack_bound(const struct hist *h);
+size_t hist_pack_to(const struct hist *h, unsigned char *p);
+struct hist *hist_unpack(const unsigned char *p, size_t n);
 
 /* Number of valid slot indexes: one past the slot holding HIST_MAX_US. */
 uint32_t hist_slots(void);
 /* The slot a value is recorded in (after clamping), for tests and tools. */
 uint32_t hist_slot_of(uint64_t us);
+/* The lowest value slot index holds, and how many values it holds. */
+void hist_slot_range(uint32_t index, uint64_t *lo, uint64_t *width);
 
 #endif

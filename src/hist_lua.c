@@ -65,7 +65,10 @@ void hist_lua_encode(lua_State *L, const struct hist *h)
     set_u64(L, "min", hist_min(h));
     set_u64(L, "max", hist_max(h));
     set_u64(L, "sum", hist_sum(h));
-    lua_pushnumber(L, hist_sumsq(h));
+    uint64_t hi, lo;
+    char sumsq[48];
+    hist_sumsq_words(h, &hi, &lo);
+    lua_pushlstring(L, sumsq, hist_u128_format(hi, lo, sumsq, sizeof sumsq));
     lua_setfield(L, -2, "sumsq");
     set_u64(L, "clamped", hist_clamped(h));
 
@@ -98,7 +101,8 @@ static bool to_u64(lua_State *L, int idx, uint64_t *out)
 
 struct header {
     uint64_t count, min, max, sum, clamped;
-    double sumsq;
+    uint64_t sumsq_hi, sumsq_lo;
+    double sumsq_double; /* tide-results/1 wrote sumsq as a number; else -1 */
 };
 
 /* Raw access so metamethods of a hostile table cannot raise or run code. */
@@ -114,6 +118,19 @@ static bool field_u64(lua_State *L, int t, const char *key, uint64_t *out)
     bool ok = to_u64(L, -1, out);
     lua_pop(L, 1);
     return ok;
+}
+
+/* The exact decimal text tide writes, or a number as tide-results/1 wrote. */
+static const char *read_sumsq(lua_State *L, int t, struct header *hd)
+{
+    int type = raw_field(L, t, "sumsq");
+    size_t len = 0;
+    const char *s = type == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+    hd->sumsq_double = type == LUA_TNUMBER ? lua_tonumber(L, -1) : -1;
+    bool ok = s ? hist_u128_parse(s, len, &hd->sumsq_hi, &hd->sumsq_lo)
+                : hd->sumsq_double >= 0 && isfinite(hd->sumsq_double);
+    lua_pop(L, 1);
+    return ok ? NULL : "sumsq must be a non-negative integer (as decimal text) or number";
 }
 
 static const char *read_header(lua_State *L, int t, struct header *hd)
@@ -132,12 +149,7 @@ static const char *read_header(lua_State *L, int t, struct header *hd)
         return "sum must be a non-negative integer";
     if (!field_u64(L, t, "clamped", &hd->clamped))
         return "clamped must be a non-negative integer";
-    raw_field(L, t, "sumsq");
-    hd->sumsq = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : -1;
-    lua_pop(L, 1);
-    if (!(hd->sumsq >= 0 && isfinite(hd->sumsq)))
-        return "sumsq must be a non-negative number";
-    return NULL;
+    return read_sumsq(L, t, hd);
 }
 
 /* What reading the slots found: their total and the extreme non-empty
@@ -156,8 +168,8 @@ static const char *take_slot(struct hist *h, struct slot_reader *r, uint64_t ind
         return "slot indexes must be strictly ascending";
     if (__builtin_add_overflow(r->total, count, &r->total))
         return "slot counts overflow";
-    if (h && !hist_add_slot(h, (uint32_t)index, count))
-        return "out of memory";
+    if (h)
+        hist_add_slot(h, (uint32_t)index, count);
     if (count && r->first == UINT64_MAX)
         r->first = index;
     if (count)
@@ -292,7 +304,9 @@ static const char *decode_into(lua_State *L, struct hist *h, const struct header
     if (!err)
         err = check_consistency(hd, &r);
     if (!err && h && hd->count) {
-        hist_set_stats(h, hd->min, hd->max, hd->sum, hd->sumsq);
+        hist_set_stats(h, hd->min, hd->max, hd->sum, hd->sumsq_hi, hd->sumsq_lo);
+        if (hd->sumsq_double >= 0)
+            hist_set_sumsq_double(h, hd->sumsq_double);
         hist_set_clamped(h, hd->clamped);
     }
     return err;
@@ -321,8 +335,8 @@ struct hist *hist_lua_decode(lua_State *L, int idx, const char **err)
     struct hist *h = NULL;
     /* Everything that may allocate on the Lua side (and so raise) happens
      * before h exists, so h cannot leak. */
-    if (!(*err = read_input(L, lua_absindex(L, idx), &hd)) && !(h = hist_new()))
-        *err = "out of memory";
+    if (!(*err = read_input(L, lua_absindex(L, idx), &hd)))
+        h = hist_new();
     if (h && (*err = decode_into(L, h, &hd))) {
         hist_free(h);
         h = NULL;
@@ -366,11 +380,6 @@ void hist_lua_push(lua_State *L, struct hist *h)
     }
 }
 
-static void raise_oom(lua_State *L)
-{
-    luaL_error(L, "tide.hist: out of memory");
-}
-
 /* Microseconds: integers as they are, floats rounded to the nearest µs;
  * anything past 2^63 is far beyond HIST_MAX_US and clamps anyway. */
 static uint64_t check_us(lua_State *L, int arg)
@@ -391,8 +400,7 @@ static int l_record(lua_State *L)
     uint64_t us = check_us(L, 2);
     lua_Integer n = luaL_optinteger(L, 3, 1);
     luaL_argcheck(L, n >= 0, 3, "count must be >= 0");
-    if (!hist_record_n(h, us, (uint64_t)n))
-        raise_oom(L);
+    hist_record_n(h, us, (uint64_t)n);
     return 0;
 }
 
@@ -444,10 +452,102 @@ static int l_percentile(lua_State *L)
 static int l_merge(lua_State *L)
 {
     struct hist *dst = hist_lua_check(L, 1);
-    if (!hist_merge(dst, hist_lua_check(L, 2)))
-        raise_oom(L);
+    hist_merge(dst, hist_lua_check(L, 2));
     lua_settop(L, 1);
     return 1;
+}
+
+/* ---- packed form, as base64 text for JSON ----------------------------- */
+
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static void push_base64(lua_State *L, const unsigned char *p, size_t n)
+{
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(L, &b, (n + 2) / 3 * 4);
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
+                     (i + 2 < n ? p[i + 2] : 0);
+        out[o++] = B64[v >> 18 & 63];
+        out[o++] = B64[v >> 12 & 63];
+        out[o++] = i + 1 < n ? B64[v >> 6 & 63] : '=';
+        out[o++] = i + 2 < n ? B64[v & 63] : '=';
+    }
+    luaL_pushresultsize(&b, o);
+}
+
+static int b64_value(char c)
+{
+    const char *at = c ? strchr(B64, c) : NULL;
+    return at ? (int)(at - B64) : -1;
+}
+
+/* Decodes into out (at least len/4*3 bytes); the decoded length, or -1. */
+static long from_base64(const char *s, size_t len, unsigned char *out)
+{
+    if (len % 4)
+        return -1;
+    long o = 0;
+    for (size_t i = 0; i < len; i += 4) {
+        int pad = (s[i + 3] == '=') + (s[i + 2] == '=' && s[i + 3] == '=');
+        if (pad && i + 4 != len)
+            return -1;
+        int v[4];
+        for (int k = 0; k < 4 - pad; k++)
+            if ((v[k] = b64_value(s[i + k])) < 0)
+                return -1;
+        for (int k = 4 - pad; k < 4; k++)
+            v[k] = 0;
+        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+        out[o++] = (unsigned char)(w >> 16);
+        if (pad < 2)
+            out[o++] = (unsigned char)(w >> 8);
+        if (pad < 1)
+            out[o++] = (unsigned char)w;
+    }
+    return o;
+}
+
+void hist_lua_push_packed(lua_State *L, const struct hist *h)
+{
+    unsigned char *p = lua_newuserdatauv(L, hist_pack_bound(h), 0); /* Lua's: nothing leaks if it raises */
+    push_base64(L, p, hist_pack_to(h, p));
+    lua_remove(L, -2);
+}
+
+/* h:pack(): the packed form (hist.h) as base64 text. */
+static int l_pack(lua_State *L)
+{
+    hist_lua_push_packed(L, hist_lua_check(L, 1));
+    return 1;
+}
+
+/* hist.unpack(text): the histogram h:pack() gave. */
+static int l_unpack(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    hist_box *box = new_box(L);
+    unsigned char *buf = lua_newuserdatauv(L, len / 4 * 3 + 1, 0);
+    long n = from_base64(s, len, buf);
+    if (n < 0 || !(*box = hist_unpack(buf, (size_t)n)))
+        return luaL_argerror(L, 1, "not a packed tide.hist");
+    lua_pop(L, 1);
+    return 1;
+}
+
+/* hist.slot_range(i): the lowest value slot i holds and its width, in µs:
+ * the layout is hist.c's alone. */
+static int l_slot_range(lua_State *L)
+{
+    lua_Integer i = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, i >= 0 && i < (lua_Integer)hist_slots(), 1, "slot index out of range");
+    uint64_t lo, width;
+    hist_slot_range((uint32_t)i, &lo, &width);
+    push_u64(L, lo);
+    push_u64(L, width);
+    return 2;
 }
 
 static int l_encode(lua_State *L)
@@ -459,9 +559,7 @@ static int l_encode(lua_State *L)
 static int l_clone(lua_State *L)
 {
     struct hist *h = hist_lua_check(L, 1);
-    hist_box *box = new_box(L);
-    if (!(*box = hist_clone(h)))
-        raise_oom(L);
+    *new_box(L) = hist_clone(h);
     return 1;
 }
 
@@ -501,7 +599,7 @@ static const luaL_Reg methods[] = {
     { "max", l_max },       { "mean", l_mean },     { "stdev", l_stdev },
     { "sum", l_sum },       { "percentile", l_percentile },
     { "merge", l_merge },   { "encode", l_encode }, { "clone", l_clone },
-    { "free", l_free },     { NULL, NULL },
+    { "free", l_free },     { "pack", l_pack },     { NULL, NULL },
 };
 
 /* hist.check(tbl): true, or nil and what is wrong with the table form;
@@ -632,9 +730,7 @@ static hist_box *new_box(lua_State *L)
 
 static int l_new(lua_State *L)
 {
-    hist_box *box = new_box(L);
-    if (!(*box = hist_new()))
-        raise_oom(L);
+    *new_box(L) = hist_new();
     return 1;
 }
 
@@ -651,7 +747,8 @@ int luaopen_tide_hist(lua_State *L)
 {
     static const luaL_Reg module[] = {
         { "new", l_new }, { "decode", l_decode }, { "check", l_check },
-        { "read_json", l_read_json }, { NULL, NULL },
+        { "read_json", l_read_json }, { "unpack", l_unpack }, { "slot_range", l_slot_range },
+        { NULL, NULL },
     };
     push_metatable(L);
     lua_pop(L, 1);

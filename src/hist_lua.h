@@ -22,6 +22,10 @@ struct hist *hist_lua_check(lua_State *L, int idx);
 /* Pushes the sparse table form of h. */
 void hist_lua_encode(lua_State *L, const struct hist *h);
 
+/* Pushes h's packed form (hist_pack) as the base64 text h:pack() gives and
+ * hist.unpack reads: how a results document carries a second's histogram. */
+void hist_lua_push_packed(lua_State *L, const struct hist *h);
+
 /* Builds a new histogram from the table form at idx (integral floats are
  * accepted, as cjson decodes every number to a float).  On bad input
  * returns NULL and sets *err to a static message; never raises (short of a

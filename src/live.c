@@ -1,6 +1,7 @@
 #include "live.h"
 #include "hist.h"
 #include "metrics.h"
+#include "xmalloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +11,8 @@ const double second_percentiles[SECOND_PERCENTILES] = {50, 95, 99};
 bool live_init(struct live *lv)
 {
     memset(lv, 0, sizeof *lv);
-    return (lv->duration = hist_new()) != NULL;
+    lv->duration = hist_new();
+    return true;
 }
 
 void live_free(struct live *lv)
@@ -33,8 +35,6 @@ static struct hist *next_hist(struct points *pts)
 void live_tick(struct live *lv, struct points *pts, unsigned sec, uint64_t vus)
 {
     struct hist *fresh = next_hist(pts);
-    if (!fresh)
-        return; /* keep counting into the old one: the next tick hands it over */
     struct point p = {.sec = sec, .reqs = lv->reqs, .failed = lv->failed,
                       .iterations = lv->iterations, .errors = lv->errors,
                       .dropped = lv->dropped, .vus = vus, .duration = lv->duration};
@@ -42,17 +42,10 @@ void live_tick(struct live *lv, struct points *pts, unsigned sec, uint64_t vus)
     lv->reqs = lv->failed = lv->iterations = lv->errors = lv->dropped = 0;
     pthread_mutex_lock(&pts->lock);
     if (pts->nqueue == pts->capqueue) {
-        size_t cap = pts->capqueue ? pts->capqueue * 2 : 64;
-        struct point *q = realloc(pts->queue, cap * sizeof *q);
-        if (q) {
-            pts->queue = q;
-            pts->capqueue = cap;
-        }
+        pts->capqueue = pts->capqueue ? pts->capqueue * 2 : 64;
+        pts->queue = xrealloc(pts->queue, pts->capqueue * sizeof *pts->queue);
     }
-    if (pts->nqueue < pts->capqueue)
-        pts->queue[pts->nqueue++] = p;
-    else
-        hist_free(p.duration);
+    pts->queue[pts->nqueue++] = p;
     pthread_mutex_unlock(&pts->lock);
 }
 
@@ -76,18 +69,21 @@ bool points_init(struct points *pts, unsigned threads)
     memset(pts, 0, sizeof *pts);
     pts->threads = threads;
     pthread_mutex_init(&pts->lock, NULL);
-    pts->snaps = calloc(threads, sizeof *pts->snaps);
+    pts->snaps = xcalloc(threads, sizeof *pts->snaps);
     pts->capspare = 2 * threads + 2; /* each thread's next, and seconds in flight */
-    pts->spare = calloc(pts->capspare, sizeof *pts->spare);
-    return (pts->total = hist_new()) != NULL && pts->snaps && pts->spare;
+    pts->spare = xcalloc(pts->capspare, sizeof *pts->spare);
+    pts->total = hist_new();
+    return true;
 }
 
 void points_free(struct points *pts)
 {
     for (size_t i = 0; i < pts->nqueue; i++)
         hist_free(pts->queue[i].duration);
-    for (size_t i = 0; i < pts->nsecs; i++)
+    for (size_t i = 0; i < pts->nsecs; i++) {
         hist_free(pts->secs[i].pending);
+        free(pts->secs[i].packed);
+    }
     for (unsigned i = 0; i < pts->nspare; i++)
         hist_free(pts->spare[i]);
     free(pts->spare);
@@ -103,7 +99,7 @@ void points_free(struct points *pts)
 void points_snapshot(struct points *pts, unsigned thread, const struct metrics *m)
 {
     struct metrics *copy = metrics_new();
-    if (!copy || !metrics_merge(copy, m)) {
+    if (!metrics_merge(copy, m)) {
         metrics_free(copy);
         return;
     }
@@ -119,7 +115,7 @@ struct metrics *points_merged_snapshots(struct points *pts)
     struct metrics *all = metrics_new();
     bool any = false;
     pthread_mutex_lock(&pts->lock);
-    for (unsigned i = 0; all && i < pts->threads; i++)
+    for (unsigned i = 0; i < pts->threads; i++)
         if (pts->snaps[i]) {
             any = true;
             metrics_merge(all, pts->snaps[i]);
@@ -132,31 +128,27 @@ struct metrics *points_merged_snapshots(struct points *pts)
     return all;
 }
 
-static bool grow_secs(struct points *pts, unsigned sec)
+static void grow_secs(struct points *pts, unsigned sec)
 {
     if (sec < pts->nsecs)
-        return true;
+        return;
     if (sec >= pts->capsecs) {
         size_t cap = pts->capsecs ? pts->capsecs * 2 : 64;
         while (cap <= sec)
             cap *= 2;
-        struct second *s = realloc(pts->secs, cap * sizeof *s);
-        if (!s)
-            return false;
-        pts->secs = s;
+        pts->secs = xrealloc(pts->secs, cap * sizeof *pts->secs);
         pts->capsecs = cap;
     }
     for (size_t i = pts->nsecs; i <= sec; i++)
         pts->secs[i] = (struct second){.sec = (unsigned)i};
     pts->nsecs = (size_t)sec + 1;
-    return true;
 }
 
-/* Every thread handed the second over: its percentiles are all it keeps. */
+/* Every thread handed the second over: its packed histogram is all it keeps. */
 static void complete(struct points *pts, struct second *d)
 {
-    for (unsigned k = 0; k < SECOND_PERCENTILES; k++)
-        d->pct[k] = d->pending ? hist_percentile(d->pending, second_percentiles[k]) : 0;
+    if (d->pending)
+        d->npacked = hist_pack(d->pending, &d->packed);
     recycle(pts, d->pending);
     d->pending = NULL;
     pts->npending--;
@@ -181,10 +173,7 @@ static void merge_point(struct points *pts, struct point *p)
     pts->reqs += p->reqs;
     pts->failed += p->failed;
     pts->iterations += p->iterations;
-    if (!grow_secs(pts, p->sec)) {
-        recycle(pts, p->duration);
-        return;
-    }
+    grow_secs(pts, p->sec);
     struct second *d = &pts->secs[p->sec];
     d->reqs += p->reqs;
     d->failed += p->failed;
@@ -198,9 +187,30 @@ static void merge_point(struct points *pts, struct point *p)
         complete(pts, d);
 }
 
+struct hist *second_hist(const struct second *s)
+{
+    if (s->pending)
+        return hist_clone(s->pending);
+    struct hist *h = s->packed ? hist_unpack(s->packed, s->npacked) : NULL;
+    return h ? h : hist_new();
+}
+
 double second_percentile(const struct second *s, unsigned k)
 {
-    return s->pending ? hist_percentile(s->pending, second_percentiles[k]) : s->pct[k];
+    if (s->pending)
+        return hist_percentile(s->pending, second_percentiles[k]);
+    struct hist *h = second_hist(s);
+    double v = hist_percentile(h, second_percentiles[k]);
+    hist_free(h);
+    return v;
+}
+
+size_t points_memory(const struct points *pts)
+{
+    size_t bytes = pts->capsecs * sizeof *pts->secs;
+    for (size_t i = 0; i < pts->nsecs; i++)
+        bytes += pts->secs[i].npacked;
+    return bytes;
 }
 
 void points_collect(struct points *pts)

@@ -27,16 +27,19 @@ struct point {
 #define SECOND_PERCENTILES 3
 extern const double second_percentiles[SECOND_PERCENTILES];
 
-/* One second of the whole run. Its latency histogram is kept only until
- * every thread has handed the second over; then the percentiles are taken
- * and it is freed, so a long run holds a few numbers per second, not a
- * histogram. */
+/* One second of the whole run. Its latency histogram is kept whole only
+ * until every thread has handed the second over; then it is packed (hist.h:
+ * varints of the non-empty slots, a few hundred bytes where the histogram
+ * holds tens of KB) and goes back to the threads, so a long run grows by
+ * its packed seconds only, and the document still has every second's
+ * histogram to merge exactly. */
 struct second {
     unsigned sec;
     uint64_t reqs, failed, iterations, errors, dropped, vus;
     unsigned reported;          /* threads that handed it over */
     struct hist *pending;       /* their durations while some are missing; then NULL */
-    double pct[SECOND_PERCENTILES]; /* µs, once complete */
+    unsigned char *packed;      /* once complete: hist_pack of the second's durations */
+    size_t npacked;
 };
 
 /* The hand-over queue and the merged seconds (owned by main). */
@@ -70,8 +73,12 @@ void points_free(struct points *pts);
 void points_collect(struct points *pts);
 /* Percentile k (of second_percentiles) of a second's http_req_duration, in
  * µs: from its histogram while some thread has not handed it over (a thread
- * that ended early), else as taken when it was complete. */
+ * that ended early), else from its packed form. */
 double second_percentile(const struct second *s, unsigned k);
+/* A second's http_req_duration histogram (a new one: the caller frees it). */
+struct hist *second_hist(const struct second *s);
+/* Bytes the merged seconds hold, for the README's cost of a long run. */
+size_t points_memory(const struct points *pts);
 
 /* The progress line. */
 struct progress {

@@ -1,18 +1,19 @@
 #include "metrics.h"
 #include "hist.h"
 #include "hist_lua.h"
-#include "clock.h"
 #include "once.h"
+#include "xmalloc.h"
 
 #include <lauxlib.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct series {
     union {
         struct { double sum; uint64_t n; } counter;
-        struct { double value, min, max; uint64_t at; bool set; } gauge;
+        struct { double value, min, max; uint64_t at; bool set; } gauge; /* at: wall clock, ns */
         struct { uint64_t passes, total; } rate;
         struct hist *trend;
     } u;
@@ -66,9 +67,7 @@ static const struct { const char *name; enum metric_type t; enum metric_contains
 
 struct metrics *metrics_new(void)
 {
-    struct metrics *m = calloc(1, sizeof *m);
-    if (!m)
-        return NULL;
+    struct metrics *m = xcalloc(1, sizeof *m);
     for (int i = 0; i < M_BUILTIN_COUNT; i++)
         if (metrics_define(m, builtin[i].name, builtin[i].t, builtin[i].c) != i) {
             metrics_free(m);
@@ -116,14 +115,10 @@ int metrics_define(struct metrics *m, const char *name, enum metric_type t, enum
     int id = metrics_find(m, name);
     if (id >= 0)
         return m->metrics[id].type == t ? id : -1;
-    struct metric *grown = realloc(m->metrics, (m->nmetrics + 1) * sizeof *grown);
-    if (!grown)
-        return -1;
-    m->metrics = grown;
+    m->metrics = xrealloc(m->metrics, (m->nmetrics + 1) * sizeof *m->metrics);
     struct metric *mt = &m->metrics[m->nmetrics];
     memset(mt, 0, sizeof *mt);
-    if (!(mt->name = strdup(name)))
-        return -1;
+    mt->name = xstrdup(name);
     mt->type = t;
     mt->contains = c;
     return (int)m->nmetrics++;
@@ -137,12 +132,10 @@ static uint64_t hash_key(const char *key, size_t len)
     return h;
 }
 
-static bool table_grow(struct metrics *m)
+static void table_grow(struct metrics *m)
 {
     size_t cap = m->table_cap ? m->table_cap * 2 : 64;
-    int *t = calloc(cap, sizeof *t);
-    if (!t)
-        return false;
+    int *t = xcalloc(cap, sizeof *t);
     for (size_t i = 0; i < m->ntags; i++) {
         size_t j = m->tags[i].hash & (cap - 1);
         while (t[j])
@@ -152,22 +145,15 @@ static bool table_grow(struct metrics *m)
     free(m->table);
     m->table = t;
     m->table_cap = cap;
-    return true;
 }
 
 static int tagset_insert(struct metrics *m, const char *key, size_t len, uint64_t h, size_t slot)
 {
     if (m->ntags == m->tags_cap) {
-        size_t cap = m->tags_cap ? m->tags_cap * 2 : 16;
-        struct tagset *t = realloc(m->tags, cap * sizeof *t);
-        if (!t)
-            return -1;
-        m->tags = t;
-        m->tags_cap = cap;
+        m->tags_cap = m->tags_cap ? m->tags_cap * 2 : 16;
+        m->tags = xrealloc(m->tags, m->tags_cap * sizeof *m->tags);
     }
-    char *copy = malloc(len + 1);
-    if (!copy)
-        return -1;
+    char *copy = xmalloc(len + 1);
     memcpy(copy, key, len);
     copy[len] = '\0';
     m->tags[m->ntags] = (struct tagset){copy, len, h};
@@ -191,8 +177,8 @@ static int tagset_find(const struct metrics *m, const char *key, size_t len, uin
 
 int metrics_tagset(struct metrics *m, const char *key, size_t len)
 {
-    if ((m->ntags + 1) * 2 > m->table_cap && !table_grow(m))
-        return -1;
+    if ((m->ntags + 1) * 2 > m->table_cap)
+        table_grow(m);
     uint64_t h = hash_key(key, len);
     size_t slot;
     int id = tagset_find(m, key, len, h, &slot);
@@ -227,8 +213,8 @@ static size_t other_key(const char *key, size_t len, const char *value, size_t v
 
 int metrics_tagset_named(struct metrics *m, struct once *run, const char *key, size_t len)
 {
-    if ((m->ntags + 1) * 2 > m->table_cap && !table_grow(m))
-        return -1;
+    if ((m->ntags + 1) * 2 > m->table_cap)
+        table_grow(m);
     uint64_t h = hash_key(key, len);
     size_t slot, vlen;
     int id = tagset_find(m, key, len, h, &slot);
@@ -249,9 +235,7 @@ static struct series *series_get(struct metric *mt, int tagset)
         size_t n = mt->ntags ? mt->ntags : 8;
         while (n <= (size_t)tagset)
             n *= 2;
-        struct series **g = realloc(mt->by_tag, n * sizeof *g);
-        if (!g)
-            return NULL;
+        struct series **g = xrealloc(mt->by_tag, n * sizeof *g);
         memset(g + mt->ntags, 0, (n - mt->ntags) * sizeof *g);
         mt->by_tag = g;
         mt->ntags = n;
@@ -259,13 +243,18 @@ static struct series *series_get(struct metric *mt, int tagset)
     struct series *s = mt->by_tag[tagset];
     if (s)
         return s;
-    if (!(s = calloc(1, sizeof *s)))
-        return NULL;
-    if (mt->type == METRIC_TREND && !(s->u.trend = hist_new())) {
-        free(s);
-        return NULL;
-    }
+    s = xcalloc(1, sizeof *s);
+    if (mt->type == METRIC_TREND)
+        s->u.trend = hist_new();
     return mt->by_tag[tagset] = s;
+}
+
+/* Wall-clock time: gauges from several hosts order by it when merged. */
+static uint64_t wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static void series_add(struct series *s, enum metric_type t, double v)
@@ -281,7 +270,7 @@ static void series_add(struct series *s, enum metric_type t, double v)
         if (!s->u.gauge.set || v > s->u.gauge.max)
             s->u.gauge.max = v;
         s->u.gauge.value = v;
-        s->u.gauge.at = clock_now_ns();
+        s->u.gauge.at = wall_ns();
         s->u.gauge.set = true;
         break;
     case METRIC_RATE:
@@ -299,9 +288,7 @@ void metrics_add(struct metrics *m, int metric, int tagset, double value)
     if (metric < 0 || tagset < 0)
         return;
     struct metric *mt = &m->metrics[metric];
-    struct series *s = series_get(mt, tagset);
-    if (s)
-        series_add(s, mt->type, value);
+    series_add(series_get(mt, tagset), mt->type, value);
 }
 
 /* The VU gauges: each thread owns a share of the users, so they add up. */
@@ -357,13 +344,42 @@ static bool merge_from(struct metrics *dst, const struct metrics *src, size_t fi
             if (!sm->by_tag[j])
                 continue;
             int tag = metrics_tagset(dst, src->tags[j].key, src->tags[j].len);
-            struct series *d = tag < 0 ? NULL : series_get(&dst->metrics[id], tag);
-            if (!d)
-                return false;
+            struct series *d = series_get(&dst->metrics[id], tag);
             series_merge(d, sm->by_tag[j], sm->type, i < M_BUILTIN_COUNT);
         }
     }
     return true;
+}
+
+void metrics_put(struct metrics *m, int metric, int tagset, const struct metrics_value *v)
+{
+    if (metric < 0 || (size_t)metric >= m->nmetrics || tagset < 0)
+        return;
+    struct metric *mt = &m->metrics[metric];
+    struct series one = {0};
+    switch (mt->type) {
+    case METRIC_COUNTER:
+        one.u.counter.sum = v->value;
+        one.u.counter.n = v->count;
+        break;
+    case METRIC_GAUGE:
+        one.u.gauge.value = v->value;
+        one.u.gauge.min = v->min;
+        one.u.gauge.max = v->max;
+        one.u.gauge.at = v->at;
+        one.u.gauge.set = true;
+        break;
+    case METRIC_RATE:
+        one.u.rate.passes = v->passes;
+        one.u.rate.total = v->total;
+        break;
+    case METRIC_TREND:
+        if (!v->hist)
+            return;
+        one.u.trend = v->hist;
+        break;
+    }
+    series_merge(series_get(mt, tagset), &one, mt->type, metric < M_BUILTIN_COUNT);
 }
 
 bool metrics_merge(struct metrics *dst, const struct metrics *src)
@@ -452,6 +468,8 @@ static void push_series(lua_State *L, struct series *s, enum metric_type t, bool
         lua_setfield(L, -2, "min");
         lua_pushnumber(L, s->u.gauge.max);
         lua_setfield(L, -2, "max");
+        lua_pushnumber(L, (double)s->u.gauge.at / 1e9); /* seconds since the epoch */
+        lua_setfield(L, -2, "at");
         break;
     case METRIC_RATE:
         lua_pushinteger(L, (lua_Integer)s->u.rate.passes);
@@ -461,8 +479,6 @@ static void push_series(lua_State *L, struct series *s, enum metric_type t, bool
         break;
     case METRIC_TREND: {
         struct hist *h = move ? s->u.trend : hist_clone(s->u.trend);
-        if (!h)
-            luaL_error(L, "out of memory");
         if (move)
             s->u.trend = NULL; /* Lua owns it now, even if pushing it fails */
         hist_lua_push(L, h);
@@ -474,6 +490,17 @@ static void push_series(lua_State *L, struct series *s, enum metric_type t, bool
 
 static const char *const type_names[] = {"counter", "gauge", "rate", "trend"};
 static const char *const contains_names[] = {"default", "time", "data"};
+
+static int index_of(const char *const *names, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(names[i], name) == 0)
+            return i;
+    return -1;
+}
+
+int metrics_type_named(const char *name) { return index_of(type_names, 4, name); }
+int metrics_contains_named(const char *name) { return index_of(contains_names, 3, name); }
 
 static void push_all(lua_State *L, const struct metrics *m, bool move)
 {

@@ -37,6 +37,7 @@ enum {
 
 struct metrics;
 struct once;
+struct hist;
 
 struct metrics *metrics_new(void);
 void metrics_free(struct metrics *m);
@@ -61,14 +62,32 @@ int metrics_tagset_named(struct metrics *m, struct once *run, const char *key, s
  * trend: records (time trends in microseconds). */
 void metrics_add(struct metrics *m, int metric, int tagset, double value);
 
+/* The one merge: threads into a run, documents into one (tide report),
+ * workers into a coordinator. Counters and rates add, trends add buckets,
+ * the VU gauges add (each part had its share of the users), a scenario's
+ * gauges keep the value set last (wall-clock time) and the extremes of
+ * all. False when a metric has another type in dst. */
 bool metrics_merge(struct metrics *dst, const struct metrics *src);
+
+/* One series as read back from a document, merged into m's series of
+ * (metric, tagset) by metrics_merge's rules. hist is only read. */
+struct metrics_value {
+    double value, min, max;     /* counter: value; gauge: value, min, max */
+    uint64_t count, passes, total, at; /* counter: count; rate: passes, total; gauge: at (ns) */
+    struct hist *hist;          /* trend (only read) */
+};
+/* "counter" ... "trend" and "default", "time", "data" to their enums: -1 if unknown. */
+int metrics_type_named(const char *name);
+int metrics_contains_named(const char *name);
+void metrics_put(struct metrics *m, int metric, int tagset, const struct metrics_value *v);
 /* Only the metrics a scenario or tide module defined (checks, celery_*,
  * custom): what setup and teardown record of those counts; their requests don't. */
 bool metrics_merge_custom(struct metrics *dst, const struct metrics *src);
 
 /* Pushes { [name] = { type=, contains=, series = { {tags={...}, ...}, ... } } }
- * with counters {value, count}, gauges {value, min, max}, rates {passes, total}
- * and trends {hist = tide.hist userdata (a copy)}. */
+ * with counters {value, count}, gauges {value, min, max, at (wall clock, s)},
+ * rates {passes, total} and trends {hist = tide.hist userdata (a copy)}:
+ * the registry form that tide.metrics.merge reads back. */
 void metrics_push(lua_State *L, const struct metrics *m);
 /* The same, but the trends' histograms move to Lua instead of being copied
  * (at the end of a run, with thousands of request names, a copy of every

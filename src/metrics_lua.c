@@ -1,6 +1,8 @@
 #include "metrics_lua.h"
 #include "ctx.h"
 #include "metrics.h"
+#include "hist.h"
+#include "hist_lua.h"
 
 #include <lauxlib.h>
 #include <stdlib.h>
@@ -150,10 +152,145 @@ static int l_trend(lua_State *L)
     return define(L, METRIC_TREND, "trend");
 }
 
+/* ---- registries read back: tide.metrics.merge ------------------------- */
+
+#define REGISTRY_MT "tide.registry"
+
+/* The registry being merged lives in a userdata so that an error in the
+ * middle (a malformed document) frees it. */
+static int registry_gc(lua_State *L)
+{
+    struct metrics **box = lua_touserdata(L, 1);
+    metrics_free(*box);
+    *box = NULL;
+    return 0;
+}
+
+static double num_field(lua_State *L, int t, const char *k)
+{
+    lua_getfield(L, t, k);
+    double v = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+    lua_pop(L, 1);
+    return v;
+}
+
+static uint64_t count_field(lua_State *L, int t, const char *k)
+{
+    double v = num_field(L, t, k);
+    return v > 0 && v < 0x1p64 ? (uint64_t)v : 0;
+}
+
+/* A series' trend: a tide.hist, or its table form (owned: *made). */
+static struct hist *series_hist(lua_State *L, int t, const char *metric, struct hist **made)
+{
+    *made = NULL;
+    lua_getfield(L, t, "hist");
+    struct hist *h = NULL;
+    if (luaL_testudata(L, -1, "tide.hist")) {
+        h = hist_lua_check(L, -1);
+    } else {
+        const char *err = "missing";
+        h = *made = lua_istable(L, -1) ? hist_lua_decode(L, -1, &err) : NULL;
+        if (!h)
+            luaL_error(L, "tide.metrics.merge: metric %s: hist: %s", metric, err);
+    }
+    lua_pop(L, 1);
+    return h;
+}
+
+static void read_series(lua_State *L, int t, struct metrics *m, int id, const char *metric)
+{
+    char key[TAGKEY_MAX];
+    size_t n;
+    lua_getfield(L, t, "tags");
+    const char *why = metrics_lua_tagkey(L, -1, key, sizeof key, &n);
+    lua_pop(L, 1);
+    if (why)
+        luaL_error(L, "tide.metrics.merge: metric %s: %s", metric, why);
+    struct metrics_value v = {
+        .value = num_field(L, t, "value"), .min = num_field(L, t, "min"), .max = num_field(L, t, "max"),
+        .count = count_field(L, t, "count"), .passes = count_field(L, t, "passes"),
+        .total = count_field(L, t, "total"), .at = (uint64_t)(num_field(L, t, "at") * 1e9),
+    };
+    struct hist *made = NULL;
+    lua_getfield(L, t, "hist");
+    bool trend = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (trend)
+        v.hist = series_hist(L, t, metric, &made);
+    metrics_put(m, id, metrics_tagset(m, key, n), &v);
+    hist_free(made);
+}
+
+/* One metric { type, contains, series = {...} } of a registry table. */
+static void read_metric(lua_State *L, int t, struct metrics *m, const char *name)
+{
+    lua_getfield(L, t, "type");
+    lua_getfield(L, t, "contains");
+    int type = lua_isstring(L, -2) ? metrics_type_named(lua_tostring(L, -2)) : -1;
+    int contains = lua_isstring(L, -1) ? metrics_contains_named(lua_tostring(L, -1)) : CONTAINS_DEFAULT;
+    lua_pop(L, 2);
+    if (type < 0 || contains < 0)
+        luaL_error(L, "tide.metrics.merge: metric %s: bad type or contains", name);
+    int id = metrics_define(m, name, (enum metric_type)type, (enum metric_contains)contains);
+    if (id < 0)
+        luaL_error(L, "tide.metrics.merge: metric %s: defined twice", name);
+    lua_getfield(L, t, "series");
+    int list = lua_gettop(L);
+    for (lua_Integer i = 1; lua_istable(L, list) && lua_rawgeti(L, list, i) == LUA_TTABLE; i++) {
+        read_series(L, lua_gettop(L), m, id, name);
+        lua_pop(L, 1);
+    }
+    lua_settop(L, list - 1);
+}
+
+static void read_registry(lua_State *L, int t, struct metrics *m)
+{
+    luaL_checkstack(L, 8, "tide.metrics.merge");
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        if (lua_type(L, -2) != LUA_TSTRING || !lua_istable(L, -1))
+            luaL_error(L, "tide.metrics.merge: a registry maps metric names to tables");
+        read_metric(L, lua_gettop(L), m, lua_tostring(L, -2));
+        lua_pop(L, 1);
+    }
+}
+
+/* tide.metrics.merge({registry, ...}): one registry (metrics_push's form)
+ * that is what one process would have recorded, by metrics_merge. */
+static int l_merge(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    struct metrics **box = lua_newuserdatauv(L, sizeof *box, 0);
+    *box = NULL;
+    if (luaL_newmetatable(L, REGISTRY_MT)) {
+        lua_pushcfunction(L, registry_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    *box = metrics_new();
+    for (lua_Integer i = 1; lua_rawgeti(L, 1, i) != LUA_TNIL; i++) {
+        if (!lua_istable(L, -1))
+            return luaL_argerror(L, 1, "a list of registries expected");
+        struct metrics *one = metrics_new(); /* read apart, then merged: the rules see whole parts */
+        struct metrics **tmp = lua_newuserdatauv(L, sizeof *tmp, 0);
+        *tmp = one;
+        luaL_setmetatable(L, REGISTRY_MT);
+        read_registry(L, lua_gettop(L) - 1, one);
+        if (!metrics_merge(*box, one))
+            return luaL_error(L, "tide.metrics.merge: registry %d: a metric of another kind", (int)i);
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+    metrics_hand_over(L, *box);
+    return 1;
+}
+
 int luaopen_tide_metrics(lua_State *L)
 {
     static const luaL_Reg fns[] = {
-        {"counter", l_counter}, {"gauge", l_gauge}, {"rate", l_rate}, {"trend", l_trend}, {NULL, NULL},
+        {"counter", l_counter}, {"gauge", l_gauge}, {"rate", l_rate}, {"trend", l_trend},
+        {"merge", l_merge}, {NULL, NULL},
     };
     if (luaL_newmetatable(L, METRIC_MT)) {
         lua_newtable(L);

@@ -1,6 +1,7 @@
 /* Hands numbers to lua/tide/summary.lua and asks it about thresholds. */
 #include "report.h"
 #include "hist.h"
+#include "hist_lua.h"
 #include "live.h"
 #include "metrics.h"
 #include "options.h"
@@ -17,7 +18,9 @@ static void set_number(lua_State *L, const char *k, double v)
     lua_setfield(L, -2, k);
 }
 
-/* { {t, reqs, failed, iterations, errors, dropped, vus, p50, p95, p99}, ... }: one per second. */
+/* { {t, reqs, failed, iterations, errors, dropped, vus, p50, p95, p99, hist}, ... }:
+ * one per second; hist is the second's http_req_duration, packed, so that
+ * documents merge their seconds exactly. */
 static void push_points(lua_State *L, const struct points *pts)
 {
     static const char *const names[SECOND_PERCENTILES] = {"p50", "p95", "p99"};
@@ -32,8 +35,12 @@ static void push_points(lua_State *L, const struct points *pts)
         set_number(L, "errors", (double)p->errors);
         set_number(L, "dropped", (double)p->dropped);
         set_number(L, "vus", (double)p->vus);
+        struct hist *h = second_hist(p);
         for (unsigned k = 0; k < SECOND_PERCENTILES; k++)
-            set_number(L, names[k], second_percentile(p, k) / 1e3);
+            set_number(L, names[k], hist_percentile(h, second_percentiles[k]) / 1e3);
+        hist_lua_push_packed(L, h); /* raises only on Lua's out of memory: then h leaks, once */
+        hist_free(h);
+        lua_setfield(L, -2, "hist");
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
 }

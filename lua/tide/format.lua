@@ -131,18 +131,13 @@ local function fmt_when(x)
 end
 
 -- ------------------------------------------------------------- histograms
--- Slot i < 2048 holds the value i µs; above, bucket k >= 1 covers
--- [1024·2^k, 2048·2^k) µs in 1024 slots of width 2^k.
+-- The slot layout is hist.c's alone: hist.slot_range asks it.
+local hist = require "tide.hist"
 
 local function slot_range(i)
-  if i < 2048 then return i, 1 end
-  local k = (i - 2048) // 1024 + 1
-  local width = 2.0 ^ k
-  return ((i - 2048) % 1024 + 1024) * width, width
+  local ok, lo, width = pcall(hist.slot_range, i)
+  if ok then return lo, width end
 end
-
--- Far above any recordable value (an hour is near slot 24,000).
-local MAX_SLOT = 2048 + 64 * 1024
 
 -- { {lo = µs, width = µs, count = n}, ... } in slot order.
 local function hist_slots(h)
@@ -152,10 +147,9 @@ local function hist_slots(h)
   end
   for i = 1, #slots - 1, 2 do
     local idx, n = num(slots[i]), num(slots[i + 1])
-    if idx and n and n > 0 and idx >= 0 and idx < MAX_SLOT then
-      local lo, width = slot_range(math.floor(idx))
-      out[#out + 1] = { lo = lo, width = width, count = n }
-    end
+    local lo, width
+    if idx and n and n > 0 then lo, width = slot_range(math.floor(idx)) end
+    if lo then out[#out + 1] = { lo = lo, width = width, count = n } end
   end
   table.sort(out, function(a, b) return a.lo < b.lo end)
   return out
@@ -180,7 +174,9 @@ local function trend_percentile(m, p)
   local direct = num(v[("p(%s)"):format(("%g"):format(p))])
   if direct then return direct end
   if p == 50 and num(v.med) then return v.med end
-  local us = hist_percentile(hist_slots(tbl(m).histogram), p)
+  local ok, h = pcall(hist.decode, tbl(m).histogram) -- the percentile hist.c takes
+  local us = ok and h:count() > 0 and h:percentile(p) or nil
+  if ok then h:free() end
   if not us then return nil end
   return tbl(m).contains == "time" and us / 1000 or us
 end

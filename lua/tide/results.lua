@@ -7,10 +7,14 @@ local hist = require "tide.hist"
 local series = require "tide.series"
 local thresholds = require "tide.thresholds"
 local redact = require "tide.redact"
+local registry_merge = require("tide.metrics").merge
 
 local M = {}
 
-M.FORMAT = "tide-results/1"
+-- /2 carries the raw registry (every metric and tag set, exact histograms,
+-- gauges with wall-clock times) and per-second histograms; /1 still loads.
+M.FORMAT = "tide-results/2"
+M.FORMATS = { ["tide-results/1"] = true, ["tide-results/2"] = true }
 
 -- Sub-metrics kept in the document: per request name, group and check.
 local SPLITS = {
@@ -136,6 +140,26 @@ local function attach_thresholds(report, metrics)
   end
 end
 
+-- The registry as the document carries it: what one process recorded, every
+-- metric and tag set, so that documents merge into exactly what one process
+-- would have recorded (tide.metrics.merge reads it back).
+local function encode_registry(metrics)
+  local out = {}
+  for name, m in pairs(metrics) do
+    if #m.series > 0 then
+      local list = {}
+      for i, s in ipairs(m.series) do
+        local e = {}
+        for k, v in pairs(s) do e[k] = v end
+        if s.hist then e.hist = s.hist:encode() end
+        list[i] = e
+      end
+      out[name] = { type = m.type, contains = m.contains, series = list }
+    end
+  end
+  return out
+end
+
 -- ISO 8601 in UTC to the millisecond, so runs a second apart still order.
 local function iso(t)
   if not t or t <= 0 then return nil end
@@ -163,6 +187,7 @@ function M.from_report(report)
     threshold_results = results,
     aborted = report.aborted,
     points = report.points,
+    registry = encode_registry(report.metrics),
     state = { testRunDurationMs = report.elapsed * 1e3, interrupted = report.interrupted },
     tide = {
       version = report.version, scenario = report.scenario, scenarios = report.scenarios,
@@ -197,6 +222,10 @@ local function check_doc(doc, where)
       local ok, err = hist.check(m.histogram)
       if not ok then error(("%s: metric %s: tide.hist.decode: %s"):format(where, key, err), 0) end
     end
+  end
+  doc.registry = nonnull(doc.registry)
+  if doc.registry ~= nil and type(doc.registry) ~= "table" then
+    error(("%s: registry is malformed"):format(where), 0)
   end
   doc.points, doc.failures, doc.checks = list(doc.points), list(doc.failures), list(doc.checks)
   doc.threshold_results = list(doc.threshold_results)
@@ -244,11 +273,34 @@ end
 
 -- The document as JSON, one metric at a time so that packed slots are
 -- unpacked only for as long as their metric is being written.
+local function plain_registry(reg)
+  if type(reg) ~= "table" then return reg end
+  local out = {}
+  for name, m in pairs(reg) do
+    local series = {}
+    for i, s in ipairs(type(m) == "table" and type(m.series) == "table" and m.series or {}) do
+      if type(s) == "table" and type(s.hist) == "table" and type(s.hist.slots) == "string" then
+        local c = {}
+        for k, v in pairs(s) do c[k] = v end
+        c.hist = M.plain_histogram(s.hist)
+        s = c
+      end
+      series[i] = s
+    end
+    local c = {}
+    for k, v in pairs(type(m) == "table" and m or {}) do c[k] = v end
+    c.series = series
+    out[name] = c
+  end
+  return out
+end
+
 function M.encode(doc)
-  local metrics = doc.metrics
+  local metrics, registry = doc.metrics, doc.registry
   doc.metrics = nil
+  doc.registry = plain_registry(registry)
   local ok, rest = pcall(json.encode, doc)
-  doc.metrics = metrics
+  doc.metrics, doc.registry = metrics, registry
   if not ok then error(rest, 0) end
   local parts = {}
   for key, m in pairs(metrics) do
@@ -366,6 +418,9 @@ local function merge_metric(into, m, seconds)
   if not into then
     into = { type = m.type, contains = m.contains, values = {}, histogram = m.histogram }
     for k, v in pairs(m.values) do into.values[k] = v end
+    if m.type == "counter" then -- per second of the merged run, as the rest
+      into.values.rate = seconds > 0 and (into.values.count or 0) / seconds or 0
+    end
     return into
   end
   local a, b = into.values, m.values
@@ -389,8 +444,17 @@ local function merge_metric(into, m, seconds)
   return into
 end
 
+-- A point's http_req_duration histogram (packed, tide-results/2), or nil.
+local function point_hist(p)
+  if type(p.hist) ~= "string" then return nil end
+  local ok, h = pcall(hist.unpack, p.hist)
+  return ok and h or nil
+end
+
+-- Seconds of several documents added up; where every part of a second
+-- carries its histogram, the merged second's percentiles are exact.
 local function merge_points(docs)
-  local by = {}
+  local by, hists, partial = {}, {}, {}
   for _, d in ipairs(docs) do
     for _, p in ipairs(d.points) do
       local q = by[p.t] or { t = p.t, reqs = 0, failed = 0, iterations = 0, errors = 0, dropped = 0, vus = 0 }
@@ -398,12 +462,24 @@ local function merge_points(docs)
         q[k] = q[k] + (p[k] or 0)
       end
       by[p.t] = q
+      local h = point_hist(p)
+      if not h then partial[p.t] = true
+      elseif hists[p.t] then hists[p.t]:merge(h); h:free()
+      else hists[p.t] = h end
     end
   end
   local out = {}
-  for _, q in pairs(by) do out[#out + 1] = q end
+  for t, q in pairs(by) do
+    local h = hists[t]
+    if h and not partial[t] then
+      q.p50, q.p95, q.p99 = h:percentile(50) / 1e3, h:percentile(95) / 1e3, h:percentile(99) / 1e3
+      q.hist = h:pack()
+    end
+    if h then h:free() end
+    out[#out + 1] = q
+  end
   table.sort(out, function(x, y) return x.t < y.t end)
-  return out -- per-second percentiles cannot be merged from percentiles: left out
+  return out -- seconds some document kept only percentiles of have none
 end
 
 local function merge_counts(docs, field, keyf, sum)
@@ -423,16 +499,28 @@ local function merge_counts(docs, field, keyf, sum)
   return out
 end
 
--- Several runs (a distributed run's parts, or repeated runs) as one: trends
--- merge by adding histogram buckets, so percentiles are exact.
-function M.merge(docs)
-  if #docs == 1 then return docs[1] end
-  local seconds = 0
-  for _, d in ipairs(docs) do seconds = math.max(seconds, d.state.testRunDurationMs / 1e3) end
-  local metrics = {}
-  for _, d in ipairs(docs) do
-    for key, m in pairs(d.metrics) do metrics[key] = merge_metric(metrics[key], m, seconds) end
+-- The thresholds a document was judged by, parsed again.
+local function threshold_list(results)
+  local out = {}
+  for _, r in ipairs(results or {}) do
+    local expr = thresholds.expression(r.text)
+    local name, filter = thresholds.parse_key(tostring(r.key))
+    if expr and name then
+      expr.key, expr.metric, expr.filter = r.key, name, filter
+      out[#out + 1] = expr
+    end
   end
+  return out
+end
+
+local function all_have_registries(docs)
+  for _, d in ipairs(docs) do
+    if type(d.registry) ~= "table" then return false end
+  end
+  return true
+end
+
+local function merged_header(docs, seconds)
   local first = docs[1]
   local ids = {}
   for i, d in ipairs(docs) do ids[i] = tostring(d.run_id or "?") end
@@ -440,12 +528,6 @@ function M.merge(docs)
     format = M.FORMAT,
     run_id = table.concat(ids, "+"),
     started = first.started, finished = docs[#docs].finished, host = first.host,
-    metrics = metrics,
-    failures = merge_counts(docs, "failures", function(e) return e.name .. "\0" .. e.reason end,
-      function(a, b) a.count = a.count + b.count end),
-    checks = merge_counts(docs, "checks", function(e) return e.name end,
-      function(a, b) a.passes, a.fails = a.passes + b.passes, a.fails + b.fails end),
-    threshold_results = M.reevaluate(first.threshold_results, metrics),
     points = merge_points(docs),
     state = { testRunDurationMs = seconds * 1e3, interrupted = false },
     tide = first.tide,
@@ -453,20 +535,75 @@ function M.merge(docs)
   }
 end
 
--- Thresholds judged again on (merged) document metrics.
+-- Documents that carry their registries: one merge in C (metrics_merge, as
+-- a run merges its threads), then the document made from the merged
+-- registry as a run makes it, thresholds judged as a run judges them.
+local function merge_registries(docs, seconds)
+  local regs = {}
+  for i, d in ipairs(docs) do regs[i] = d.registry end
+  local report = { metrics = registry_merge(regs), elapsed = seconds }
+  report.threshold_results = thresholds.evaluate(threshold_list(docs[1].threshold_results),
+    report.metrics, series.values_for(report.metrics, seconds))
+  local doc = merged_header(docs, seconds)
+  doc.metrics = doc_metrics(report)
+  attach_thresholds(report, doc.metrics)
+  doc.failures, doc.checks = failures(report), checks(report)
+  doc.threshold_results = {}
+  for i, t in ipairs(report.threshold_results) do
+    doc.threshold_results[i] = { key = t.key, text = t.text, ok = t.ok, observed = t.observed, metric = t.metric }
+  end
+  doc.registry = encode_registry(report.metrics)
+  for _, m in pairs(report.metrics) do
+    for _, s in ipairs(m.series) do if s.hist then s.hist:free() end end
+  end
+  return doc
+end
+
+-- Several runs (a distributed run's parts, or repeated runs) as one: trends
+-- merge by adding histogram buckets, so percentiles are exact. Documents
+-- without registries (tide-results/1, PostgreSQL) merge what they have.
+function M.merge(docs)
+  if #docs == 1 then return docs[1] end
+  local seconds = 0
+  for _, d in ipairs(docs) do seconds = math.max(seconds, d.state.testRunDurationMs / 1e3) end
+  if all_have_registries(docs) then return merge_registries(docs, seconds) end
+  local metrics = {}
+  for _, d in ipairs(docs) do
+    for key, m in pairs(d.metrics) do metrics[key] = merge_metric(metrics[key], m, seconds) end
+  end
+  local doc = merged_header(docs, seconds)
+  doc.metrics = metrics
+  doc.failures = merge_counts(docs, "failures", function(e) return e.name .. "\0" .. e.reason end,
+    function(a, b) a.count = a.count + b.count end)
+  doc.checks = merge_counts(docs, "checks", function(e) return e.name end,
+    function(a, b) a.passes, a.fails = a.passes + b.passes, a.fails + b.fails end)
+  doc.threshold_results = M.reevaluate(docs[1].threshold_results, metrics)
+  return doc
+end
+
+-- A document's entry as thresholds.evaluate sees a metric: its values, and
+-- p(N) from its histogram.
+local function entry_values(m, _, p)
+  local v = {}
+  for k, x in pairs(m.values) do v[k] = x end
+  local h = p and M.trend_hist(m)
+  if h then
+    v[("p(%s)"):format(p)] = h:percentile(p) * (m.contains == "time" and 1e-3 or 1)
+    h:free()
+  end
+  return v
+end
+
+-- Thresholds judged again on (merged) document metrics, by
+-- thresholds.evaluate: each threshold's entry is its sub-metric already.
 function M.reevaluate(results, metrics)
   local out = {}
-  for i, r in ipairs(results or {}) do
-    local expr = thresholds.expression(r.text)
-    local m = metrics[r.key]
-    local observed
-    if expr and m then
-      observed = m.values[expr.agg == "value" and (m.type == "gauge" and "value" or "count") or expr.agg]
-      local h = expr.p and M.trend_hist(m)
-      if h then observed = h:percentile(expr.p) * (m.contains == "time" and 1e-3 or 1) end
-    end
-    local ok = observed ~= nil and expr ~= nil and thresholds.holds(expr, observed)
-    out[i] = { key = r.key, text = r.text, metric = r.metric, observed = observed, ok = ok }
+  for i, t in ipairs(threshold_list(results)) do
+    local own = {}
+    for k, v in pairs(t) do own[k] = v end
+    own.metric, own.filter = t.key, {}
+    local r = thresholds.evaluate({ own }, { [t.key] = metrics[t.key] }, entry_values)[1]
+    out[i] = { key = r.key, text = r.text, metric = t.metric, observed = r.observed, ok = r.ok }
   end
   return out
 end

@@ -39,7 +39,7 @@ end
 local function summary_of(doc)
   local s = {}
   for k, v in pairs(doc) do
-    if k ~= "metrics" and k ~= "points" then s[k] = v end
+    if k ~= "metrics" and k ~= "points" and k ~= "registry" then s[k] = v end
   end
   return s
 end

@@ -176,14 +176,14 @@ def hist_stdev_us(h):
     n = h["count"]
     if n < 2:
         return 0.0
-    var = h["sumsq"] / n - (h["sum"] / n) ** 2
+    var = int(h["sumsq"]) / n - (h["sum"] / n) ** 2  # exact decimal text since tide-results/2
     return math.sqrt(max(var, 0.0))
 
 
 def tide_json(path):
     with open(path) as f:
         doc = json.load(f)
-    assert doc.get("format") == "tide-results/1", f"{path}: not a tide results document: {list(doc)}"
+    assert doc.get("format") == "tide-results/2", f"{path}: not a tide results document: {list(doc)}"
     return doc
 
 

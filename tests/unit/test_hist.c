@@ -131,7 +131,7 @@ static struct hist *hist_of(const uint64_t *v, size_t n)
     struct hist *h = hist_new();
     CHECK(h != NULL);
     for (size_t i = 0; i < n; i++)
-        CHECK(hist_record(h, v[i]));
+        hist_record(h, v[i]);
     return h;
 }
 
@@ -277,6 +277,10 @@ static void check_same(const struct hist *a, const struct hist *b, double stdev_
     CHECK(hist_sum(a) == hist_sum(b));
     CHECK(hist_clamped(a) == hist_clamped(b));
     CHECK_NEAR(hist_stdev(a), hist_stdev(b), stdev_rel);
+    uint64_t ahi, alo, bhi, blo;
+    hist_sumsq_words(a, &ahi, &alo);
+    hist_sumsq_words(b, &bhi, &blo);
+    CHECK(ahi == bhi && alo == blo);
     for (size_t i = 0; i < NPERMILLE; i++)
         CHECK(hist_percentile(a, permille[i] / 10.0) == hist_percentile(b, permille[i] / 10.0));
 }
@@ -293,18 +297,19 @@ static void test_merge(uint64_t *v)
         hist_record(all, v[i]);
 
     struct hist *m = hist_clone(a);
-    CHECK(hist_merge(m, b));
+    hist_merge(m, b);
     check_same(m, all, 0);
     CHECK(hist_clamped(m) == 1);
 
     struct hist *e = hist_new(), *into_empty = hist_new();
-    CHECK(hist_merge(into_empty, a));
+    hist_merge(into_empty, a);
     check_same(into_empty, a, 0);
-    CHECK(hist_merge(m, e)); /* empty source changes nothing */
+    hist_merge(m, e); /* empty source changes nothing */
     check_same(m, all, 0);
-    CHECK(hist_merge(e, e) && hist_count(e) == 0 && hist_min(e) == 0);
+    hist_merge(e, e);
+    CHECK(hist_count(e) == 0 && hist_min(e) == 0);
 
-    CHECK(hist_merge(m, m)); /* self-merge doubles */
+    hist_merge(m, m); /* self-merge doubles */
     CHECK(hist_count(m) == 2 * hist_count(all) && hist_sum(m) == 2 * hist_sum(all));
     CHECK(hist_percentile(m, 50) == hist_percentile(all, 50));
     hist_free(m), hist_free(e), hist_free(into_empty);
@@ -316,10 +321,10 @@ static void test_merge(uint64_t *v)
 static void test_clamp(void)
 {
     struct hist *h = hist_new();
-    CHECK(hist_record(h, HIST_MAX_US));
-    CHECK(hist_record(h, HIST_MAX_US + 1));
-    CHECK(hist_record(h, UINT64_MAX));
-    CHECK(hist_record_n(h, UINT64_MAX, 5));
+    hist_record(h, HIST_MAX_US);
+    hist_record(h, HIST_MAX_US + 1);
+    hist_record(h, UINT64_MAX);
+    hist_record_n(h, UINT64_MAX, 5);
     CHECK(hist_count(h) == 8 && hist_clamped(h) == 7);
     CHECK(hist_max(h) == HIST_MAX_US && hist_min(h) == HIST_MAX_US);
     CHECK(hist_sum(h) == 8 * HIST_MAX_US);
@@ -340,17 +345,21 @@ static void test_record_n_reset(void)
 {
     struct hist *h = hist_new();
     size_t empty = hist_memory(h);
-    CHECK(hist_record_n(h, 500, 0) && hist_count(h) == 0 && hist_min(h) == 0);
+    hist_record_n(h, 500, 0);
+    CHECK(hist_count(h) == 0 && hist_min(h) == 0);
     CHECK(hist_mean(h) == 0 && hist_stdev(h) == 0 && hist_percentile(h, 50) == 0);
-    CHECK(hist_record_n(h, 500, 3) && hist_record(h, 900));
+    hist_record_n(h, 500, 3);
+    hist_record(h, 900);
     CHECK(hist_count(h) == 4 && hist_sum(h) == 2400 && hist_mean(h) == 600);
     CHECK_NEAR(hist_stdev(h), sqrt(30000.0), 1e-12);
     hist_reset(h);
     CHECK(hist_count(h) == 0 && hist_sum(h) == 0 && hist_memory(h) == empty);
-    CHECK(hist_record(h, 70) && hist_min(h) == 70 && hist_max(h) == 70);
+    hist_record(h, 70);
+    CHECK(hist_min(h) == 70 && hist_max(h) == 70);
     CHECK(!hist_add_slot(h, hist_slots(), 1) && hist_add_slot(h, hist_slots() - 1, 1));
     /* clear: empty as after reset, but the chunks stay for the next fill */
-    CHECK(hist_record(h, 5000000) && hist_record(h, 3));
+    hist_record(h, 5000000);
+    hist_record(h, 3);
     size_t full = hist_memory(h);
     hist_clear(h);
     CHECK(hist_count(h) == 0 && hist_sum(h) == 0 && hist_sumsq(h) == 0 && hist_clamped(h) == 0);
@@ -358,7 +367,8 @@ static void test_record_n_reset(void)
     unsigned slots = 0;
     hist_foreach(h, count_slot, &slots);
     CHECK(slots == 0);
-    CHECK(hist_record(h, 70) && hist_count(h) == 1 && hist_min(h) == 70 && hist_max(h) == 70);
+    hist_record(h, 70);
+    CHECK(hist_count(h) == 1 && hist_min(h) == 70 && hist_max(h) == 70);
     CHECK(hist_percentile(h, 50) == 70 && hist_memory(h) == full);
     hist_free(h);
     hist_free(NULL);
@@ -422,7 +432,7 @@ static void check_roundtrip(lua_State *L, const struct hist *h)
     if (!CHECK(d != NULL))
         fprintf(stderr, "  decode: %s\n", err);
     else
-        check_same(h, d, 1e-6); /* cjson keeps 14 significant digits of sumsq */
+        check_same(h, d, 0); /* sumsq travels as decimal text: exact */
     hist_free(d);
     lua_settop(L, top);
 }
@@ -445,6 +455,73 @@ static void test_roundtrip(uint64_t *v)
     }
     hist_free(h);
     lua_close(L);
+}
+
+/* ---- the packed form and 128-bit text ----------------------------------- */
+
+static void check_pack(const struct hist *h)
+{
+    unsigned char *p;
+    size_t n = hist_pack(h, &p);
+    CHECK(n <= hist_pack_bound(h));
+    struct hist *u = hist_unpack(p, n);
+    if (CHECK(u != NULL))
+        check_same(h, u, 0);
+    /* every proper prefix that cuts a varint or a pair is refused */
+    struct hist *cut = n > 1 ? hist_unpack(p, n - 1) : NULL;
+    CHECK(!cut || hist_count(cut) < hist_count(h) || hist_count(h) == 0);
+    hist_free(cut);
+    hist_free(u);
+    free(p);
+}
+
+static void test_pack(uint64_t *v)
+{
+    uint64_t seed = 17;
+    struct hist *h = hist_new();
+    check_pack(h); /* empty */
+    hist_record(h, 0);
+    check_pack(h);
+    for (size_t d = 0; d < NDATASETS; d++) {
+        size_t n = datasets[d].gen(v, &seed);
+        for (size_t i = 0; i < n; i++)
+            hist_record(h, v[i]);
+        hist_record(h, HIST_MAX_US * 3);
+        check_pack(h);
+        hist_reset(h);
+    }
+    /* a typical second: a few hundred distinct latencies, a few hundred bytes */
+    for (uint64_t i = 0; i < 2000; i++)
+        hist_record(h, 20000 + (i * 7919) % 20000);
+    unsigned char *p;
+    size_t n = hist_pack(h, &p);
+    CHECK(n < 2500);
+    free(p);
+    hist_free(h);
+    static const unsigned char bad[][8] = {
+        { 0x80 },                                   /* unfinished varint */
+        { 0, 0, 0, 0, 0, 0, 5 },                    /* index without a count */
+        { 0, 5, 5, 5, 25, 0, 5, 0 },                /* a zero count */
+        { 0, 5, 5, 5, 25, 0, 0xff, 0x7f },          /* index beyond the last slot */
+    };
+    static const size_t badlen[] = { 1, 7, 8, 8 };
+    for (size_t i = 0; i < sizeof badlen / sizeof badlen[0]; i++)
+        CHECK(hist_unpack(bad[i], badlen[i]) == NULL);
+}
+
+static void test_u128_text(void)
+{
+    char buf[48];
+    uint64_t hi, lo;
+    CHECK(hist_u128_format(0, 0, buf, sizeof buf) == 1 && strcmp(buf, "0") == 0);
+    CHECK(hist_u128_format(~0ull, ~0ull, buf, sizeof buf) == 39 &&
+          strcmp(buf, "340282366920938463463374607431768211455") == 0);
+    CHECK(hist_u128_parse(buf, strlen(buf), &hi, &lo) && hi == ~0ull && lo == ~0ull);
+    CHECK(!hist_u128_parse("340282366920938463463374607431768211456", 39, &hi, &lo));
+    CHECK(hist_u128_parse("18446744073709551616", 20, &hi, &lo) && hi == 1 && lo == 0);
+    CHECK(!hist_u128_parse("", 0, &hi, &lo) && !hist_u128_parse("12a", 3, &hi, &lo) &&
+          !hist_u128_parse("-1", 2, &hi, &lo));
+    CHECK(hist_u128_format(1, 0, buf, 5) == 0);
 }
 
 /* Values 5, 5, 3000: slot of 3000 is 2048 + (3000 - 2048) / 2 = 2524. */
@@ -524,6 +601,12 @@ static const char lua_api_test[] =
     "ok, e = pcall(H.decode, {unit = 'ms'})\n"
     "assert(not ok and e:find('^tide%.hist%.decode: unit'), e)\n"
     "ok, e = pcall(H.decode, 5) assert(not ok and e:find('^tide%.hist%.decode: '), e)\n"
+    "local u = H.unpack(h:pack()) assert(u:count() == h:count() and u:sum() == h:sum())\n"
+    "assert(u:percentile(99) == h:percentile(99) and u:stdev() == h:stdev())\n"
+    "ok, e = pcall(H.unpack, 'not base64!') assert(not ok and e:find('not a packed'), e)\n"
+    "local lo, w = H.slot_range(2048) assert(lo == 2048 and w == 2, lo)\n"
+    "lo, w = H.slot_range(5) assert(lo == 5 and w == 1)\n"
+    "assert(type(t.sumsq) == 'string')\n"
     "local c = pushed() assert(c:count() == 2 and c:max() == 3000)\n"
     "return true\n";
 
@@ -593,6 +676,8 @@ int main(void)
     test_record_n_reset();
     test_memory();
     test_roundtrip(v);
+    test_pack(v);
+    test_u128_text();
     test_malformed();
     test_lua_api();
     test_push_oom();
