@@ -254,6 +254,32 @@ size_t hist_memory(const struct hist *h)
     return bytes;
 }
 
+void hist_coarsen(struct hist *h, unsigned bits)
+{
+    if (bits < 1 || bits >= SUB_BITS)
+        return;
+    for (uint32_t c = 0; c < NCHUNKS; c++) {
+        uint64_t *chunk = h->chunk[c];
+        for (uint32_t i = 0; chunk && i < SUB_COUNT; i++) {
+            uint32_t index = c * SUB_COUNT + i;
+            if (!chunk[i] || index >= NSLOTS)
+                continue;
+            unsigned shift;
+            uint64_t lo = slot_low(index, &shift);
+            unsigned len = (unsigned)(64 - __builtin_clzll(lo | 1));
+            if (len <= bits)
+                continue; /* already exact to `bits` digits */
+            uint64_t width = 1ull << (len - bits), base = lo & ~(width - 1);
+            /* the coarse bucket's middle: within half a bucket of every value in it */
+            uint32_t target = slot_index(base + width / 2);
+            if (target == index)
+                continue;
+            chunk[target - c * SUB_COUNT] += chunk[i]; /* same octave, so the same chunk */
+            chunk[i] = 0;
+        }
+    }
+}
+
 void hist_foreach(const struct hist *h, hist_slot_fn fn, void *ud)
 {
     for (uint32_t c = 0; c < NCHUNKS; c++) {

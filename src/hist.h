@@ -33,6 +33,11 @@ void hist_merge(struct hist *dst, const struct hist *src);
 struct hist *hist_clone(const struct hist *h);
 void hist_reset(struct hist *h); /* back to empty; releases chunks */
 void hist_clear(struct hist *h); /* back to empty; keeps its chunks, to be refilled without allocating */
+/* Keeps `bits` significant bits of each value: every count moves to the
+ * middle of its coarse bucket (2^-bits of the value wide), so slots are
+ * fewer and the packed form smaller; count, min, max, sum and sumsq stay
+ * exact, and coarsening then merging equals merging then coarsening. */
+void hist_coarsen(struct hist *h, unsigned bits);
 
 uint64_t hist_count(const struct hist *h);
 uint64_t hist_min(const struct hist *h); /* 0 when empty */

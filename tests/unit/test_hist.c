@@ -662,8 +662,57 @@ static void test_push_oom(void)
     lua_close(L); /* a leak of h shows under ASan / valgrind */
 }
 
+struct coarse_tally {
+    uint64_t n;
+    uint64_t sum_index;
+};
+
+static void coarse_count(void *ud, uint32_t index, uint64_t count)
+{
+    struct coarse_tally *s = ud;
+    s->n++;
+    s->sum_index += (uint64_t)index * count;
+}
+
+/* Coarse seconds: fewer slots, exact stats, percentiles within 1/64, and
+ * coarsening commutes with merging (merged seconds stay exact). */
+static void test_coarsen(void)
+{
+    struct hist *a = hist_new(), *b = hist_new(), *ab = hist_new(), *full = hist_new();
+    for (uint64_t i = 0; i < 20000; i++) {
+        uint64_t v = 40 + (i * 7919) % 3000000;
+        hist_record(i % 2 ? a : b, v);
+        hist_record(full, v);
+    }
+    hist_merge(ab, a);
+    hist_merge(ab, b);
+    struct coarse_tally before = {0}, after = {0};
+    hist_foreach(ab, coarse_count, &before);
+    hist_coarsen(a, 6);
+    hist_coarsen(b, 6);
+    hist_coarsen(ab, 6);
+    hist_foreach(ab, coarse_count, &after);
+    CHECK(after.n < before.n / 4);
+    CHECK(hist_count(ab) == hist_count(full) && hist_min(ab) == hist_min(full) &&
+          hist_max(ab) == hist_max(full) && hist_sum(ab) == hist_sum(full));
+    for (double p = 1; p < 100; p += 7)
+        CHECK_NEAR(hist_percentile(ab, p), hist_percentile(full, p), 1.0 / 64);
+    struct hist *merged = hist_new();
+    hist_merge(merged, a);
+    hist_merge(merged, b);
+    struct coarse_tally m = {0};
+    hist_foreach(merged, coarse_count, &m);
+    CHECK(m.n == after.n && m.sum_index == after.sum_index);
+    hist_free(a);
+    hist_free(b);
+    hist_free(ab);
+    hist_free(full);
+    hist_free(merged);
+}
+
 int main(void)
 {
+    test_coarsen();
     uint64_t *v = malloc(N * sizeof *v);
     if (!v)
         return 2;
