@@ -5,6 +5,7 @@
 #include "clock.h"
 #include "loop.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -282,6 +283,12 @@ static void test_fd_high_numbers(void)
     int p[2];
     CHECK(pipe2(p, O_NONBLOCK | O_CLOEXEC) == 0);
     int high = fcntl(p[0], F_DUPFD_CLOEXEC, 700);
+    if (high < 0 && errno == EINVAL) { /* an fd limit below 701: nothing to test */
+        close(p[0]);
+        close(p[1]);
+        loop_free(l);
+        return;
+    }
     if (CHECK(high >= 700)) {
         struct fd_probe rd = {0};
         CHECK(loop_watch(l, high, EPOLLIN, on_fd, &rd));
