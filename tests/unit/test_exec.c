@@ -148,6 +148,23 @@ static double counter(struct rig *r, const char *name)
     return sum;
 }
 
+/* A trend's statistic (hist method `stat`) over its first series; -1 when none. */
+static double trend(struct rig *r, const char *name, const char *stat)
+{
+    lua_State *L = r->L;
+    metrics_push(L, r->ctx.metrics);
+    double v = -1;
+    if (lua_getfield(L, -1, name) == LUA_TTABLE && lua_getfield(L, -1, "series") == LUA_TTABLE &&
+        lua_geti(L, -1, 1) == LUA_TTABLE && lua_getfield(L, -1, "hist") == LUA_TUSERDATA &&
+        luaL_getmetafield(L, -1, "__index") == LUA_TTABLE && lua_getfield(L, -1, stat) == LUA_TFUNCTION) {
+        lua_pushvalue(L, -3);
+        if (lua_pcall(L, 1, 1, 0) == LUA_OK)
+            v = lua_tonumber(L, -1);
+    }
+    lua_settop(L, 0);
+    return v;
+}
+
 /* Iterations user `id` ran (per_vu[id]). */
 static long per_vu(struct rig *r, unsigned id)
 {
@@ -372,6 +389,28 @@ static void test_constant_arrival_rate(void)
     rig_close(&b);
 }
 
+/* A loop that wakes late starts the arrivals it missed at once, each
+ * measured from its schedule: the delay shows (no coordinated omission). */
+static void test_late_arrivals(void)
+{
+    struct rig r;
+    if (rig_open(&r, "return {executor = 'constant-arrival-rate', rate = 10, duration = '2s', max_vus = 20}",
+                 NOOP, 0, 1, NULL)) {
+        run_to(&r, 0, false);
+        CHECK(counter(&r, "iterations") == 1 && trend(&r, "iteration_start_delay", "count") == 1);
+        r.clock = T0 + SEC(1.0); /* stalled for a second: arrivals 1..10 are due */
+        loop_run_once(r.ctx.loop, 0);
+        CHECK(counter(&r, "iterations") == 11 && counter(&r, "dropped_iterations") == 0);
+        CHECK(trend(&r, "iteration_start_delay", "count") == 11);
+        CHECK(trend(&r, "iteration_start_delay", "min") == 0);
+        CHECK_NEAR(trend(&r, "iteration_start_delay", "max"), 900000, 1e-3);
+        CHECK_NEAR(trend(&r, "iteration_start_delay", "sum"), 4500000, 1e-3);
+        run_done(&r, 10);
+        CHECK(r.done == 1 && counter(&r, "iterations") == 20);
+    }
+    rig_close(&r);
+}
+
 static void test_ramping_arrival_rate(void)
 {
     struct rig r;
@@ -464,6 +503,7 @@ int main(void)
     test_graceful_stop_and_cut();
     test_ramping_vus();
     test_constant_arrival_rate();
+    test_late_arrivals();
     test_ramping_arrival_rate();
     test_set_vus();
     test_failed_iterations();
