@@ -26,6 +26,8 @@ struct loop {
     struct timer **heap;
     size_t heap_len, heap_cap;
     bool no_pwait2;
+    uint64_t (*clock)(void *ud);    /* NULL: CLOCK_MONOTONIC; else a test's own clock */
+    void *clock_ud;
 };
 
 struct loop *loop_new(void)
@@ -59,7 +61,23 @@ void loop_free(struct loop *l)
 }
 
 uint64_t loop_now(const struct loop *l) { return l->now; }
-uint64_t loop_refresh_now(struct loop *l) { return l->now = clock_now_ns(); }
+
+uint64_t loop_refresh_now(struct loop *l)
+{
+    return l->now = l->clock ? l->clock(l->clock_ud) : clock_now_ns();
+}
+
+void loop_set_clock(struct loop *l, uint64_t (*now)(void *ud), void *ud)
+{
+    l->clock = now;
+    l->clock_ud = ud;
+    loop_refresh_now(l);
+}
+
+uint64_t loop_next_due(const struct loop *l)
+{
+    return l->heap_len ? l->heap[0]->due_ns : UINT64_MAX;
+}
 int loop_wake_fd(struct loop *l) { return l->wakefd; }
 
 void loop_on_wake(struct loop *l, void (*fn)(void *), void *ud)

@@ -33,6 +33,12 @@ static inline bool timer_armed(const struct timer *t) { return t->heap_idx != 0;
 /* Time read at the last wake-up: cheap, good to ~a syscall. */
 uint64_t loop_now(const struct loop *l);
 uint64_t loop_refresh_now(struct loop *l);
+/* A test's clock instead of CLOCK_MONOTONIC (now NULL: back to it). The loop
+ * still waits in epoll: with a clock of its own, a test runs it with
+ * max_wait_ns 0 and moves its time to loop_next_due itself. */
+void loop_set_clock(struct loop *l, uint64_t (*now)(void *ud), void *ud);
+/* When the earliest armed timer is due; UINT64_MAX when none is. */
+uint64_t loop_next_due(const struct loop *l);
 
 /* Waits for events or timers (at most max_wait_ns) and dispatches them. */
 void loop_run_once(struct loop *l, uint64_t max_wait_ns);

@@ -46,51 +46,17 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((BIG + 1000)) ]; th
 fi
 
 TMP=$(mktemp -d /tmp/tide-vs-wrk.XXXXXX)
-NGINX_PID=
 cleanup() {
-    if [ -n "$NGINX_PID" ] && kill -0 "$NGINX_PID" 2>/dev/null; then
-        kill "$NGINX_PID" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$NGINX_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$NGINX_PID" 2>/dev/null || true
-    fi
+    "$ROOT/tests/nginx/stop.sh" "$TMP/nginx" || true
     if [ "${KEEP:-0}" = 1 ]; then echo "vs-wrk: kept $TMP" >&2; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-URL="http://127.0.0.1:$PORT/"
-
-cat >"$TMP/nginx.conf" <<EOF
-daemon off;
-master_process on;
-worker_processes 1;
-worker_rlimit_nofile 20000;
-pid $TMP/nginx.pid;
-error_log $TMP/error.log warn;
-events { worker_connections 20000; }
-http {
-    access_log off;
-    keepalive_requests 100000000;
-    keepalive_timeout 300s;
-    client_body_temp_path $TMP/client_body;
-    proxy_temp_path $TMP/proxy;
-    fastcgi_temp_path $TMP/fastcgi;
-    uwsgi_temp_path $TMP/uwsgi;
-    scgi_temp_path $TMP/scgi;
-    server {
-        listen 127.0.0.1:$PORT backlog=8192;
-        location / { return 200 "hello\n"; }
-    }
-}
-EOF
-"$NGINX" -p "$TMP" -c "$TMP/nginx.conf" -e "$TMP/error.log" >"$TMP/nginx.out" 2>&1 &
-NGINX_PID=$!
-for _ in $(seq 100); do
-    if curl -s -m 1 -o /dev/null "$URL" 2>/dev/null; then break; fi
-    kill -0 "$NGINX_PID" 2>/dev/null || { cat "$TMP/nginx.out" "$TMP/error.log" >&2 2>/dev/null; exit 2; }
-    sleep 0.1
-done
+# the nginx of the tests (tests/nginx/nginx.conf.in): /hello answers "hello\n"
+BASE=$(NGINX=$NGINX "$ROOT/tests/nginx/start.sh" "$TMP/nginx") || exit 2
+URL="$BASE/hello"
+NGINX_PID=$(cat "$TMP/nginx/nginx.pid" 2>/dev/null || cat "$TMP/nginx/launcher.pid")
 curl -sf -m 2 "$URL" >/dev/null || { echo "vs-wrk: nginx does not answer on $URL" >&2; exit 2; }
 
 BARE=$TMP/bare-curl

@@ -20,25 +20,22 @@ import itertools
 import os
 import shutil
 import signal
-import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import psycopg2
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from free_port import free_port  # noqa: E402  (tests/free_port.py: one helper for all)
+
 PGBIN = Path("/usr/lib/postgresql/15/bin")
 LOOPBACK = "127.0.0.1"
 USER = "tide"
 PASSWORD = "tide-secret-pw"
 DATABASE = "tidedb"
-
-
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
 
 
 def _as_postgres(*cmd, timeout=60, check=True):
@@ -76,7 +73,7 @@ class PgServer:
         (self.data / "pg_hba.conf").write_text(
             "local all all               trust\n"
             "host  all all 127.0.0.1/32  scram-sha-256\n")
-        self.port = _free_port()
+        self.port = free_port()
         with open(self.data / "postgresql.conf", "a") as f:
             f.write(f"\nlisten_addresses = '{LOOPBACK}'\nport = {self.port}\n"
                     f"unix_socket_directories = '{self.sock}'\nmax_connections = 50\n"

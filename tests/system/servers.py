@@ -8,6 +8,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -15,12 +16,11 @@ from urllib.parse import parse_qs, urlsplit
 
 from httpserver import LOOPBACK, QuietHandler, ServerThread
 
-
-def free_port():
-    """A loopback port nothing listens on (at the time of asking)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+# one free-port helper and one nginx configuration for tests and benchmarks
+_TESTS = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(_TESTS), str(_TESTS / "nginx")]
+from free_port import free_port  # noqa: E402  (re-exported: servers.free_port)
+from nginx_conf import write_conf  # noqa: E402
 
 
 def port_open(port, timeout=0.2):
@@ -32,75 +32,6 @@ def port_open(port, timeout=0.2):
 
 
 # --------------------------------------------------------------------- nginx
-
-NGINX_CONF = r"""
-{user}
-worker_processes 1;
-daemon off;
-master_process on;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-
-events {{
-    worker_connections 1024;
-}}
-
-http {{
-    log_format tide '$connection $status "$request" "$http_cookie" "$http_authorization"';
-    access_log {tmp}/access.log tide;
-
-    client_body_temp_path {tmp}/client_body_temp;
-    proxy_temp_path {tmp}/proxy_temp;
-    fastcgi_temp_path {tmp}/fastcgi_temp;
-    uwsgi_temp_path {tmp}/uwsgi_temp;
-    scgi_temp_path {tmp}/scgi_temp;
-
-    keepalive_timeout 120s;
-    keepalive_requests 10000000;
-    default_type text/plain;
-    sendfile on;
-
-    server {{
-        listen {host}:{port};
-        server_name localhost;
-        root {tmp}/www;
-
-        location = / {{
-            return 200 "hello";
-        }}
-        location = /503 {{
-            return 503;
-        }}
-        location = /redirect {{
-            return 302 /;
-        }}
-        location = /redirect-loop {{
-            return 302 /redirect-loop;
-        }}
-        location = /setcookie {{
-            add_header Set-Cookie "sid=abc123; Path=/";
-            return 200 "cookie set";
-        }}
-        location = /echo-cookie {{
-            return 200 "$http_cookie";
-        }}
-        location = /echo {{
-            return 200 "$request_method $request_uri $http_authorization $content_type";
-        }}
-        location = /json {{
-            default_type application/json;
-            return 200 '{{"a":1,"b":[1,2]}}';
-        }}
-        location = /big {{
-            default_type application/octet-stream;
-            try_files /big.bin =404;
-        }}
-        location / {{
-            return 404;
-        }}
-    }}
-}}
-"""
 
 LOG_RE = re.compile(r'^(\d+) (\d+) "([^"]*)" "([^"]*)" "([^"]*)"$')
 
@@ -149,11 +80,7 @@ class Nginx:
         last_err = ""
         for _attempt in range(3):
             self.port = free_port()
-            conf = self.tmp / "nginx.conf"
-            # The workers read the tmp dir (mode 0700 under pytest): as root they
-            # must run as root too, else they could not open big.bin.
-            user = "user root;" if os.geteuid() == 0 else ""
-            conf.write_text(NGINX_CONF.format(tmp=self.tmp, host=LOOPBACK, port=self.port, user=user))
+            conf = write_conf(self.tmp, self.port, access_log=True, host=LOOPBACK)
             self.access_log.write_text("")
             self.proc = subprocess.Popen(
                 ["nginx", "-e", str(self.error_log), "-c", str(conf), "-p", str(self.tmp)],

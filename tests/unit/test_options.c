@@ -1,8 +1,6 @@
 /* Duration parsing and option validation: the messages users see for bad input. */
 #include "check.h"
 #include "duration.h"
-#include "exec.h"
-#include "split.h"
 #include "options.h"
 #include "redact.h"
 
@@ -185,9 +183,6 @@ static void test_load_shapes(void)
     CHECK(finished("return {executor = 'ramping-vus', start_vus = 2, stages = {"
                    "{duration = '10s', target = 10}, {duration = 5, target = 0}}}", &o, err));
     CHECK(o.scen[0].duration == 15 && scen_max_vus(&o.scen[0]) == 10);
-    CHECK(ramp_target(&o.scen[0], 0) == 2 && ramp_target(&o.scen[0], 5) == 6);
-    CHECK(ramp_target(&o.scen[0], 10) == 10 && ramp_target(&o.scen[0], 12.5) == 5);
-    CHECK(ramp_target(&o.scen[0], 99) == 0);
     CHECK(!finished("return {executor = 'ramping-vus', stages = {{duration = '-1s', target = 3}}}", &o, err) &&
           strstr(err, "stages[1].duration") && strstr(err, "-1s"));
     CHECK(!finished("return {executor = 'ramping-vus', stages = {{target = 3}}}", &o, err) &&
@@ -196,8 +191,6 @@ static void test_load_shapes(void)
 
     CHECK(finished("return {executor = 'constant-arrival-rate', rate = 200, duration = '5s', "
                    "pre_allocated_vus = 10, max_vus = 50}", &o, err));
-    CHECK(arrival_offset(&o.scen[0], 0) == 0 && arrival_offset(&o.scen[0], 999) < 5);
-    CHECK(arrival_offset(&o.scen[0], 1000) < 0);
     CHECK(!finished("return {executor = 'constant-arrival-rate', rate = 0, duration = 5}", &o, err) &&
           strstr(err, "options.rate") && strstr(err, "'0'"));
     CHECK(!finished("return {executor = 'constant-arrival-rate', rate = 5, duration = 5, "
@@ -206,13 +199,6 @@ static void test_load_shapes(void)
           strstr(err, "options.duraton") && strstr(err, "unknown"));
     CHECK(!finished("return {executor = 'constant-arrival-rate', rate = 5, duration = 5, vus = 3}", &o, err) &&
           strstr(err, "options.vus") && strstr(err, "constant-arrival-rate"));
-
-    /* ramping from 0 to 10/s over 10 s then 10/s for 10 s: 50 + 100 iterations */
-    CHECK(finished("return {executor = 'ramping-arrival-rate', stages = {"
-                   "{duration = 10, target = 10}, {duration = 10, target = 10}}, max_vus = 5}", &o, err));
-    CHECK(arrival_offset(&o.scen[0], 149) > 19 && arrival_offset(&o.scen[0], 149) < 20);
-    CHECK(arrival_offset(&o.scen[0], 150) < 0);
-    CHECK_NEAR(arrival_offset(&o.scen[0], 50), 10, 1e-9);
 }
 
 /* Rates and stage targets have ceilings, and the schedule stays countable. */
@@ -249,30 +235,6 @@ static void test_rate_limits(void)
     CHECK(lua_options("return {lua_memory = '64MB'}", &o, err) && o.lua_memory == 64000000);
     CHECK(!lua_options("return {threads = 1e300}", &o, err) && strstr(err, "options.threads"));
     CHECK(!lua_options("return {target = 'http://u:SECRET@h:99999'}", &o, err) && !strstr(err, "SECRET"));
-}
-
-/* arrivals_by, the integral of the rate, agrees with arrival_offset: the
- * arrivals due by t are those whose offset is at most t. */
-static void test_arrivals_by(void)
-{
-    struct options o;
-    char err[OPTIONS_ERR];
-    CHECK(finished("return {executor = 'constant-arrival-rate', rate = 1e9, duration = 1}", &o, err));
-    CHECK_NEAR(arrivals_by(&o.scen[0], 0.5), 5e8, 1e-12);
-    CHECK_NEAR(arrivals_by(&o.scen[0], 99), 1e9, 1e-12);
-    CHECK(arrival_offset(&o.scen[0], 999999999) >= 0 && arrival_offset(&o.scen[0], 1000000000) < 0);
-    CHECK(finished("return {executor = 'ramping-arrival-rate', start_rate = 10, time_unit = '2s', stages = {"
-                   "{duration = 10, target = 30}, {duration = 5, target = 0}}}", &o, err));
-    const struct scen *s = &o.scen[0];
-    /* 5/s up to 15/s over 10 s (100), then down to 0 over 5 s (37.5) */
-    CHECK_NEAR(arrivals_by(s, 10), 100, 1e-12);
-    CHECK_NEAR(arrivals_by(s, 15), 137.5, 1e-12);
-    CHECK_NEAR(arrivals_by(s, 5), 5 * 5 + 0.5 * 5 * 5, 1e-12);
-    for (uint64_t k = 0; k < 137; k++) {
-        double t = arrival_offset(s, k);
-        CHECK(t >= 0 && arrivals_by(s, t) >= (double)k - 1e-6 && arrivals_by(s, t) <= (double)k + 1e-6);
-    }
-    CHECK(arrival_offset(s, 138) < 0);
 }
 
 static void test_scenarios(void)
@@ -315,7 +277,6 @@ int main(void)
     test_finish();
     test_load_shapes();
     test_rate_limits();
-    test_arrivals_by();
     test_scenarios();
     test_max_names();
     return check_report("options");

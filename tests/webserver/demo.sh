@@ -141,11 +141,7 @@ do_start() {
   chown postgres:postgres "$dir/postgres.log"
 
   local ports pgport redisport webport
-  ports=$($PY -c '
-import socket
-socks = [socket.socket() for _ in range(3)]
-for s in socks: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))')
+  ports=$($PY "$here/../free_port.py" 3)
   read -r pgport redisport webport <<<"$ports"
 
   export ADMIN_USER=${ADMIN_USER:-admin}
