@@ -102,6 +102,11 @@ void metrics_free(struct metrics *m)
     free(m);
 }
 
+const char *metrics_builtin_name(int i)
+{
+    return i >= 0 && i < M_BUILTIN_COUNT ? builtin[i].name : NULL;
+}
+
 int metrics_find(const struct metrics *m, const char *name)
 {
     for (size_t i = 0; i < m->nmetrics; i++)

@@ -45,6 +45,8 @@ void metrics_free(struct metrics *m);
 /* Returns the metric id; an existing name must have the same type (else -1). */
 int metrics_define(struct metrics *m, const char *name, enum metric_type t, enum metric_contains c);
 int metrics_find(const struct metrics *m, const char *name);
+/* The name of built-in metric i (0 .. M_BUILTIN_COUNT-1), else NULL. */
+const char *metrics_builtin_name(int i);
 
 /* Tag set key: "k\x1fv\x1ek\x1fv", keys sorted. Returns its id (-1 on OOM). */
 int metrics_tagset(struct metrics *m, const char *key, size_t len);

@@ -286,6 +286,16 @@ static int l_merge(lua_State *L)
     return 1;
 }
 
+/* { [name] = true } of the metrics tide records itself: the one list. */
+static void push_builtin_names(lua_State *L)
+{
+    lua_createtable(L, 0, M_BUILTIN_COUNT);
+    for (int i = 0; metrics_builtin_name(i); i++) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, metrics_builtin_name(i));
+    }
+}
+
 int luaopen_tide_metrics(lua_State *L)
 {
     static const luaL_Reg fns[] = {
@@ -302,5 +312,7 @@ int luaopen_tide_metrics(lua_State *L)
     luaL_newlibtable(L, fns);
     lua_pushvalue(L, lua_upvalueindex(1));
     luaL_setfuncs(L, fns, 1);
+    push_builtin_names(L);
+    lua_setfield(L, -2, "builtin");
     return 1;
 }

@@ -4,14 +4,9 @@ local results = require "tide.results"
 
 local M = {}
 
-local BUILTIN = {
-  http_reqs = true, http_req_duration = true, http_req_waiting = true,
-  http_req_connecting = true, http_req_tls_handshaking = true, http_req_failed = true,
-  http_body_truncated = true, data_sent = true, data_received = true, iterations = true,
-  iteration_duration = true, iteration_errors = true, iterations_interrupted = true,
-  vus = true, vus_max = true, checks = true, dropped_iterations = true, group_duration = true,
-  iteration_start_delay = true,
-}
+-- the metrics tide records itself (the C list), and tide.check's
+local BUILTIN = { checks = true }
+for name in pairs(require("tide.metrics").builtin) do BUILTIN[name] = true end
 M.BUILTIN = BUILTIN
 
 local function ms(x)
