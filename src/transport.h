@@ -77,7 +77,7 @@ struct treq {
     enum tmethod kind;
     bool idempotent;            /* may go again after a connection died unanswered */
     struct buf url;             /* NUL-terminated (len counts the NUL) */
-    struct turl parts;
+    struct turl parts;          /* all 0 when turl_parse could not split what the transport took */
     struct buf headers;         /* "Name: value\r\n" lines, the User-Agent among them */
     bool has_body;              /* a body was given (a POST without one sends an empty one) */
     const char *body;           /* body_len bytes, never NULL */
