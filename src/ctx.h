@@ -1,6 +1,5 @@
 #ifndef TIDE_CTX_H
 #define TIDE_CTX_H
-#include <curl/curl.h>
 #include <lua.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -8,17 +7,18 @@
 
 #include "live.h"
 #include "loop.h"
-#include "shard.h"
 
 struct metrics;
 struct once;
 struct req;
+struct shard;       /* the transport's (shard.h) */
+struct tjar;        /* the transport's (transport.h) */
 
 /* Whose cookies a request carries: a virtual user, or the caller of a
  * blocking call (setup, teardown, the prompt). */
 struct agent {
-    struct req *req;    /* its own easy handle, made on first use */
-    CURLSH *share;      /* made on first batch, so batch requests share the jar */
+    struct req *req;    /* its own request and transfer, made on first use */
+    struct tjar *jar;   /* made on first batch, so batch requests share its cookies */
 };
 
 /* One per Lua state (per engine thread, plus the main thread's). Stored as
@@ -31,10 +31,10 @@ struct tctx {
     struct metrics *metrics;
     struct live live;           /* per-second counts for points and progress */
     struct agent agent;         /* for calls made outside a virtual user */
-    struct req *pool;           /* idle handles for batches */
-    struct req *all;            /* every handle made, for cleanup */
+    struct req *pool;           /* idle requests for batches */
+    struct req *all;            /* every request made, for cleanup */
     size_t max_body;
-    size_t buffer_size;         /* libcurl's receive buffer per transfer; 0 = its default (16 KB) */
+    size_t buffer_size;         /* the transport's receive buffer per transfer; 0 = its default */
     bool in_load;               /* a loop is running VUs: blocking calls are refused */
     int (*interrupts)(void);    /* Ctrl-C presses, for blocking calls */
     int cancel_fd;              /* readable after a press (block.c); -1: none */

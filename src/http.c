@@ -23,124 +23,25 @@ struct batch {
 
 /* ---------------- handles ---------------- */
 
-static size_t on_body(char *p, size_t size, size_t n, void *ud)
-{
-    struct req *r = ud;
-    size_t len = size * n, keep = len;
-    if (r->discard)
-        return len;
-    size_t room = r->ctx->max_body > r->resp.len ? r->ctx->max_body - r->resp.len : 0;
-    if (keep > room) {
-        keep = room;
-        r->truncated = true;
-    }
-    return (keep == 0 || buf_append(&r->resp, p, keep)) ? len : 0;
-}
-
-/* Parses the status code of a status line ("HTTP/1.1 200 OK"); -1 if none. */
-static long status_of(const char *p, size_t len)
-{
-    const char *sp = memchr(p, ' ', len);
-    if (!sp || (size_t)(sp - p) + 4 > len)
-        return -1;
-    long code = 0;
-    for (int i = 1; i <= 3; i++) {
-        if (sp[i] < '0' || sp[i] > '9')
-            return -1;
-        code = code * 10 + (sp[i] - '0');
-    }
-    return code;
-}
-
-static size_t on_header(char *p, size_t size, size_t n, void *ud)
-{
-    struct req *r = ud;
-    size_t len = size * n;
-    r->sent = false; /* the server answered: a later request on this transfer is a redirect */
-    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
-        r->head.len = 0; /* a redirect or 100-continue: keep the last response's */
-        r->interim = status_of(p, len) / 100 == 1;
-    } else if ((len == 2 && p[0] == '\r' && p[1] == '\n') || (len == 1 && p[0] == '\n')) {
-        r->head_done = !r->interim;
-    }
-    if (r->head.len + len > MAX_HEAD_BYTES) {
-        r->fail = "headers too large";
-        return 0;
-    }
-    return buf_append(&r->head, p, len) ? len : 0;
-}
-
-static void record_reset_attempt(struct req *r, uint64_t now);
-
-/* Called as each request goes out, on a new or a reused connection. libcurl
- * silently re-sends a request whose kept-alive connection died before any
- * answer came; the server may have read the first one. An idempotent request
- * may go again, counted as a sample of its own; any other is not re-sent. */
-static int on_prereq(void *ud, char *conn_ip, char *local_ip, int conn_port, int local_port)
-{
-    (void)conn_ip, (void)local_ip, (void)conn_port, (void)local_port;
-    struct req *r = ud;
-    uint64_t now = clock_now_ns();
-    if (r->sent) {
-        if (!req_idempotent(r)) {
-            r->fail = "connection reset";
-            return CURL_PREREQFUNC_ABORT;
-        }
-        record_reset_attempt(r, now);
-    }
-    r->sent = true;
-    r->sent_ns = now;
-    return CURL_PREREQFUNC_OK;
-}
-
-static void on_done(struct xfer *x, CURLcode rc);
+static void on_resent(void *ud, uint64_t sent_ns, uint64_t now_ns);
+static void on_done(void *ud);
 static void on_retry_timer(struct timer *t);
+
+static const struct tcalls req_calls = {.resent = on_resent, .done = on_done};
 
 static struct req *req_new(struct tctx *ctx)
 {
     struct req *r = calloc(1, sizeof *r);
-    if (!r || !(r->x.easy = curl_easy_init())) {
+    if (!r)
+        return NULL;
+    r->tp = transport_default; /* per request: another transport plugs in here */
+    if (!(r->x = r->tp->xfer_new(ctx->loop, &req_calls, r, ctx->buffer_size))) {
         free(r);
         return NULL;
     }
     r->ctx = ctx;
-    r->x.done = on_done;
     r->retry_timer.fire = on_retry_timer;
     r->tagset = -1;
-    r->timeout_ms = DEFAULT_TIMEOUT_MS;
-    r->redirects = DEFAULT_REDIRECTS;
-    CURL *e = r->x.easy;
-    shard_prepare_easy(&r->x, ctx->loop);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
-    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
-    curl_easy_setopt(e, CURLOPT_PREREQDATA, r);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_COOKIEFILE, "");
-    /* no proxy from the environment: load goes straight to the target, and
-     * libcurl would otherwise read six variables on every request */
-    curl_easy_setopt(e, CURLOPT_PROXY, "");
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    /* a header line costs libcurl far less per request than CURLOPT_USERAGENT */
-    r->agent = curl_slist_append(NULL, USER_AGENT);
-    r->cu = curl_url();
-    if (!r->agent || !r->cu) {
-        curl_slist_free_all(r->agent);
-        curl_url_cleanup(r->cu);
-        curl_easy_cleanup(e);
-        free(r);
-        return NULL;
-    }
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->agent);
-    if (ctx->buffer_size)
-        curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)ctx->buffer_size);
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(e, CURLOPT_MAXREDIRS, DEFAULT_REDIRECTS);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, DEFAULT_TIMEOUT_MS);
     r->next_all = ctx->all;
     ctx->all = r;
     return r;
@@ -148,16 +49,13 @@ static struct req *req_new(struct tctx *ctx)
 
 static void req_destroy(struct req *r)
 {
-    shard_remove(&r->x);
+    r->tp->xfer_free(r->x);
     timer_stop(r->ctx->loop, &r->retry_timer);
-    curl_easy_cleanup(r->x.easy);
-    curl_slist_free_all(r->headers);
-    curl_slist_free_all(r->agent);
-    curl_url_cleanup(r->cu);
-    buf_free(&r->url);
+    buf_free(&r->q.url);
+    buf_free(&r->q.headers);
     buf_free(&r->body);
-    buf_free(&r->head);
-    buf_free(&r->resp);
+    buf_free(&r->res.head);
+    buf_free(&r->res.body);
     free(r);
 }
 
@@ -173,37 +71,27 @@ void http_free_all(struct tctx *ctx)
 static struct req *agent_req(lua_State *L, struct tctx *ctx, struct agent *ag)
 {
     if (!ag->req && !(ag->req = req_new(ctx)))
-        luaL_error(L, "out of memory (curl handle)");
+        luaL_error(L, "out of memory (transfer)");
+    ag->req->q.jar = ag->jar;
     return ag->req;
 }
 
-/* Batch handles join the agent's cookie jar through a curl share. The jar the
- * agent's own handle had is carried over when the share is first made. */
-static bool agent_share(struct agent *ag)
+/* Batch requests join the agent's cookie jar, shared between transfers. The
+ * cookies the agent's own transfer had are carried over when the jar is made. */
+static bool agent_jar(struct agent *ag)
 {
-    if (ag->share)
-        return true;
-    if (!(ag->share = curl_share_init()))
-        return false;
-    curl_share_setopt(ag->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_COOKIE);
-    if (!ag->req)
-        return true;
-    struct curl_slist *jar = NULL;
-    curl_easy_getinfo(ag->req->x.easy, CURLINFO_COOKIELIST, &jar);
-    curl_easy_setopt(ag->req->x.easy, CURLOPT_SHARE, ag->share);
-    for (struct curl_slist *c = jar; c; c = c->next)
-        curl_easy_setopt(ag->req->x.easy, CURLOPT_COOKIELIST, c->data);
-    curl_slist_free_all(jar);
-    return true;
+    if (!ag->jar)
+        ag->jar = transport_default->jar_new(ag->req ? ag->req->x : NULL);
+    return ag->jar != NULL;
 }
 
 void agent_free(struct tctx *ctx, struct agent *ag)
 {
-    if (ag->share) {
-        /* detach every handle first: a share in use cannot be freed */
+    if (ag->jar) {
+        /* every transfer leaves it first: a jar in use cannot be freed */
         for (struct req *r = ctx->all; r; r = r->next_all)
-            curl_easy_setopt(r->x.easy, CURLOPT_SHARE, NULL);
-        curl_share_cleanup(ag->share);
+            r->tp->jar_leave(r->x, ag->jar);
+        transport_default->jar_free(ag->jar);
     }
     *ag = (struct agent){0};
 }
@@ -214,10 +102,10 @@ static struct req *pool_get(lua_State *L, struct tctx *ctx, struct agent *ag)
     if (r)
         ctx->pool = r->next_free;
     else if (!(r = req_new(ctx)))
-        luaL_error(L, "out of memory (curl handle)");
-    if (!agent_share(ag))
-        luaL_error(L, "out of memory (curl share)");
-    curl_easy_setopt(r->x.easy, CURLOPT_SHARE, ag->share);
+        luaL_error(L, "out of memory (transfer)");
+    if (!agent_jar(ag))
+        luaL_error(L, "out of memory (cookie jar)");
+    r->q.jar = ag->jar;
     return r;
 }
 
@@ -231,12 +119,10 @@ static void pool_put(struct tctx *ctx, struct req *r)
 
 static bool launch(struct req *r, struct shard *s)
 {
-    r->head.len = r->resp.len = 0;
-    r->truncated = r->finished = r->sent = r->head_done = r->interim = false;
-    r->fail = NULL;
-    r->errbuf[0] = '\0';
+    r->finished = false;
     r->attempts++;
-    return shard_add(s, &r->x);
+    r->shard = s;
+    return r->tp->start(r->x, s, &r->res);
 }
 
 static size_t put_tag(char *dst, const char *k, const char *v, bool last)
@@ -267,16 +153,16 @@ static void format_status(char out[24], long status)
 
 /* Interns this request's tag set; the last key is cached so a VU hitting the
  * same endpoint skips the hash table. */
-static int req_tagset(struct req *r, const char *err)
+static int req_tagset(struct req *r, long status_code, const char *err)
 {
     char own[sizeof r->tagkey], key[sizeof r->tagkey + TAGS_MAX], status[24];
     size_t n = 0;
-    format_status(status, r->status);
+    format_status(status, status_code);
     if (err)
         n += put_tag(own, "error", err, false);
     if (r->vu && r->vu->group_len)
         n += put_tag(own + n, "group", r->vu->group, false);
-    n += put_tag(own + n, "method", r->method, false);
+    n += put_tag(own + n, "method", r->q.method, false);
     n += put_tag(own + n, "name", r->name, false);
     n += put_tag(own + n, "status", status, true);
     if (r->vu && r->vu->tags_len)
@@ -292,27 +178,22 @@ static int req_tagset(struct req *r, const char *err)
     return r->tagset = metrics_tagset_named(r->ctx->metrics, r->ctx->once, key, n);
 }
 
-static double us_between(curl_off_t from, curl_off_t to)
-{
-    return to > from ? (double)(to - from) : 0;
-}
-
 /* What one attempt cost: µs, and bytes each way. */
 struct sample {
     double duration, waiting, connecting, tls;
     double sent, received;
 };
 
-static void add_sample(struct req *r, const char *err, struct sample *sm)
+static void add_sample(struct req *r, long status, const char *err, struct sample *sm)
 {
     if (r->vu && r->vu->lag_us) { /* open model: the first request waited for its start too */
         sm->duration += (double)r->vu->lag_us;
         sm->waiting += (double)r->vu->lag_us;
         r->vu->lag_us = 0;
     }
-    int tag = req_tagset(r, err);
+    int tag = req_tagset(r, status, err);
     struct metrics *m = r->ctx->metrics;
-    bool failed = err || r->status >= 400 || r->status < 100;
+    bool failed = err || status >= 400 || status < 100;
     struct live *lv = &r->ctx->live;
     lv->reqs++;
     lv->failed += failed;
@@ -327,61 +208,41 @@ static void add_sample(struct req *r, const char *err, struct sample *sm)
     metrics_add(m, M_DATA_RECEIVED, tag, sm->received);
 }
 
-/* The attempt libcurl is about to re-send went out and was never answered. */
-static void record_reset_attempt(struct req *r, uint64_t now)
+/* The attempt the transport is about to re-send went out and was never answered. */
+static void on_resent(void *ud, uint64_t sent_ns, uint64_t now_ns)
 {
-    long status = r->status;
-    r->status = 0;
-    struct sample sm = {.duration = now > r->sent_ns ? (double)(now - r->sent_ns) / 1e3 : 0};
-    add_sample(r, "connection reset", &sm);
-    r->status = status;
+    struct req *r = ud;
+    struct sample sm = {.duration = now_ns > sent_ns ? (double)(now_ns - sent_ns) / 1e3 : 0};
+    add_sample(r, 0, terr_name(TERR_RESET, NULL), &sm);
 }
 
 static void record(struct req *r)
 {
-    CURL *e = r->x.easy;
-    curl_off_t dns = 0, conn = 0, tls = 0, start = 0, total = 0, sent = 0, recv = 0;
-    long hdr = 0, reqsize = 0;
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &r->status);
-    if (!r->head_done) /* no final answer: a 100 Continue alone is no status */
-        r->status = 0;
-    curl_easy_getinfo(e, CURLINFO_NAMELOOKUP_TIME_T, &dns);
-    curl_easy_getinfo(e, CURLINFO_CONNECT_TIME_T, &conn);
-    curl_easy_getinfo(e, CURLINFO_APPCONNECT_TIME_T, &tls);
-    curl_easy_getinfo(e, CURLINFO_STARTTRANSFER_TIME_T, &start);
-    curl_easy_getinfo(e, CURLINFO_TOTAL_TIME_T, &total);
-    curl_easy_getinfo(e, CURLINFO_SIZE_UPLOAD_T, &sent);
-    curl_easy_getinfo(e, CURLINFO_SIZE_DOWNLOAD_T, &recv);
-    curl_easy_getinfo(e, CURLINFO_HEADER_SIZE, &hdr);
-    curl_easy_getinfo(e, CURLINFO_REQUEST_SIZE, &reqsize);
-    /* libcurl 7.88 takes its pretransfer time late on reused connections, so
-     * measure from the moment the connection was ready (0 when reused): k6's
-     * http_req_duration, i.e. sending + waiting + receiving. */
-    curl_off_t ready = tls ? tls : conn;
+    const struct tres *res = &r->res;
     struct sample sm = {
-        .connecting = conn ? us_between(dns, conn) : 0,
-        .tls = tls ? us_between(conn, tls) : 0,
-        .waiting = start ? us_between(ready, start) : 0,
-        .duration = us_between(ready, total),
-        .sent = (double)(reqsize + sent),
-        .received = (double)(hdr + recv),
+        .connecting = (double)res->t.connect,
+        .tls = (double)res->t.tls,
+        .waiting = (double)res->t.waiting,
+        .duration = (double)res->t.duration,
+        .sent = (double)res->bytes_sent,
+        .received = (double)res->bytes_received,
     };
-    r->timings[0] = (double)dns / 1e3;
+    r->timings[0] = (double)res->t.dns / 1e3;
     r->timings[1] = sm.connecting / 1e3;
     r->timings[2] = sm.tls / 1e3;
     r->timings[3] = (sm.waiting + (double)(r->vu ? r->vu->lag_us : 0)) / 1e3;
-    r->timings[4] = (double)total / 1e3;
-    add_sample(r, req_error(r), &sm);
-    if (r->truncated)
+    r->timings[4] = (double)res->t.total / 1e3;
+    add_sample(r, res->status, terr_name(res->err, res->detail), &sm);
+    if (res->truncated)
         metrics_add(r->ctx->metrics, M_HTTP_BODY_TRUNCATED, r->tagset, 1);
 }
 
 static bool wants_retry(const struct req *r)
 {
-    if (r->code != CURLE_OK || r->attempts >= r->retry_max)
+    if (r->res.err != TERR_NONE || r->attempts >= r->retry_max)
         return false;
     for (int i = 0; i < r->nretry; i++)
-        if (r->retry_status[i] == r->status)
+        if (r->retry_status[i] == r->res.status)
             return true;
     return false;
 }
@@ -399,10 +260,9 @@ static void finish(struct req *r)
     }
 }
 
-static void on_done(struct xfer *x, CURLcode rc)
+static void on_done(void *ud)
 {
-    struct req *r = (struct req *)x;
-    r->code = rc;
+    struct req *r = ud;
     record(r);
     if (wants_retry(r))
         timer_start(r->ctx->loop, &r->retry_timer, loop_now(r->ctx->loop) + r->retry_every_ns);
@@ -413,8 +273,8 @@ static void on_done(struct xfer *x, CURLcode rc)
 static void on_retry_timer(struct timer *t)
 {
     struct req *r = (struct req *)((char *)t - offsetof(struct req, retry_timer));
-    if (!launch(r, r->x.shard)) {
-        r->code = CURLE_OUT_OF_MEMORY;
+    if (!launch(r, r->shard)) {
+        r->res.err = TERR_NOMEM;
         finish(r);
     }
 }
@@ -424,7 +284,7 @@ static void on_retry_timer(struct timer *t)
 
 static void abandon(struct req *r)
 {
-    shard_remove(&r->x);
+    r->tp->cancel(r->x);
     timer_stop(r->ctx->loop, &r->retry_timer);
 }
 
@@ -449,7 +309,7 @@ static int do_request(lua_State *L, const char *fn, const char *method, int url_
     struct vu *vu = vu_current(L);
     struct agent *ag = caller_agent(L, ctx, vu, fn);
     struct req *r = agent_req(L, ctx, ag);
-    if (r->x.active || timer_armed(&r->retry_timer))
+    if (r->tp->busy(r->x) || timer_armed(&r->retry_timer))
         return luaL_error(L, "http.%s: this user already has a request in flight", fn);
     req_configure(L, r, fn, req_method(L, r, method), url_idx, opts_idx);
     r->vu = vu;

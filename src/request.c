@@ -1,4 +1,4 @@
-/* tide.http: turning (url, opts) from Lua into a configured easy handle. */
+/* tide.http: turning (url, opts) from Lua into a request (treq) its transport takes. */
 #include "clock.h"
 #include "duration.h"
 #include "redact.h"
@@ -19,6 +19,7 @@ struct opts {
     bool discard;
 };
 
+/* In the order of enum tmethod. */
 static const char *const method_names[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", NULL};
 
 const char *req_method(lua_State *L, struct req *r, const char *m)
@@ -36,11 +37,18 @@ const char *req_method(lua_State *L, struct req *r, const char *m)
     return r->method_buf;
 }
 
-bool req_idempotent(const struct req *r)
+static enum tmethod method_kind(const char *m)
 {
-    const char *m = r->method;
-    return m == method_names[0] || m == method_names[1] || m == method_names[3] || m == method_names[5] ||
-           m == method_names[6];
+    for (int i = 0; method_names[i]; i++)
+        if (m == method_names[i])
+            return (enum tmethod)i;
+    return TM_OTHER;
+}
+
+/* Whether re-sending cannot change what the server does (RFC 9110 9.2.2). */
+static bool idempotent(enum tmethod k)
+{
+    return k == TM_GET || k == TM_HEAD || k == TM_PUT || k == TM_DELETE || k == TM_OPTIONS;
 }
 
 static const char *const opt_names[] = {"headers", "query", "body", "json", "form", "bearer",
@@ -138,19 +146,30 @@ static void default_name(struct req *r, const char *url)
     r->name[n] = '\0';
 }
 
-static bool append_escaped(struct buf *b, CURL *e, lua_State *L, int idx)
+/* Percent-encodes all but RFC 3986's unreserved characters, as %XX in upper case. */
+static bool append_escaped(struct buf *b, lua_State *L, int idx)
 {
+    static const char hex[] = "0123456789ABCDEF";
     size_t len;
-    const char *s = luaL_tolstring(L, idx, &len);
-    char *esc = curl_easy_escape(e, s, (int)len);
+    const unsigned char *s = (const unsigned char *)luaL_tolstring(L, idx, &len);
+    bool ok = buf_reserve(b, 3 * len);
+    for (size_t i = 0; ok && i < len; i++) {
+        unsigned char c = s[i];
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+            c == '.' || c == '_' || c == '~') {
+            b->data[b->len++] = (char)c;
+        } else {
+            b->data[b->len++] = '%';
+            b->data[b->len++] = hex[c >> 4];
+            b->data[b->len++] = hex[c & 15];
+        }
+    }
     lua_pop(L, 1);
-    bool ok = esc && buf_append(b, esc, strlen(esc));
-    curl_free(esc);
     return ok;
 }
 
 /* Appends k=v&k=v (array values repeat the key) to b. */
-static bool append_urlencoded(struct buf *b, CURL *e, lua_State *L, int t, bool first)
+static bool append_urlencoded(struct buf *b, lua_State *L, int t, bool first)
 {
     bool ok = true;
     lua_pushnil(L);
@@ -162,8 +181,8 @@ static bool append_urlencoded(struct buf *b, CURL *e, lua_State *L, int t, bool 
                 lua_geti(L, val, i);
             else
                 lua_pushvalue(L, val);
-            ok = (first || buf_append(b, "&", 1)) && append_escaped(b, e, L, key) &&
-                 buf_append(b, "=", 1) && append_escaped(b, e, L, -1);
+            ok = (first || buf_append(b, "&", 1)) && append_escaped(b, L, key) &&
+                 buf_append(b, "=", 1) && append_escaped(b, L, -1);
             first = false;
             lua_pop(L, 1);
         }
@@ -194,39 +213,38 @@ static void set_url(lua_State *L, struct req *r, const char *fn, const char *url
     if (!has_prefix_ci(url, "http://") && !has_prefix_ci(url, "https://"))
         bad_url(L, fn, url, " (expected http:// or https://)");
     size_t len = strlen(url);
+    struct buf *u = &r->q.url;
     if (query && table_empty(L, query))
         query = 0;
-    if (!query && r->url.len == len + 1 && memcmp(r->url.data, url, len) == 0)
-        return; /* curl copies every URL it is given: skip that when it repeats */
-    r->url.len = 0;
-    bool ok = buf_append(&r->url, url, len);
+    if (!query && u->len == len + 1 && memcmp(u->data, url, len) == 0)
+        return; /* the transport parsed this URL already: skip that when it repeats */
+    u->len = 0;
+    bool ok = buf_append(u, url, len);
     if (ok && query)
-        ok = buf_append(&r->url, strchr(url, '?') ? "&" : "?", 1) &&
-             append_urlencoded(&r->url, r->x.easy, L, query, true);
-    if (!ok || !buf_append(&r->url, "", 1))
+        ok = buf_append(u, strchr(url, '?') ? "&" : "?", 1) && append_urlencoded(u, L, query, true);
+    if (!ok || !buf_append(u, "", 1))
         luaL_error(L, "out of memory");
-    /* parsed once here: libcurl would parse and re-render the text on every request */
-    if (curl_url_set(r->cu, CURLUPART_URL, r->url.data, 0) != CURLUE_OK) {
-        r->url.len = 0;
+    if (r->tp->set_url(r->x, &r->q) != TERR_NONE) {
+        u->len = 0;
         bad_url(L, fn, url, "");
     }
-    curl_easy_setopt(r->x.easy, CURLOPT_URL, r->url.data);
-    curl_easy_setopt(r->x.easy, CURLOPT_CURLU, r->cu);
+    if (!turl_parse(u->data, u->len - 1, &r->q.parts)) /* the transport's parser took more */
+        r->q.parts = (struct turl){0};
 }
 
-static bool add_header(struct curl_slist **list, const char *name, size_t nlen, const char *val, size_t vlen)
+/* The longest header line sent, "Name: value" and a NUL. */
+#define HEADER_LINE_MAX 8192
+
+/* Appends "name: value\r\n" to the request's header lines. */
+static bool add_header(struct buf *lines, const char *name, size_t nlen, const char *val, size_t vlen)
 {
-    char line[8192];
-    if (nlen + vlen + 3 > sizeof line)
+    if (nlen + vlen + 3 > HEADER_LINE_MAX || !buf_reserve(lines, nlen + vlen + 4))
         return false;
-    memcpy(line, name, nlen);
-    memcpy(line + nlen, ": ", 2);
-    memcpy(line + nlen + 2, val, vlen);
-    line[nlen + 2 + vlen] = '\0';
-    struct curl_slist *l = curl_slist_append(*list, line);
-    if (l)
-        *list = l;
-    return l != NULL;
+    buf_append(lines, name, nlen);
+    buf_append(lines, ": ", 2);
+    buf_append(lines, val, vlen);
+    buf_append(lines, "\r\n", 2);
+    return true;
 }
 
 /* A header line with CR, LF or NUL in it would put other lines on the wire. */
@@ -240,8 +258,7 @@ static bool bad_header_text(const char *s, size_t len, bool name)
     return name && len == 0;
 }
 
-static void refuse_header(lua_State *L, struct curl_slist *list, const char *fn, const char *what,
-                          const char *name, size_t len)
+static void refuse_header(lua_State *L, const char *fn, const char *what, const char *name, size_t len)
 {
     size_t shown = 0;
     while (shown < len && shown < 64 && (unsigned char)name[shown] >= ' ' && name[shown] != 127)
@@ -249,54 +266,46 @@ static void refuse_header(lua_State *L, struct curl_slist *list, const char *fn,
     char msg[256];
     snprintf(msg, sizeof msg, "http.%s: %s '%.*s' holds CR, LF, NUL or another control character "
              "(it would end the header line on the wire)", fn, what, (int)shown, name);
-    curl_slist_free_all(list);
     luaL_error(L, "%s", msg);
 }
 
-/* Builds the header list: the user's headers, then what bearer/json/body imply
- * unless the user set them. Returns NULL when there is nothing to send. */
-static struct curl_slist *build_headers(lua_State *L, const char *fn, const struct opts *o, bool body)
+/* The header lines: the user's headers, then what bearer/json imply and the
+ * User-Agent, unless the user set them. */
+static void build_headers(lua_State *L, struct buf *list, const char *fn, const struct opts *o)
 {
-    struct curl_slist *list = NULL;
     bool has_type = false, has_auth = false, has_agent = false, ok = true;
+    list->len = 0;
     if (o->headers) {
         lua_pushnil(L);
         while (ok && lua_next(L, o->headers)) {
-            if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1)) {
-                curl_slist_free_all(list);
+            if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1))
                 luaL_error(L, "http.%s: option 'headers': string keys and values expected", fn);
-            }
             size_t nlen, vlen;
             const char *n = lua_tolstring(L, -2, &nlen), *v = lua_tolstring(L, -1, &vlen);
             if (bad_header_text(n, nlen, true))
-                refuse_header(L, list, fn, "header name", n, nlen);
+                refuse_header(L, fn, "header name", n, nlen);
             if (bad_header_text(v, vlen, false))
-                refuse_header(L, list, fn, "value of header", n, nlen);
+                refuse_header(L, fn, "value of header", n, nlen);
             has_type |= strcasecmp(n, "content-type") == 0;
             has_auth |= strcasecmp(n, "authorization") == 0;
             has_agent |= strcasecmp(n, "user-agent") == 0;
-            ok = add_header(&list, n, nlen, v, vlen);
+            ok = add_header(list, n, nlen, v, vlen);
             lua_pop(L, 1);
         }
     }
     if (o->bearer && bad_header_text(o->bearer, o->bearer_len, false))
-        refuse_header(L, list, fn, "option", "bearer", 6);
+        refuse_header(L, fn, "option", "bearer", 6);
     if (ok && o->bearer && !has_auth) {
         char v[4096];
         int n = snprintf(v, sizeof v, "Bearer %s", o->bearer);
-        ok = n > 0 && (size_t)n < sizeof v && add_header(&list, "Authorization", 13, v, (size_t)n);
+        ok = n > 0 && (size_t)n < sizeof v && add_header(list, "Authorization", 13, v, (size_t)n);
     }
     if (ok && o->json && !has_type)
-        ok = add_header(&list, "Content-Type", 12, "application/json", 16);
+        ok = add_header(list, "Content-Type", 12, "application/json", 16);
     if (ok && !has_agent)
-        ok = (list = curl_slist_append(list, USER_AGENT)) != NULL;
-    if (ok && body) /* no 100-continue round trip: it would be in every POST's latency */
-        ok = (list = curl_slist_append(list, "Expect:")) != NULL;
-    if (!ok) {
-        curl_slist_free_all(list);
+        ok = buf_append(list, USER_AGENT "\r\n", sizeof USER_AGENT + 1);
+    if (!ok)
         luaL_error(L, "http.%s: header too long or out of memory", fn);
-    }
-    return list;
 }
 
 static bool set_body(lua_State *L, struct req *r, const struct opts *o)
@@ -305,7 +314,7 @@ static bool set_body(lua_State *L, struct req *r, const struct opts *o)
     if (o->body)
         return buf_append(&r->body, o->body, o->body_len);
     if (o->form)
-        return append_urlencoded(&r->body, r->x.easy, L, o->form, true);
+        return append_urlencoded(&r->body, L, o->form, true);
     if (!o->json)
         return true;
     lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
@@ -320,34 +329,14 @@ static bool set_body(lua_State *L, struct req *r, const struct opts *o)
     return ok;
 }
 
-static void set_method(struct req *r, const char *m, bool has_body)
+static void set_method(struct treq *q, const char *m, bool has_body, const struct buf *body)
 {
-    CURL *e = r->x.easy;
-    bool head = m == method_names[1], post = m == method_names[2];
-    curl_easy_setopt(e, CURLOPT_NOBODY, 0L);
-    if (has_body || post) {
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body.len);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body.len ? r->body.data : "");
-    } else {
-        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-    }
-    if (head)
-        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-    bool custom = !head && !post && m != method_names[0];
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, custom ? m : NULL);
-    r->method = m;
-}
-
-static void set_limits(struct req *r, const struct opts *o)
-{
-    long ms = (long)(o->timeout * 1000 + 0.5);
-    if (ms != r->timeout_ms)
-        curl_easy_setopt(r->x.easy, CURLOPT_TIMEOUT_MS, r->timeout_ms = ms);
-    if (o->redirects != r->redirects) {
-        r->redirects = (long)o->redirects;
-        curl_easy_setopt(r->x.easy, CURLOPT_FOLLOWLOCATION, r->redirects > 0 ? 1L : 0L);
-        curl_easy_setopt(r->x.easy, CURLOPT_MAXREDIRS, r->redirects);
-    }
+    q->method = m;
+    q->kind = method_kind(m);
+    q->idempotent = idempotent(q->kind);
+    q->has_body = has_body;
+    q->body = body->len ? body->data : "";
+    q->body_len = body->len;
 }
 
 static void set_retry(lua_State *L, struct req *r, const char *fn, int t)
@@ -399,13 +388,12 @@ void req_configure(lua_State *L, struct req *r, const char *fn, const char *meth
     if (!set_body(L, r, &o))
         luaL_error(L, "out of memory");
     bool has_body = o.body || o.json || o.form;
-    struct curl_slist *h = (o.headers || o.bearer || has_body) ? build_headers(L, fn, &o, has_body) : NULL;
-    if (h || r->headers) {
-        curl_slist_free_all(r->headers);
-        r->headers = h;
-        curl_easy_setopt(r->x.easy, CURLOPT_HTTPHEADER, h ? h : r->agent);
-    }
-    set_method(r, method, has_body);
-    set_limits(r, &o);
-    r->discard = o.discard;
+    build_headers(L, &r->q.headers, fn, &o);
+    set_method(&r->q, method, has_body, &r->body);
+    r->q.timeout_ms = (long)(o.timeout * 1000 + 0.5);
+    r->q.redirects = (long)o.redirects;
+    r->q.max_body = r->ctx->max_body;
+    r->q.discard = o.discard;
+    if (r->tp->prepare(r->x, &r->q) != TERR_NONE)
+        luaL_error(L, "http.%s: out of memory", fn);
 }

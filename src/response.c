@@ -3,7 +3,6 @@
 #include "redact.h"
 #include "req.h"
 
-#include <errno.h>
 #include <lauxlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -23,85 +22,31 @@ struct response {
     char data[];                /* url, head, body */
 };
 
-static const char *transport_error(CURLcode rc, long os_errno)
-{
-    switch (rc) {
-    case CURLE_OK: return NULL;
-    case CURLE_COULDNT_CONNECT:
-        return os_errno == ECONNREFUSED ? "connection refused"
-             : os_errno == ENETUNREACH || os_errno == EHOSTUNREACH ? "host unreachable"
-             : "connect failed";
-    case CURLE_OPERATION_TIMEDOUT: return "timeout";
-    case CURLE_RECV_ERROR:
-    case CURLE_SEND_ERROR:
-        return os_errno == ECONNRESET || os_errno == EPIPE ? "connection reset"
-             : rc == CURLE_RECV_ERROR ? "receive failed" : "send failed";
-    case CURLE_GOT_NOTHING: return "empty reply";
-    case CURLE_WEIRD_SERVER_REPLY:
-    case CURLE_BAD_CONTENT_ENCODING:
-    case CURLE_UNSUPPORTED_PROTOCOL:
-        return "malformed response";
-    case CURLE_PARTIAL_FILE: return "truncated response";
-    case CURLE_COULDNT_RESOLVE_HOST: return "dns lookup failed";
-    case CURLE_TOO_MANY_REDIRECTS: return "too many redirects";
-    case CURLE_URL_MALFORMAT: return "malformed URL";
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CACERT_BADFILE:
-        return "tls error";
-    case CURLE_WRITE_ERROR:
-    case CURLE_OUT_OF_MEMORY: return "out of memory";
-    default: return curl_easy_strerror(rc);
-    }
-}
-
-/* curl 7.88 stops at one header line over 100 KB with CURLE_OUT_OF_MEMORY
- * (no message), and at a head over 300 KB with "Too large response headers". */
-static bool head_overflow(const struct req *r)
-{
-    return (r->code == CURLE_OUT_OF_MEMORY && !r->head_done) ||
-           (r->code == CURLE_RECV_ERROR && strstr(r->errbuf, "response headers"));
-}
-
-const char *req_error(const struct req *r)
-{
-    if (r->fail)
-        return r->fail;
-    if (head_overflow(r))
-        return "headers too large";
-    if (r->code == CURLE_OK && !r->head_done) /* the connection ended inside the head */
-        return "malformed response";
-    long os_errno = 0;
-    if (r->code != CURLE_OK)
-        curl_easy_getinfo(r->x.easy, CURLINFO_OS_ERRNO, &os_errno);
-    return transport_error(r->code, os_errno);
-}
-
 void response_push(lua_State *L, struct req *r)
 {
-    const char *url = NULL; /* after redirects */
-    curl_easy_getinfo(r->x.easy, CURLINFO_EFFECTIVE_URL, &url);
+    const struct tres *res = &r->res;
+    const struct buf *head = &res->head, *body = &res->body;
+    const char *url = res->url; /* after redirects */
     if (!url)
-        url = r->url.len ? r->url.data : "";
+        url = r->q.url.len ? r->q.url.data : "";
     size_t ulen = strlen(url);
-    struct response *p = lua_newuserdatauv(L, sizeof *p + ulen + r->head.len + r->resp.len + 16, 2);
-    p->status = r->status;
-    p->error = req_error(r);
-    p->truncated = r->truncated;
+    struct response *p = lua_newuserdatauv(L, sizeof *p + ulen + head->len + body->len + 16, 2);
+    p->status = res->status;
+    p->error = terr_name(res->err, res->detail);
+    p->truncated = res->truncated;
     memcpy(p->timings, r->timings, sizeof p->timings);
     p->url_len = ulen;
-    p->head_len = r->head.len;
-    p->body_len = r->resp.len;
+    p->head_len = head->len;
+    p->body_len = body->len;
     char *d = p->data;
     memcpy(d, url, ulen);
-    if (r->head.len) /* an empty buffer may have no storage at all */
-        memcpy(d + ulen, r->head.data, r->head.len);
-    if (r->resp.len)
-        memcpy(d + ulen + r->head.len, r->resp.data, r->resp.len);
-    char *m = d + ulen + r->head.len + r->resp.len;
-    size_t mlen = strnlen(r->method, 15);
-    memcpy(m, r->method, mlen);
+    if (head->len) /* an empty buffer may have no storage at all */
+        memcpy(d + ulen, head->data, head->len);
+    if (body->len)
+        memcpy(d + ulen + head->len, body->data, body->len);
+    char *m = d + ulen + head->len + body->len;
+    size_t mlen = strnlen(r->q.method, 15);
+    memcpy(m, r->q.method, mlen);
     m[mlen] = '\0';
     p->method = m;
     luaL_setmetatable(L, RESPONSE_MT);

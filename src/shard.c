@@ -1,3 +1,4 @@
+#include "curl_xfer.h"
 #include "shard.h"
 #include "clock.h"
 

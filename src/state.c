@@ -10,6 +10,7 @@
 #include "metrics_lua.h"
 #include "options.h"
 #include "pg.h"
+#include "shard.h"
 #include "vu.h"
 #include "xmalloc.h"
 

@@ -5,7 +5,7 @@
 #include "ctx.h"
 
 /* A new Lua state with every tide module (http, core, cjson, ...) and its
- * context (loop, metrics, nshards curl multi handles); NULL when out of
+ * context (loop, metrics, nshards transport shards); NULL when out of
  * memory, with nothing left to free. */
 lua_State *tctx_open(struct tctx *ctx, unsigned nshards);
 /* lua_close, then tctx_free. */

@@ -1,0 +1,457 @@
+/* The libcurl transport: a treq onto a reused easy handle, the handle onto
+ * a shard's multi handle (shard.c), and what libcurl reports back into a
+ * tres. Everything tide.http knows of libcurl is here and in shard.c. */
+#include "curl_transport.h"
+#include "clock.h"
+#include "curl_xfer.h"
+#include "shard.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The longest header line tide.http builds ("Name: value"), NUL included. */
+#define HEADER_LINE_MAX 8192
+
+struct tjar {
+    CURLSH *share;
+};
+
+struct txfer {
+    struct xfer x;                  /* first: shard.c hands this back */
+    const struct tcalls *calls;
+    void *ud;
+    const struct treq *q;           /* the request prepared last */
+    struct tres *res;               /* where the attempt in flight reports */
+    CURLU *cu;                      /* the URL parsed once, reused while it repeats */
+    struct curl_slist *headers;     /* made from headers_key */
+    struct buf headers_key;         /* the header lines the list was made from */
+    bool headers_expect;            /* ... with "Expect:" added (a body) */
+    struct tjar *jar;               /* the share the handle is on; NULL: its own cookies */
+    long timeout_ms, redirects;     /* what the handle has now */
+    enum terr fail;                 /* tide's own reason, over libcurl's code */
+    uint64_t sent_ns;               /* when the request last went out */
+    bool sent;                      /* a request went out and no answer began yet */
+    bool head_done;                 /* a final (non-1xx) response head ended */
+    bool interim;                   /* the head being read is a 1xx */
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+/* ---------------- libcurl's callbacks ---------------- */
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+    struct txfer *x = ud;
+    const struct treq *q = x->q;
+    struct buf *b = &x->res->body;
+    size_t len = size * n, keep = len;
+    if (q->discard)
+        return len;
+    size_t room = q->max_body > b->len ? q->max_body - b->len : 0;
+    if (keep > room) {
+        keep = room;
+        x->res->truncated = true;
+    }
+    return (keep == 0 || buf_append(b, p, keep)) ? len : 0;
+}
+
+/* Parses the status code of a status line ("HTTP/1.1 200 OK"); -1 if none. */
+static long status_of(const char *p, size_t len)
+{
+    const char *sp = memchr(p, ' ', len);
+    if (!sp || (size_t)(sp - p) + 4 > len)
+        return -1;
+    long code = 0;
+    for (int i = 1; i <= 3; i++) {
+        if (sp[i] < '0' || sp[i] > '9')
+            return -1;
+        code = code * 10 + (sp[i] - '0');
+    }
+    return code;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+    struct txfer *x = ud;
+    struct buf *head = &x->res->head;
+    size_t len = size * n;
+    x->sent = false; /* the server answered: a later request on this transfer is a redirect */
+    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+        head->len = 0; /* a redirect or 100-continue: keep the last response's */
+        x->interim = status_of(p, len) / 100 == 1;
+    } else if ((len == 2 && p[0] == '\r' && p[1] == '\n') || (len == 1 && p[0] == '\n')) {
+        x->head_done = !x->interim;
+    }
+    if (head->len + len > MAX_HEAD_BYTES) {
+        x->fail = TERR_HEAD_TOO_LARGE;
+        return 0;
+    }
+    return buf_append(head, p, len) ? len : 0;
+}
+
+/* Called as each request goes out, on a new or a reused connection. libcurl
+ * silently re-sends a request whose kept-alive connection died before any
+ * answer came; the server may have read the first one. An idempotent request
+ * may go again, the lost attempt reported as a sample of its own; any other
+ * is not re-sent. */
+static int on_prereq(void *ud, char *conn_ip, char *local_ip, int conn_port, int local_port)
+{
+    (void)conn_ip, (void)local_ip, (void)conn_port, (void)local_port;
+    struct txfer *x = ud;
+    uint64_t now = clock_now_ns();
+    if (x->sent) {
+        if (!x->q->idempotent) {
+            x->fail = TERR_RESET;
+            return CURL_PREREQFUNC_ABORT;
+        }
+        x->res->resets++;
+        x->calls->resent(x->ud, x->sent_ns, now);
+    }
+    x->sent = true;
+    x->sent_ns = now;
+    return CURL_PREREQFUNC_OK;
+}
+
+/* ---------------- what libcurl reported ---------------- */
+
+static enum terr error_of(CURLcode rc, long os_errno)
+{
+    switch (rc) {
+    case CURLE_OK: return TERR_NONE;
+    case CURLE_COULDNT_CONNECT:
+        return os_errno == ECONNREFUSED ? TERR_REFUSED
+             : os_errno == ENETUNREACH || os_errno == EHOSTUNREACH ? TERR_UNREACHABLE
+             : TERR_CONNECT;
+    case CURLE_OPERATION_TIMEDOUT: return TERR_TIMEOUT;
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+        return os_errno == ECONNRESET || os_errno == EPIPE ? TERR_RESET
+             : rc == CURLE_RECV_ERROR ? TERR_RECV : TERR_SEND;
+    case CURLE_GOT_NOTHING: return TERR_EMPTY_REPLY;
+    case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_BAD_CONTENT_ENCODING:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        return TERR_MALFORMED;
+    case CURLE_PARTIAL_FILE: return TERR_TRUNCATED;
+    case CURLE_COULDNT_RESOLVE_HOST: return TERR_DNS;
+    case CURLE_TOO_MANY_REDIRECTS: return TERR_REDIRECTS;
+    case CURLE_URL_MALFORMAT: return TERR_BAD_URL;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CACERT_BADFILE:
+        return TERR_TLS;
+    case CURLE_WRITE_ERROR:
+    case CURLE_OUT_OF_MEMORY: return TERR_NOMEM;
+    default: return TERR_OTHER;
+    }
+}
+
+/* curl 7.88 stops at one header line over 100 KB with CURLE_OUT_OF_MEMORY
+ * (no message), and at a head over 300 KB with "Too large response headers". */
+static bool head_overflow(const struct txfer *x, CURLcode rc)
+{
+    return (rc == CURLE_OUT_OF_MEMORY && !x->head_done) ||
+           (rc == CURLE_RECV_ERROR && strstr(x->errbuf, "response headers"));
+}
+
+static void classify(struct txfer *x, CURLcode rc)
+{
+    struct tres *res = x->res;
+    res->detail = NULL;
+    if (x->fail) {
+        res->err = x->fail;
+    } else if (head_overflow(x, rc)) {
+        res->err = TERR_HEAD_TOO_LARGE;
+    } else if (rc == CURLE_OK && !x->head_done) { /* the connection ended inside the head */
+        res->err = TERR_MALFORMED;
+    } else {
+        long os_errno = 0;
+        if (rc != CURLE_OK)
+            curl_easy_getinfo(x->x.easy, CURLINFO_OS_ERRNO, &os_errno);
+        res->err = error_of(rc, os_errno);
+        if (res->err == TERR_OTHER)
+            res->detail = curl_easy_strerror(rc);
+    }
+}
+
+static uint64_t us_between(curl_off_t from, curl_off_t to)
+{
+    return to > from ? (uint64_t)(to - from) : 0;
+}
+
+static void collect(struct txfer *x, CURLcode rc)
+{
+    CURL *e = x->x.easy;
+    struct tres *res = x->res;
+    curl_off_t dns = 0, conn = 0, tls = 0, start = 0, total = 0, sent = 0, recv = 0;
+    long status = 0, hdr = 0, reqsize = 0;
+    char *url = NULL;
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    res->status = x->head_done ? status : 0; /* no final answer: a 100 Continue alone is no status */
+    curl_easy_getinfo(e, CURLINFO_NAMELOOKUP_TIME_T, &dns);
+    curl_easy_getinfo(e, CURLINFO_CONNECT_TIME_T, &conn);
+    curl_easy_getinfo(e, CURLINFO_APPCONNECT_TIME_T, &tls);
+    curl_easy_getinfo(e, CURLINFO_STARTTRANSFER_TIME_T, &start);
+    curl_easy_getinfo(e, CURLINFO_TOTAL_TIME_T, &total);
+    curl_easy_getinfo(e, CURLINFO_SIZE_UPLOAD_T, &sent);
+    curl_easy_getinfo(e, CURLINFO_SIZE_DOWNLOAD_T, &recv);
+    curl_easy_getinfo(e, CURLINFO_HEADER_SIZE, &hdr);
+    curl_easy_getinfo(e, CURLINFO_REQUEST_SIZE, &reqsize);
+    curl_easy_getinfo(e, CURLINFO_EFFECTIVE_URL, &url);
+    /* libcurl 7.88 takes its pretransfer time late on reused connections, so
+     * measure from the moment the connection was ready (0 when reused): k6's
+     * http_req_duration, i.e. sending + waiting + receiving. */
+    curl_off_t ready = tls ? tls : conn;
+    res->t = (struct ttimes){
+        .dns = us_between(0, dns),
+        .connect = conn ? us_between(dns, conn) : 0,
+        .tls = tls ? us_between(conn, tls) : 0,
+        .waiting = start ? us_between(ready, start) : 0,
+        .duration = us_between(ready, total),
+        .total = us_between(0, total),
+    };
+    res->bytes_sent = (uint64_t)(reqsize + (sent > 0 ? sent : 0));
+    res->bytes_received = (uint64_t)(hdr + (recv > 0 ? recv : 0));
+    res->url = url;
+    classify(x, rc);
+}
+
+static void on_done(struct xfer *xf, CURLcode rc)
+{
+    struct txfer *x = (struct txfer *)xf;
+    collect(x, rc);
+    x->calls->done(x->ud);
+}
+
+/* ---------------- the operations ---------------- */
+
+static void xfer_free(struct txfer *x)
+{
+    if (!x)
+        return;
+    shard_remove(&x->x);
+    curl_easy_cleanup(x->x.easy);
+    curl_slist_free_all(x->headers);
+    curl_url_cleanup(x->cu);
+    buf_free(&x->headers_key);
+    free(x);
+}
+
+static struct txfer *xfer_new(struct loop *l, const struct tcalls *calls, void *ud, size_t buffer_size)
+{
+    struct txfer *x = calloc(1, sizeof *x);
+    if (!x)
+        return NULL;
+    x->calls = calls;
+    x->ud = ud;
+    x->x.done = on_done;
+    x->timeout_ms = x->redirects = -1; /* none set yet: the first prepare sets them */
+    if (!(x->x.easy = curl_easy_init()) || !(x->cu = curl_url())) {
+        xfer_free(x);
+        return NULL;
+    }
+    CURL *e = x->x.easy;
+    shard_prepare_easy(&x->x, l);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, x);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_COOKIEFILE, "");
+    /* no proxy from the environment: load goes straight to the target, and
+     * libcurl would otherwise read six variables on every request */
+    curl_easy_setopt(e, CURLOPT_PROXY, "");
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    if (buffer_size)
+        curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)buffer_size);
+    return x;
+}
+
+static enum terr set_url(struct txfer *x, const struct treq *q)
+{
+    /* parsed once here: libcurl would parse and re-render the text on every request */
+    if (curl_url_set(x->cu, CURLUPART_URL, q->url.data, 0) != CURLUE_OK)
+        return TERR_BAD_URL;
+    curl_easy_setopt(x->x.easy, CURLOPT_URL, q->url.data);
+    curl_easy_setopt(x->x.easy, CURLOPT_CURLU, x->cu);
+    return TERR_NONE;
+}
+
+/* The header list from q's lines; "Expect:" after them when a body goes:
+ * no 100-continue round trip, it would be in every POST's latency. The
+ * User-Agent is one of the lines: libcurl takes a header line for far less
+ * per request than CURLOPT_USERAGENT. */
+static struct curl_slist *header_list(const struct treq *q)
+{
+    struct curl_slist *list = NULL;
+    const char *p = q->headers.data, *end = p + q->headers.len;
+    while (p < end) {
+        const char *eol = memchr(p, '\r', (size_t)(end - p));
+        size_t n = eol ? (size_t)(eol - p) : (size_t)(end - p);
+        char line[HEADER_LINE_MAX];
+        if (n >= sizeof line)
+            n = sizeof line - 1;
+        memcpy(line, p, n);
+        line[n] = '\0';
+        struct curl_slist *l = curl_slist_append(list, line);
+        if (!l)
+            goto fail;
+        list = l;
+        p = eol ? eol + 2 : end;
+    }
+    if (q->has_body) {
+        struct curl_slist *l = curl_slist_append(list, "Expect:");
+        if (!l)
+            goto fail;
+        list = l;
+    }
+    return list;
+fail:
+    curl_slist_free_all(list);
+    return NULL;
+}
+
+/* A user sending the same headers again keeps the list it has. */
+static bool set_headers(struct txfer *x, const struct treq *q)
+{
+    if (x->headers && x->headers_expect == q->has_body && x->headers_key.len == q->headers.len &&
+        (q->headers.len == 0 || memcmp(x->headers_key.data, q->headers.data, q->headers.len) == 0))
+        return true;
+    struct curl_slist *list = header_list(q);
+    if (!list)
+        return false;
+    x->headers_key.len = 0;
+    if (!buf_append(&x->headers_key, q->headers.data, q->headers.len)) {
+        curl_slist_free_all(list);
+        return false;
+    }
+    curl_easy_setopt(x->x.easy, CURLOPT_HTTPHEADER, list);
+    curl_slist_free_all(x->headers);
+    x->headers = list;
+    x->headers_expect = q->has_body;
+    return true;
+}
+
+static void set_method(struct txfer *x, const struct treq *q)
+{
+    CURL *e = x->x.easy;
+    bool head = q->kind == TM_HEAD, post = q->kind == TM_POST;
+    curl_easy_setopt(e, CURLOPT_NOBODY, 0L);
+    if (q->has_body || post) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)q->body_len);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, q->body);
+    } else {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    }
+    if (head)
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    bool custom = !head && !post && q->kind != TM_GET;
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, custom ? q->method : NULL);
+}
+
+static void set_limits(struct txfer *x, const struct treq *q)
+{
+    if (q->timeout_ms != x->timeout_ms)
+        curl_easy_setopt(x->x.easy, CURLOPT_TIMEOUT_MS, x->timeout_ms = q->timeout_ms);
+    if (q->redirects != x->redirects) {
+        x->redirects = q->redirects;
+        curl_easy_setopt(x->x.easy, CURLOPT_FOLLOWLOCATION, x->redirects > 0 ? 1L : 0L);
+        curl_easy_setopt(x->x.easy, CURLOPT_MAXREDIRS, x->redirects);
+    }
+}
+
+static void set_jar(struct txfer *x, struct tjar *j)
+{
+    if (x->jar == j)
+        return;
+    curl_easy_setopt(x->x.easy, CURLOPT_SHARE, j ? j->share : NULL);
+    x->jar = j;
+}
+
+static enum terr prepare(struct txfer *x, const struct treq *q)
+{
+    x->q = q;
+    set_jar(x, q->jar);
+    if (!set_headers(x, q))
+        return TERR_NOMEM;
+    set_method(x, q);
+    set_limits(x, q);
+    return TERR_NONE;
+}
+
+static bool start(struct txfer *x, struct shard *s, struct tres *res)
+{
+    *res = (struct tres){.head = res->head, .body = res->body};
+    res->head.len = res->body.len = 0;
+    x->res = res;
+    x->fail = TERR_NONE;
+    x->sent = x->head_done = x->interim = false;
+    x->errbuf[0] = '\0';
+    return shard_add(s, &x->x);
+}
+
+static void cancel(struct txfer *x)
+{
+    shard_remove(&x->x);
+}
+
+static bool busy(const struct txfer *x)
+{
+    return x->x.active;
+}
+
+/* The jar owner had alone is carried over into the share. */
+static struct tjar *jar_new(struct txfer *owner)
+{
+    struct tjar *j = calloc(1, sizeof *j);
+    if (!j || !(j->share = curl_share_init())) {
+        free(j);
+        return NULL;
+    }
+    curl_share_setopt(j->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_COOKIE);
+    if (!owner)
+        return j;
+    struct curl_slist *cookies = NULL;
+    curl_easy_getinfo(owner->x.easy, CURLINFO_COOKIELIST, &cookies);
+    set_jar(owner, j);
+    for (struct curl_slist *c = cookies; c; c = c->next)
+        curl_easy_setopt(owner->x.easy, CURLOPT_COOKIELIST, c->data);
+    curl_slist_free_all(cookies);
+    return j;
+}
+
+static void jar_leave(struct txfer *x, struct tjar *j)
+{
+    if (x && j && x->jar == j)
+        set_jar(x, NULL);
+}
+
+static void jar_free(struct tjar *j)
+{
+    if (!j)
+        return;
+    curl_share_cleanup(j->share);
+    free(j);
+}
+
+const struct transport_ops curl_transport = {
+    .name = "curl",
+    .xfer_new = xfer_new,
+    .xfer_free = xfer_free,
+    .set_url = set_url,
+    .prepare = prepare,
+    .start = start,
+    .cancel = cancel,
+    .busy = busy,
+    .jar_new = jar_new,
+    .jar_leave = jar_leave,
+    .jar_free = jar_free,
+};
+
+/* libcurl is the only transport yet, so it is the default (transport.h). */
+const struct transport_ops *const transport_default = &curl_transport;
