@@ -14,7 +14,7 @@ static inline bool buf_reserve(struct buf *b, size_t extra)
 {
     if (b->len + extra <= b->cap)
         return true;
-    size_t cap = b->cap ? b->cap : 256;
+    size_t cap = b->cap ? b->cap : 64; /* most are URLs and header lines: thousands of users hold one each */
     while (cap < b->len + extra)
         cap *= 2;
     char *d = realloc(b->data, cap);

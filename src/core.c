@@ -6,6 +6,7 @@
 #include "duration.h"
 #include "metrics.h"
 #include "once.h"
+#include "redact.h"
 #include "options.h"
 #include "vu.h"
 
@@ -110,6 +111,18 @@ static int l_once(lua_State *L)
     return 1;
 }
 
+/* tide.redact(text): text with the secrets of every URL and DSN in it blanked. */
+static int l_redact(lua_State *L)
+{
+    size_t n;
+    const char *text = luaL_checklstring(L, 1, &n);
+    char small[4096];
+    char *out = n < sizeof small / 2 ? small : lua_newuserdatauv(L, 2 * n + 16, 0);
+    redact_text(text, out, n < sizeof small / 2 ? sizeof small : 2 * n + 16);
+    lua_pushstring(L, out);
+    return 1;
+}
+
 static int l_duration(lua_State *L)
 {
     lua_pushnumber(L, duration_check(L, 1));
@@ -119,7 +132,7 @@ static int l_duration(lua_State *L)
 int luaopen_tide(lua_State *L)
 {
     static const luaL_Reg fns[] = {
-        {"sleep", l_sleep}, {"now", l_now}, {"duration", l_duration}, {"group", l_group}, {"once", l_once},
+        {"sleep", l_sleep}, {"now", l_now}, {"duration", l_duration}, {"group", l_group}, {"once", l_once}, {"redact", l_redact},
         {NULL, NULL},
     };
     luaL_newlibtable(L, fns);

@@ -51,13 +51,6 @@ static struct conn *check_conn(lua_State *L)
 
 /* libpq's messages should not carry the password, but a DSN it echoes
  * back might: blank out every occurrence of it. */
-static const char *scrub(lua_State *L, const char *msg, const char *password)
-{
-    if (!password || !*password)
-        return lua_pushstring(L, msg);
-    return luaL_gsub(L, msg, password, "***");
-}
-
 static const char *conninfo_value(const PQconninfoOption *opts, const char *keyword)
 {
     for (const PQconninfoOption *o = opts; o && o->keyword; o++)
@@ -209,7 +202,7 @@ static enum outcome connect_poll(PGconn *pg, const struct waiter *w)
     return DONE;
 }
 
-static int connect_failed(lua_State *L, struct conn *c, enum outcome o, double limit_s, const char *pw)
+static int connect_failed(lua_State *L, struct conn *c, enum outcome o, double limit_s, const char *dsn)
 {
     char msg[1024];
     const char *host = c->pg ? PQhost(c->pg) : NULL, *port = c->pg ? PQport(c->pg) : NULL;
@@ -223,7 +216,9 @@ static int connect_failed(lua_State *L, struct conn *c, enum outcome o, double l
         snprintf(msg, sizeof msg, "%s", c->pg ? PQerrorMessage(c->pg) : "out of memory");
     PQfinish(c->pg);
     c->pg = NULL;
-    return luaL_error(L, "pg.connect: %s", scrub(L, msg, pw));
+    char clean[1200];
+    redact_password(msg, dsn, clean, sizeof clean);
+    return luaL_error(L, "pg.connect: %s", clean);
 }
 
 static int l_connect(lua_State *L)
@@ -239,9 +234,6 @@ static int l_connect(lua_State *L)
         redact_password(lua_tostring(L, -1), dsn, clean, sizeof clean);
         return luaL_error(L, "pg.connect: malformed DSN: %s", clean);
     }
-    const char *pw = conninfo_value(parsed, "password");
-    if (pw)
-        pw = lua_pushstring(L, pw);
     struct plan plan;
     bool planned = plan_connect(parsed, &plan);
     PQconninfoFree(parsed);
@@ -255,14 +247,14 @@ static int l_connect(lua_State *L)
     const char *const vals[] = {dsn, "UTF8", plan.options, NULL};
     c->pg = PQconnectStartParams(keys, vals, 1);
     if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD)
-        return connect_failed(L, c, LOST, 0, pw);
+        return connect_failed(L, c, LOST, 0, dsn);
     struct waiter w = waiter_for(ctx, plan.connect_s);
     enum outcome o = connect_poll(c->pg, &w);
     if (o != DONE)
-        return connect_failed(L, c, o, plan.connect_s, pw);
+        return connect_failed(L, c, o, plan.connect_s, dsn);
     PQsetNoticeProcessor(c->pg, ignore_notice, NULL);
     if (PQsetnonblocking(c->pg, 1) != 0)
-        return connect_failed(L, c, LOST, 0, pw);
+        return connect_failed(L, c, LOST, 0, dsn);
     return 1;
 }
 

@@ -86,3 +86,66 @@ void redact_url(const char *url, char *out, size_t len)
     else
         snprintf(out, len, "%s", url);
 }
+
+static bool scheme_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '.' || c == '-';
+}
+
+/* At p, a URL's credentials (scheme://user:secret@ or http(s)://TOKEN@):
+ * how many bytes of p come before the secret and how long it is. */
+static bool url_at(const char *start, const char *p, size_t *before, size_t *len)
+{
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')) || (p > start && scheme_char(p[-1])))
+        return false;
+    const char *q = p;
+    while (scheme_char(*q))
+        q++;
+    if (strncmp(q, "://", 3) != 0)
+        return false;
+    char url[2048];
+    size_t n = strcspn(p, " \t\r\n'\"<>()");
+    if (n >= sizeof url)
+        n = sizeof url - 1;
+    memcpy(url, p, n);
+    url[n] = '\0';
+    size_t at;
+    if (!url_secret_span(url, url + (q - p) + 3, &at, len) || *len == 0)
+        return false;
+    *before = at;
+    return true;
+}
+
+/* At p, "password = VALUE" (a DSN's key, or a URI's query parameter). */
+static bool password_at(const char *p, size_t *before, size_t *len)
+{
+    if (strncasecmp(p, "password", 8) != 0)
+        return false;
+    const char *v = p + 8;
+    while (*v == ' ')
+        v++;
+    if (*v != '=')
+        return false;
+    v++;
+    while (*v == ' ')
+        v++;
+    *before = (size_t)(v - p);
+    *len = *v == '\'' ? strcspn(v + 1, "'") + 2 : strcspn(v, " \t\r\n&'\"");
+    return *len > 0;
+}
+
+void redact_text(const char *text, char *out, size_t len)
+{
+    size_t n = 0, before, slen;
+    const char *end = text + strlen(text);
+    for (const char *p = text; *p && n + 1 < len;) {
+        if (url_at(text, p, &before, &slen) || password_at(p, &before, &slen)) {
+            n += (size_t)snprintf(out + n, len - n, "%.*s***", (int)before, p);
+            p = (size_t)(end - p) > before + slen ? p + before + slen : end;
+        } else {
+            out[n++] = *p++;
+        }
+    }
+    out[n < len ? n : len - 1] = '\0';
+}

@@ -13,4 +13,10 @@ void redact_password(const char *text, const char *secret_of, char *out, size_t 
  * replaced by ***, however long. out needs strlen(url) + 4 bytes. */
 void redact_url(const char *url, char *out, size_t len);
 
+/* Copies text to out with the secrets of every URL and DSN in it blanked:
+ * the password of scheme://user:password@host, the token of
+ * http(s)://TOKEN@host, and password=VALUE (DSN keys, URI query
+ * parameters), each written as three asterisks. */
+void redact_text(const char *text, char *out, size_t len);
+
 #endif

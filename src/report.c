@@ -69,15 +69,20 @@ static void push_scenarios(lua_State *L, const struct options *o)
     }
 }
 
-/* options.thresholds of the scenario module, or nil. */
-static void push_thresholds(lua_State *L, int mod)
+/* options.thresholds of the scenario module (a registry ref), or nil. */
+static void push_thresholds(lua_State *L, int scenario_ref)
 {
-    lua_getfield(L, mod, "options");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, scenario_ref);
+    if (lua_istable(L, -1))
+        lua_getfield(L, -1, "options");
+    else
+        lua_pushnil(L);
     if (lua_istable(L, -1))
         lua_getfield(L, -1, "thresholds");
     else
         lua_pushnil(L);
-    lua_remove(L, -2);
+    lua_replace(L, -3);
+    lua_pop(L, 1);
 }
 
 /* Calls tide.summary[fn] on the nargs values on top; leaves nres results. */
@@ -101,9 +106,9 @@ static bool call_summary(lua_State *L, const char *fn, int nargs, int nres)
     return false;
 }
 
-int report_check_thresholds(lua_State *L, int mod, const struct metrics *defined)
+int report_check_thresholds(lua_State *L, int scenario_ref, const struct metrics *defined)
 {
-    push_thresholds(L, mod);
+    push_thresholds(L, scenario_ref);
     metrics_push(L, defined);
     if (!call_summary(L, "validate", 2, 1))
         return EXIT_SCRIPT;
@@ -116,9 +121,9 @@ int report_check_thresholds(lua_State *L, int mod, const struct metrics *defined
     return rc;
 }
 
-bool report_can_abort(lua_State *L, int mod, const struct metrics *defined)
+bool report_can_abort(lua_State *L, int scenario_ref, const struct metrics *defined)
 {
-    push_thresholds(L, mod);
+    push_thresholds(L, scenario_ref);
     metrics_push(L, defined);
     if (!call_summary(L, "can_abort", 2, 1))
         return false;
@@ -127,9 +132,9 @@ bool report_can_abort(lua_State *L, int mod, const struct metrics *defined)
     return yes;
 }
 
-bool report_abort_check(lua_State *L, int mod, const struct metrics *m, double elapsed, char *buf, size_t len)
+bool report_abort_check(lua_State *L, int scenario_ref, const struct metrics *m, double elapsed, char *buf, size_t len)
 {
-    push_thresholds(L, mod);
+    push_thresholds(L, scenario_ref);
     metrics_push(L, m);
     lua_pushnumber(L, elapsed);
     if (!call_summary(L, "abort_check", 3, 1))
@@ -141,7 +146,7 @@ bool report_abort_check(lua_State *L, int mod, const struct metrics *m, double e
     return failed;
 }
 
-static void push_report(lua_State *L, int mod, const struct report_in *in)
+static void push_report(lua_State *L, int scenario_ref, const struct report_in *in)
 {
     char host[256] = "";
     gethostname(host, sizeof host - 1);
@@ -175,7 +180,7 @@ static void push_report(lua_State *L, int mod, const struct report_in *in)
     }
     lua_pushliteral(L, TIDE_VERSION);
     lua_setfield(L, -2, "version");
-    push_thresholds(L, mod);
+    push_thresholds(L, scenario_ref);
     lua_setfield(L, -2, "thresholds");
 }
 
@@ -187,9 +192,9 @@ static void set_string(lua_State *L, const char *k, const char *v)
     }
 }
 
-int report_finish(lua_State *L, int mod, const struct report_in *in, const struct outputs *out, int *store)
+int report_finish(lua_State *L, int scenario_ref, const struct report_in *in, const struct outputs *out, int *store)
 {
-    push_report(L, mod, in);
+    push_report(L, scenario_ref, in);
     lua_createtable(L, 0, 6);
     lua_pushboolean(L, out->quiet);
     lua_setfield(L, -2, "quiet");

@@ -10,7 +10,8 @@ struct options;
 struct points;
 
 /* The bridge to lua/tide/summary.lua: thresholds before and during the run,
- * the summary and the outputs after it. `mod` is the scenario module's index. */
+ * the summary and the outputs after it. `scenario_ref` is a registry
+ * reference to the scenario module (luaL_ref), so callers keep no stack layout. */
 
 /* Where --out sends the results. */
 struct outputs {
@@ -35,14 +36,14 @@ struct report_in {
 
 /* 0, or the exit code for thresholds that are malformed or name a metric
  * nothing in the scenario defines (`defined`: the main state's registry). */
-int report_check_thresholds(lua_State *L, int mod, const struct metrics *defined);
+int report_check_thresholds(lua_State *L, int scenario_ref, const struct metrics *defined);
 /* Whether some threshold has abort_on_fail. */
-bool report_can_abort(lua_State *L, int mod, const struct metrics *defined);
+bool report_can_abort(lua_State *L, int scenario_ref, const struct metrics *defined);
 /* True (and the threshold in buf) when an aborting threshold fails on m. */
-bool report_abort_check(lua_State *L, int mod, const struct metrics *m, double elapsed, char *buf, size_t len);
+bool report_abort_check(lua_State *L, int scenario_ref, const struct metrics *m, double elapsed, char *buf, size_t len);
 /* Prints the summary and writes the outputs. Returns the verdict (0, or 1
  * when a threshold failed) and sets *store to 4 when an output could not be
  * written where asked (0 otherwise). */
-int report_finish(lua_State *L, int mod, const struct report_in *in, const struct outputs *out, int *store);
+int report_finish(lua_State *L, int scenario_ref, const struct report_in *in, const struct outputs *out, int *store);
 
 #endif

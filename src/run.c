@@ -38,6 +38,7 @@ struct session {
     struct tctx ctx;
     const struct signals *sig;
     int mod;                    /* stack index of the scenario module */
+    int mod_ref;                /* the same, as a registry ref (for report.c) */
     int data;                   /* stack index of setup()'s result */
     double elapsed;
     double started, finished;
@@ -85,6 +86,8 @@ static int open_scenario(struct session *s)
         return rc;
     }
     s->mod = lua_gettop(s->L);
+    lua_pushvalue(s->L, s->mod);
+    s->mod_ref = luaL_ref(s->L, LUA_REGISTRYINDEX);
     return 0;
 }
 
@@ -252,7 +255,7 @@ static void plan_progress(const struct session *s, struct progress *pr)
 static void check_abort(struct session *s, struct runner *r, double elapsed)
 {
     struct metrics *m = runner_snapshot(r);
-    if (m && report_abort_check(s->L, s->mod, m, elapsed, s->aborted, sizeof s->aborted)) {
+    if (m && report_abort_check(s->L, s->mod_ref, m, elapsed, s->aborted, sizeof s->aborted)) {
         fprintf(stderr, "\ntide: threshold %s failed: aborting the run\n", s->aborted);
         runner_stop(r, 2);
     }
@@ -291,7 +294,7 @@ static void watch_load(struct session *s, struct runner *r, bool snapshots)
 static int run_load_phase(struct session *s, const char *json, size_t json_len, char **env,
                           struct metrics *results)
 {
-    bool snapshots = report_can_abort(s->L, s->mod, s->ctx.metrics);
+    bool snapshots = report_can_abort(s->L, s->mod_ref, s->ctx.metrics);
     struct run_plan plan = {.opt = &s->opt, .source = &s->source, .setup_json = json,
                             .setup_json_len = json_len, .env = env, .once = s->ctx.once,
                             .snapshots = snapshots};
@@ -345,7 +348,7 @@ static int run_session(struct session *s, int argc, char **argv)
     if (!rc)
         rc = check_exec_functions(s);
     if (!rc)
-        rc = report_check_thresholds(s->L, s->mod, s->ctx.metrics);
+        rc = report_check_thresholds(s->L, s->mod_ref, s->ctx.metrics);
     if (!rc)
         rc = check_fd_limit(&s->opt);
     char **env = rc ? NULL : build_env(&s->cli);
@@ -379,7 +382,7 @@ static int run_session(struct session *s, int argc, char **argv)
                            .results = results, .elapsed = s->elapsed, .interrupted = s->interrupted > 0,
                            .aborted = s->aborted[0] ? s->aborted : NULL};
     int store = EXIT_STORE;
-    int verdict = results ? report_finish(s->L, s->mod, &in, &s->cli.out, &store) : EXIT_FAILED;
+    int verdict = results ? report_finish(s->L, s->mod_ref, &in, &s->cli.out, &store) : EXIT_FAILED;
     metrics_free(results);
     /* what went wrong first wins; stored-elsewhere results outrank a failed verdict */
     return status ? status : store ? store : verdict;

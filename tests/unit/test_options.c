@@ -130,6 +130,13 @@ static void test_target_redacted(void)
     CHECK(strcmp(out, "GET http://***@h/ failed: *** rejected") == 0);
     redact_password("no secret here", "http://h/", out, sizeof out);
     CHECK(strcmp(out, "no secret here") == 0);
+    /* every URL and DSN in a text, as Lua's tide.redact sees them */
+    redact_text("pg:postgresql://u:pw@h/db#1 and 'http://TOK@h/x' failed", out, sizeof out);
+    CHECK(strcmp(out, "pg:postgresql://u:***@h/db#1 and 'http://***@h/x' failed") == 0);
+    redact_text("host=h password='a b' user=u; postgresql://h/db?password=x&sslmode=off", out, sizeof out);
+    CHECK(strcmp(out, "host=h password=*** user=u; postgresql://h/db?password=***&sslmode=off") == 0);
+    redact_text("postgresql://postgres@h/db, http://h/p@x, password", out, sizeof out);
+    CHECK(strcmp(out, "postgresql://postgres@h/db, http://h/p@x, password") == 0);
 }
 
 static bool lua_options(const char *chunk, struct options *o, char *err)
