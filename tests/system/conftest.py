@@ -20,6 +20,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import servers  # noqa: E402
+from pg_server import PgServer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 TIDE = os.environ.get("TIDE") or str(REPO / "tide")
@@ -67,6 +68,18 @@ def reset_server(request):
 @pytest.fixture(scope="session")
 def flaky(request):
     return _threaded(request, servers.FlakyServer())
+
+
+@pytest.fixture(scope="module")
+def pg(request):
+    """A dedicated, empty PostgreSQL for the module (pg_server.PgServer)."""
+    server = PgServer()
+    request.addfinalizer(server.cleanup)
+    try:
+        server.start()
+    except RuntimeError as e:
+        pytest.fail(f"could not start PostgreSQL: {e}", pytrace=False)
+    return server
 
 
 @pytest.fixture

@@ -31,85 +31,33 @@ stops, and no answer is drawn out for more than 120 s.
 
 import socket
 import struct
-import threading
 import time
 
-LOOPBACK = "127.0.0.1"
+from servers import _SocketServer
 MAX_HEAD = 1 << 20
 MAX_BODY = 16 << 20
 STALL_LIMIT_S = 120
 
 
-class MisbehavingServer:
+class MisbehavingServer(_SocketServer):
+    name = "misbehave"
+
     def __init__(self, mode, **params):
+        super().__init__()
         self.mode = mode
         self.params = params
-        self.lock = threading.Lock()
         self.read = 0
         self.resets = 0
-        self.accepted = 0
         self.methods = {}
-        self.conns = []
-        self.stopping = threading.Event()
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((LOOPBACK, 0))
-        self.sock.listen(1024)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._accept_loop, name=f"misbehave-{mode}", daemon=True)
-
-    @property
-    def url(self):
-        return f"http://{LOOPBACK}:{self.port}"
-
-    def start(self):
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.stopping.set()
-        self.thread.join(timeout=5)
-        self.sock.close()
-        with self.lock:
-            for c in self.conns:
-                try:
-                    c.close()
-                except OSError:
-                    pass
-            self.conns.clear()
 
     def stats(self):
         with self.lock:
             return {"read": self.read, "reset": self.resets, "connections": self.accepted,
                     "methods": dict(self.methods)}
 
-    # ------------------------------------------------------------ plumbing
-
-    def _accept_loop(self):
-        while not self.stopping.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self.lock:
-                self.accepted += 1
-                self.conns.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
-        try:
-            self._serve_connection(conn)
-        except OSError:
-            pass
-        finally:
-            try:
-                conn.close()
-            except OSError:
-                pass
+    def handle(self, conn):
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._serve_connection(conn)
 
     def _recv(self, conn, buf):
         """More bytes into buf; False when the peer closed or the server stops."""

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from pg_server import PASSWORD, PgServer
+from pg_server import PASSWORD
 
 SETUP_CONNECT = """
 local pg = require "tide.pg"
@@ -42,17 +42,6 @@ def no_github_run_id(monkeypatch):
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
     monkeypatch.delenv("PGOPTIONS", raising=False)
-
-
-@pytest.fixture(scope="module")
-def pg(request):
-    server = PgServer()
-    request.addfinalizer(server.cleanup)
-    try:
-        server.start()
-    except RuntimeError as e:
-        pytest.fail(f"could not start PostgreSQL: {e}", pytrace=False)
-    return server
 
 
 def hole_dsn(blackhole, query=""):

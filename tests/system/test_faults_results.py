@@ -5,7 +5,6 @@ Load goes to the session's nginx; the database tests use a PostgreSQL of
 their own (pg_server.PgServer), one fresh database per test."""
 
 import json
-import time
 
 import pytest
 
@@ -93,17 +92,6 @@ def test_max_names_from_the_scenario_and_bad_values(run_tide, nginx):
 
 
 # ------------------------------------------------------------ tide db import
-
-
-@pytest.fixture(scope="module")
-def pg(request):
-    server = PgServer()
-    request.addfinalizer(server.cleanup)
-    try:
-        server.start()
-    except RuntimeError as e:
-        pytest.fail(f"could not start PostgreSQL: {e}", pytrace=False)
-    return server
 
 
 @pytest.fixture

@@ -20,24 +20,13 @@ import pytest
 
 from conftest import TIDE
 from httpserver import LOOPBACK, QuietHandler, ServerThread
-from pg_server import PASSWORD, PgServer
+from pg_server import PASSWORD
 from slow_server import SlowServer
 
 SECRETS = ("target-secret", PASSWORD, "tok-secret-123", "bearer-secret-456", "cookie-secret-789")
 
 
 # ------------------------------------------------------------------ fixtures
-
-
-@pytest.fixture(scope="module")
-def pg(request):
-    server = PgServer()
-    request.addfinalizer(server.cleanup)
-    try:
-        server.start()
-    except RuntimeError as e:
-        pytest.fail(f"could not start PostgreSQL: {e}", pytrace=False)
-    return server
 
 
 @pytest.fixture
