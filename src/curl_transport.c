@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* The longest header line tide.http builds ("Name: value"), NUL included. */
 #define HEADER_LINE_MAX 8192
@@ -282,14 +283,18 @@ static enum terr set_url(struct txfer *x, const struct treq *q)
     return TERR_NONE;
 }
 
-/* The header list from q's lines; "Expect:" after them when a body goes:
- * no 100-continue round trip, it would be in every POST's latency. The
- * User-Agent is one of the lines: libcurl takes a header line for far less
- * per request than CURLOPT_USERAGENT. */
+/* The header list from q's lines, in libcurl's terms: "Name:" (no value)
+ * sends no such header, as it does; an empty value goes as "Name;". With a
+ * body, "Expect:" (no 100-continue round trip, it would be in every POST's
+ * latency) and, unless a line names one, no Content-Type: libcurl would add
+ * application/x-www-form-urlencoded to any body. The User-Agent is one of
+ * the lines: libcurl takes a header line for far less per request than
+ * CURLOPT_USERAGENT. */
 static struct curl_slist *header_list(const struct treq *q)
 {
     struct curl_slist *list = NULL;
     const char *p = q->headers.data, *end = p + q->headers.len;
+    bool has_type = false;
     while (p < end) {
         const char *eol = memchr(p, '\r', (size_t)(end - p));
         size_t n = eol ? (size_t)(eol - p) : (size_t)(end - p);
@@ -298,14 +303,19 @@ static struct curl_slist *header_list(const struct treq *q)
             n = sizeof line - 1;
         memcpy(line, p, n);
         line[n] = '\0';
+        has_type |= strncasecmp(line, "content-type:", 13) == 0;
+        if (n >= 2 && line[n - 2] == ':' && line[n - 1] == ' ')
+            line[n - 2] = ';', line[n - 1] = '\0';
         struct curl_slist *l = curl_slist_append(list, line);
         if (!l)
             goto fail;
         list = l;
         p = eol ? eol + 2 : end;
     }
-    if (q->has_body) {
-        struct curl_slist *l = curl_slist_append(list, "Expect:");
+    for (int i = 0; q->has_body && i < 2; i++) {
+        if (i == 1 && has_type)
+            break;
+        struct curl_slist *l = curl_slist_append(list, i == 0 ? "Expect:" : "Content-Type:");
         if (!l)
             goto fail;
         list = l;
@@ -350,7 +360,8 @@ static void set_method(struct txfer *x, const struct treq *q)
     }
     if (head)
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-    bool custom = !head && !post && q->kind != TM_GET;
+    /* a body makes libcurl say POST: any other method with one is named */
+    bool custom = !post && (q->has_body || (!head && q->kind != TM_GET));
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, custom ? q->method : NULL);
 }
 

@@ -278,10 +278,12 @@ static void build_headers(lua_State *L, struct buf *list, const char *fn, const 
     if (o->headers) {
         lua_pushnil(L);
         while (ok && lua_next(L, o->headers)) {
-            if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1))
-                luaL_error(L, "http.%s: option 'headers': string keys and values expected", fn);
-            size_t nlen, vlen;
-            const char *n = lua_tolstring(L, -2, &nlen), *v = lua_tolstring(L, -1, &vlen);
+            bool drop = lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1);
+            if (lua_type(L, -2) != LUA_TSTRING || (!drop && !lua_isstring(L, -1)))
+                luaL_error(L, "http.%s: option 'headers': string keys and string values (or false "
+                              "to send no such header) expected", fn);
+            size_t nlen, vlen = 0;
+            const char *n = lua_tolstring(L, -2, &nlen), *v = drop ? "" : lua_tolstring(L, -1, &vlen);
             if (bad_header_text(n, nlen, true))
                 refuse_header(L, fn, "header name", n, nlen);
             if (bad_header_text(v, vlen, false))
@@ -289,7 +291,9 @@ static void build_headers(lua_State *L, struct buf *list, const char *fn, const 
             has_type |= strcasecmp(n, "content-type") == 0;
             has_auth |= strcasecmp(n, "authorization") == 0;
             has_agent |= strcasecmp(n, "user-agent") == 0;
-            ok = add_header(list, n, nlen, v, vlen);
+            /* "Name:" with nothing after the colon: send no such header at all */
+            ok = drop ? buf_append(list, n, nlen) && buf_append(list, ":\r\n", 3)
+                      : add_header(list, n, nlen, v, vlen);
             lua_pop(L, 1);
         }
     }
@@ -302,6 +306,8 @@ static void build_headers(lua_State *L, struct buf *list, const char *fn, const 
     }
     if (ok && o->json && !has_type)
         ok = add_header(list, "Content-Type", 12, "application/json", 16);
+    if (ok && o->form && !has_type)
+        ok = add_header(list, "Content-Type", 12, "application/x-www-form-urlencoded", 33);
     if (ok && !has_agent)
         ok = buf_append(list, USER_AGENT "\r\n", sizeof USER_AGENT + 1);
     if (!ok)

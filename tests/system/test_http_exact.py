@@ -1,0 +1,87 @@
+"""tide.http sends what the script says: the method it names, with or
+without a body; no Content-Type the script did not ask for; a header set to
+"" sent empty, one set to false not sent. Checked on what the server read."""
+
+import threading
+
+import pytest
+
+from httpserver import QuietHandler, ServerThread
+
+
+class RecordingServer(ServerThread):
+    """Any method: records (method, path, headers, body), answers 200 "ok"."""
+
+    def __init__(self):
+        self.seen = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(QuietHandler):
+            def _record(self):
+                n = int(self.headers.get("Content-Length", 0) or 0)
+                body = self.rfile.read(n) if n else b""
+                with outer.lock:
+                    outer.seen.append((self.command, self.path, dict(self.headers), body))
+                self._send(200, "ok")
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_PURGE = _record
+
+        super().__init__(Handler, name="recording-server")
+
+
+@pytest.fixture
+def recorder(request):
+    server = RecordingServer().start()
+    request.addfinalizer(server.stop)
+    return server
+
+
+def run_one(run_tide, server, call):
+    res = run_tide(f"""
+local http = require "tide.http"
+return {{
+  options = {{ executor = "per-vu-iterations", vus = 1, iterations = 1 }},
+  run = function(vu) local r = {call}; assert(r.status == 200, tostring(r.status) .. " " .. tostring(r.error)) end,
+}}
+""", "--target", server.url)
+    assert res.rc == 0 and res.count("iteration_errors") == 0, str(res)
+    assert len(server.seen) == 1, server.seen
+    return server.seen[0]
+
+
+@pytest.mark.parametrize("call, method, body", [
+    ('http.get(vu.target .. "/x", { json = { a = 1 } })', "GET", b'{"a":1}'),
+    ('http.get(vu.target .. "/x", { body = "raw" })', "GET", b"raw"),
+    ('http.request("GET", vu.target .. "/x", { body = "raw" })', "GET", b"raw"),
+    ('http.delete(vu.target .. "/x", { body = "gone" })', "DELETE", b"gone"),
+    ('http.request("PURGE", vu.target .. "/x", { body = "p" })', "PURGE", b"p"),
+    ('http.options(vu.target .. "/x", { body = "o" })', "OPTIONS", b"o"),
+    ('http.put(vu.target .. "/x", { body = "p" })', "PUT", b"p"),
+    ('http.post(vu.target .. "/x", { body = "p" })', "POST", b"p"),
+    ('http.post(vu.target .. "/x")', "POST", b""),
+])
+def test_the_method_named_is_the_method_sent(run_tide, recorder, call, method, body):
+    got_method, _, _, got_body = run_one(run_tide, recorder, call)
+    assert (got_method, got_body) == (method, body)
+
+
+@pytest.mark.parametrize("opts, content_type", [
+    ('{ body = "raw bytes" }', None),
+    ('{ body = "a=1", headers = { ["Content-Type"] = "text/csv" } }', "text/csv"),
+    ('{ form = { a = "1 2" } }', "application/x-www-form-urlencoded"),
+    ('{ json = { a = 1 } }', "application/json"),
+    ('{ json = { a = 1 }, headers = { ["content-type"] = "application/vnd.x+json" } }', "application/vnd.x+json"),
+])
+def test_content_type_only_when_asked(run_tide, recorder, opts, content_type):
+    _, _, headers, _ = run_one(run_tide, recorder, f'http.post(vu.target .. "/x", {opts})')
+    got = {k.lower(): v for k, v in headers.items()}.get("content-type")
+    assert got == content_type, headers
+
+
+def test_empty_header_sent_false_header_not(run_tide, recorder):
+    _, _, headers, _ = run_one(run_tide, recorder,
+                               'http.get(vu.target .. "/x", { headers = { ["X-Empty"] = "", Accept = false } })')
+    lower = {k.lower(): v for k, v in headers.items()}
+    assert lower.get("x-empty") == "", headers
+    assert "accept" not in lower, headers
