@@ -168,13 +168,43 @@ static bool append_escaped(struct buf *b, lua_State *L, int idx)
     return ok;
 }
 
+static bool scalar(lua_State *L, int idx)
+{
+    int t = lua_type(L, idx);
+    return t == LUA_TSTRING || t == LUA_TNUMBER || t == LUA_TBOOLEAN;
+}
+
+/* A value is a string, number or boolean, or a list of them (the key then
+ * repeats); anything else would be dropped or sent as "table: 0x...". */
+static void check_form_value(lua_State *L, const char *fn, const char *opt, int key, int val)
+{
+    if (!scalar(L, key))
+        luaL_error(L, "http.%s: option '%s': keys must be strings, got %s", fn, opt, luaL_typename(L, key));
+    if (scalar(L, val))
+        return;
+    bool list = lua_istable(L, val);
+    lua_Integer n = list ? luaL_len(L, val) : 0;
+    for (lua_Integer i = 1; list && i <= n; i++, lua_pop(L, 1))
+        list = lua_geti(L, val, i) != LUA_TNIL && scalar(L, -1);
+    if (list) {
+        lua_pushnil(L); /* and nothing but 1..n */
+        for (lua_Integer count = 0; list && lua_next(L, val); lua_pop(L, 1))
+            list = ++count <= n && lua_isinteger(L, -2);
+    }
+    if (!list)
+        luaL_error(L, "http.%s: option '%s': the value of '%s' must be a string, number, boolean "
+                      "or a list of them (nested tables cannot be URL-encoded), got %s",
+                   fn, opt, lua_tostring(L, key), luaL_typename(L, val));
+}
+
 /* Appends k=v&k=v (array values repeat the key) to b. */
-static bool append_urlencoded(struct buf *b, lua_State *L, int t, bool first)
+static bool append_urlencoded(struct buf *b, lua_State *L, int t, bool first, const char *fn, const char *opt)
 {
     bool ok = true;
     lua_pushnil(L);
     while (ok && lua_next(L, t)) {
         int key = lua_gettop(L) - 1, val = lua_gettop(L);
+        check_form_value(L, fn, opt, key, val);
         int n = lua_istable(L, val) ? (int)luaL_len(L, val) : 1;
         for (int i = 1; ok && i <= n; i++) {
             if (lua_istable(L, val))
@@ -221,7 +251,7 @@ static void set_url(lua_State *L, struct req *r, const char *fn, const char *url
     u->len = 0;
     bool ok = buf_append(u, url, len);
     if (ok && query)
-        ok = buf_append(u, strchr(url, '?') ? "&" : "?", 1) && append_urlencoded(u, L, query, true);
+        ok = buf_append(u, strchr(url, '?') ? "&" : "?", 1) && append_urlencoded(u, L, query, true, fn, "query");
     if (!ok || !buf_append(u, "", 1))
         luaL_error(L, "out of memory");
     if (r->tp->set_url(r->x, &r->q) != TERR_NONE) {
@@ -314,13 +344,13 @@ static void build_headers(lua_State *L, struct buf *list, const char *fn, const 
         luaL_error(L, "http.%s: header too long or out of memory", fn);
 }
 
-static bool set_body(lua_State *L, struct req *r, const struct opts *o)
+static bool set_body(lua_State *L, struct req *r, const char *fn, const struct opts *o)
 {
     r->body.len = 0;
     if (o->body)
         return buf_append(&r->body, o->body, o->body_len);
     if (o->form)
-        return append_urlencoded(&r->body, L, o->form, true);
+        return append_urlencoded(&r->body, L, o->form, true, fn, "form");
     if (!o->json)
         return true;
     lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
@@ -391,7 +421,7 @@ void req_configure(lua_State *L, struct req *r, const char *fn, const char *meth
         default_name(r, url);
     }
     set_retry(L, r, fn, o.retry);
-    if (!set_body(L, r, &o))
+    if (!set_body(L, r, fn, &o))
         luaL_error(L, "out of memory");
     bool has_body = o.body || o.json || o.form;
     build_headers(L, &r->q.headers, fn, &o);

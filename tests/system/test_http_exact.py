@@ -85,3 +85,28 @@ def test_empty_header_sent_false_header_not(run_tide, recorder):
     lower = {k.lower(): v for k, v in headers.items()}
     assert lower.get("x-empty") == "", headers
     assert "accept" not in lower, headers
+
+
+@pytest.mark.parametrize("opts, key", [
+    ("{ query = { a = { b = 1 } } }", "'a'"),
+    ("{ query = { list = { 1, { 2 } } } }", "'list'"),
+    ("{ form = { user = { name = 'x' } } }", "'user'"),
+    ("{ form = { f = function() end } }", "'f'"),
+])
+def test_nested_tables_in_query_or_form_are_an_error(run_tide, recorder, opts, key):
+    res = run_tide(f"""
+local http = require "tide.http"
+return {{
+  options = {{ executor = "per-vu-iterations", vus = 1, iterations = 1 }},
+  run = function(vu) http.post(vu.target .. "/x", {opts}) end,
+}}
+""", "--target", recorder.url)
+    assert res.rc == 0 and res.count("iteration_errors") == 1, str(res)
+    assert key in res.stderr and "nested tables" in res.stderr, str(res)
+    assert recorder.seen == [], recorder.seen
+
+
+def test_lists_in_query_repeat_the_key(run_tide, recorder):
+    _, path, _, body = run_one(run_tide, recorder,
+                               'http.post(vu.target .. "/x", { query = { id = { 1, 2 } }, form = { ok = true } })')
+    assert path == "/x?id=1&id=2" and body == b"ok=true", (path, body)
