@@ -12,7 +12,6 @@
 #include <strings.h>
 
 /* The longest header line tide.http builds ("Name: value"), NUL included. */
-#define HEADER_LINE_MAX 8192
 
 struct tjar {
     CURLSH *share;

@@ -248,9 +248,11 @@ static void start_all(struct exec *ex)
 
 void exec_set_vus(struct exec *ex, unsigned vus)
 {
+    if (vus > ex->cap)
+        vus = ex->cap;
     if (ex->scen->executor != EXEC_CONSTANT_VUS || vus == ex->looping)
         return;
-    ex->looping = vus < ex->cap ? vus : ex->cap;
+    ex->looping = vus;
     if (!ex->started || ex->stopping)
         return; /* start_all takes the new count; a stopping load keeps stopping */
     uint64_t now = now_ns(ex);

@@ -144,12 +144,6 @@ static void grow_secs(struct points *pts, unsigned sec)
     pts->nsecs = (size_t)sec + 1;
 }
 
-/* A finished second keeps its histogram at 1/64 resolution (percentiles
- * within 1%): at full resolution a busy second packs to 4-6 KB, over 20 MB
- * an hour; coarse, a few hundred bytes. The run's own histograms keep full
- * resolution. */
-#define SECOND_BITS 6
-
 /* Every thread handed the second over: its packed histogram is all it keeps. */
 static void complete(struct points *pts, struct second *d)
 {

@@ -262,9 +262,6 @@ static void set_url(lua_State *L, struct req *r, const char *fn, const char *url
         r->q.parts = (struct turl){0};
 }
 
-/* The longest header line sent, "Name: value" and a NUL. */
-#define HEADER_LINE_MAX 8192
-
 /* Appends "name: value\r\n" to the request's header lines. */
 static bool add_header(struct buf *lines, const char *name, size_t nlen, const char *val, size_t vlen)
 {

@@ -56,8 +56,6 @@ static char **build_env(const struct run_args *c)
     while (environ && environ[n])
         n++;
     char **env = xcalloc(n + (size_t)c->nenv + 1, sizeof *env);
-    if (!env)
-        return NULL;
     memcpy(env, environ, n * sizeof *env);
     memcpy(env + n, c->env, (size_t)c->nenv * sizeof *env);
     return env;
@@ -351,9 +349,9 @@ static int run_session(struct session *s, int argc, char **argv)
         rc = report_check_thresholds(s->L, s->mod_ref, s->ctx.metrics);
     if (!rc)
         rc = check_fd_limit(&s->opt);
-    char **env = rc ? NULL : build_env(&s->cli);
-    if (rc || !env)
-        return rc ? rc : EXIT_SCRIPT;
+    if (rc)
+        return rc;
+    char **env = build_env(&s->cli);
     push_ctx(s, env);
     int ctx_idx = lua_gettop(s->L);
     const char *json;

@@ -6,7 +6,9 @@
 #include "metrics.h"
 #include "xmalloc.h"
 
+#include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -88,8 +90,8 @@ static struct runner *runner_new(const struct run_plan *plan, const struct sink 
 struct runner *runner_start(const struct run_plan *plan, const struct sink *sink, char *err, size_t errlen)
 {
     struct runner *r = runner_new(plan, sink);
-    if (!r) {
-        snprintf(err, errlen, "out of memory");
+    if (!r) { /* tide's memory is xmalloc's: only the eventfd can be missing */
+        snprintf(err, errlen, "cannot make the run's eventfd: %s", strerror(errno));
         return NULL;
     }
     r->started = wall_clock();

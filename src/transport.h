@@ -70,6 +70,9 @@ struct turl {
  * character is the transport's (libcurl's parser is stricter). */
 bool turl_parse(const char *url, size_t url_len, struct turl *u);
 
+/* The longest header line a request carries, "Name: value" and a NUL. */
+#define HEADER_LINE_MAX 8192
+
 /* What to send. Lives in the binding's memory for the whole transfer;
  * the transport reads it, never copies what it does not have to. */
 struct treq {

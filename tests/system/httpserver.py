@@ -8,6 +8,10 @@ slow_server.SlowServer, test_celery.StatusServer, test_results.TaskServer).
     ServerThread    a LoopbackServer on 127.0.0.1, port 0, served from a daemon
                     thread: .url, .port, start(), stop()
 
+    RecordingServer a ServerThread that records every request (method, path,
+                    headers, body) in .seen and answers 200 with the body it
+                    read (as application/json), whatever the method
+
 A server subclasses ServerThread, keeps its own state, and passes the class
 of its QuietHandler (whose do_GET reads and updates that state).
 """
@@ -82,3 +86,29 @@ class ServerThread:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=5)
+
+
+class RecordingServer(ServerThread):
+    """Any method: records (method, path, headers, body) in .seen and answers
+    200 with the body it read, as application/json (an echo for JSON)."""
+
+    def __init__(self):
+        self.seen = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(QuietHandler):
+            def _record(self):
+                n = int(self.headers.get("Content-Length", 0) or 0)
+                body = self.rfile.read(n) if n else b""
+                with outer.lock:
+                    outer.seen.append((self.command, self.path, dict(self.headers), body))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_PURGE = _record
+
+        super().__init__(Handler, name="recording-server")

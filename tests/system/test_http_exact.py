@@ -2,32 +2,9 @@
 without a body; no Content-Type the script did not ask for; a header set to
 "" sent empty, one set to false not sent. Checked on what the server read."""
 
-import threading
-
 import pytest
 
-from httpserver import QuietHandler, ServerThread
-
-
-class RecordingServer(ServerThread):
-    """Any method: records (method, path, headers, body), answers 200 "ok"."""
-
-    def __init__(self):
-        self.seen = []
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(QuietHandler):
-            def _record(self):
-                n = int(self.headers.get("Content-Length", 0) or 0)
-                body = self.rfile.read(n) if n else b""
-                with outer.lock:
-                    outer.seen.append((self.command, self.path, dict(self.headers), body))
-                self._send(200, "ok")
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_PURGE = _record
-
-        super().__init__(Handler, name="recording-server")
+from httpserver import RecordingServer
 
 
 @pytest.fixture

@@ -2,34 +2,15 @@
 `json = {...}` is exact, and what `r:json()` gives back keeps integers."""
 
 import json
-import threading
 
 import pytest
 
-from httpserver import QuietHandler, ServerThread
-
-
-class EchoServer(ServerThread):
-    """POST /echo: records the raw body, answers it back as JSON."""
-
-    def __init__(self):
-        self.bodies = []
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(QuietHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with outer.lock:
-                    outer.bodies.append(body)
-                self._send(200, body.decode(), content_type="application/json")
-
-        super().__init__(Handler, name="echo-server")
+from httpserver import RecordingServer
 
 
 @pytest.fixture
 def echo(request):
-    server = EchoServer().start()
+    server = RecordingServer().start()
     request.addfinalizer(server.stop)
     return server
 
@@ -52,8 +33,8 @@ return {
 """, "--target", echo.url)
     assert res.rc == 0, str(res)
     assert res.count("iteration_errors") == 0, str(res)
-    sent = json.loads(echo.bodies[0])
-    assert sent["id"] == 1234567890123456 and isinstance(sent["id"], int), echo.bodies[0]
-    assert sent["neg"] == -9007199254740993, echo.bodies[0]
-    assert sent["small"] == 7 and sent["ratio"] == 0.1 and sent["third"] == 1 / 3, echo.bodies[0]
-    assert b"e+15" not in echo.bodies[0] and b"0.10000" not in echo.bodies[0], echo.bodies[0]
+    sent = json.loads(echo.seen[0][3])
+    assert sent["id"] == 1234567890123456 and isinstance(sent["id"], int), echo.seen[0][3]
+    assert sent["neg"] == -9007199254740993, echo.seen[0][3]
+    assert sent["small"] == 7 and sent["ratio"] == 0.1 and sent["third"] == 1 / 3, echo.seen[0][3]
+    assert b"e+15" not in echo.seen[0][3] and b"0.10000" not in echo.seen[0][3], echo.seen[0][3]

@@ -47,7 +47,7 @@ static void test_complete_seconds_keep_no_histogram(void)
         const struct second *d = &pts.secs[s];
         CHECK(d->sec == s && d->reported == THREADS && d->reqs == 200 * THREADS && d->vus == 10 * THREADS);
         CHECK(d->pending == NULL);
-        hist_coarsen(ref[s], 6); /* a finished second keeps 1/64 resolution */
+        hist_coarsen(ref[s], SECOND_BITS); /* as a finished second keeps it */
         for (unsigned k = 0; k < SECOND_PERCENTILES; k++)
             CHECK(second_percentile(d, k) == hist_percentile(ref[s], second_percentiles[k]));
         hist_free(ref[s]);
