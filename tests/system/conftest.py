@@ -38,6 +38,18 @@ def nginx(tmp_path_factory, request):
     return server
 
 
+@pytest.fixture(scope="session")
+def httpbin(tmp_path_factory, request):
+    """Debian's httpbin under gunicorn on a free port; .url."""
+    server = servers.Httpbin(tmp_path_factory.mktemp("httpbin"))
+    request.addfinalizer(server.stop)
+    try:
+        server.start()
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
+    return server
+
+
 @pytest.fixture
 def access_log(nginx):
     """nginx with its access log emptied for this test."""

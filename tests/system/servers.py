@@ -140,6 +140,54 @@ class Nginx:
         return self.log_lines()
 
 
+# ------------------------------------------------------------------- httpbin
+
+
+class Httpbin:
+    """Debian's httpbin (python3-httpbin) under gunicorn: a third-party HTTP
+    service that echoes what it received (/anything, /headers, /cookies),
+    redirects (/redirect-to, /status), compresses (/gzip, /deflate, /brotli)
+    and checks credentials (/basic-auth, /digest-auth)."""
+
+    def __init__(self, tmp: Path):
+        self.tmp = Path(tmp)
+        self.proc = None
+        self.port = None
+
+    @property
+    def url(self):
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self):
+        log = self.tmp / "gunicorn.log"
+        for _attempt in range(3):
+            self.port = free_port()
+            with open(log, "w") as err:
+                self.proc = subprocess.Popen(
+                    ["/usr/bin/python3", "-m", "gunicorn", "-b", f"{LOOPBACK}:{self.port}",
+                     "-w", "2", "--log-level", "warning", "httpbin:app"],
+                    cwd=self.tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                if port_open(self.port):
+                    return self
+                time.sleep(0.05)
+            self.stop()
+        raise RuntimeError(f"could not start httpbin: {log.read_text(errors='replace')}")
+
+    def stop(self):
+        p = self.proc
+        if p is None or p.poll() is not None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            os.kill(p.pid, sig)
+            try:
+                p.wait(timeout=10)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
 # ------------------------------------------------------- raw socket servers
 
 

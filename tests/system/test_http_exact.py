@@ -87,3 +87,32 @@ def test_lists_in_query_repeat_the_key(run_tide, recorder):
     _, path, _, body = run_one(run_tide, recorder,
                                'http.post(vu.target .. "/x", { query = { id = { 1, 2 } }, form = { ok = true } })')
     assert path == "/x?id=1&id=2" and body == b"ok=true", (path, body)
+
+
+def test_httpbin_reads_the_method_body_and_headers_the_script_gave(run_tide, httpbin):
+    """The same, read back by a third-party server (httpbin's /anything echo)."""
+    res = run_tide("""
+local http = require "tide.http"
+local json = require "cjson"
+return {
+  options = { executor = "per-vu-iterations", vus = 1, iterations = 1 },
+  run = function(vu)
+    local r = http.get(vu.target .. "/anything?q=1", { json = { id = 1234567890123456 },
+      headers = { ["X-Empty"] = "", ["X-Kept"] = "k" } })
+    assert(r.status == 200, tostring(r.status))
+    local seen = r:json()
+    assert(seen.method == "GET", seen.method)
+    assert(seen.data == '{"id":1234567890123456}', seen.data)
+    assert(seen.json.id == 1234567890123456 and math.type(seen.json.id) == "integer")
+    assert(seen.headers["X-Empty"] == "", tostring(seen.headers["X-Empty"]))
+    assert(seen.headers["X-Kept"] == "k")
+    assert(seen.headers["Content-Type"] == "application/json")
+    assert(seen.args.q == "1")
+    r = http.request("DELETE", vu.target .. "/anything", { body = "gone" })
+    seen = r:json()
+    assert(seen.method == "DELETE" and seen.data == "gone", seen.method .. " " .. seen.data)
+    assert(seen.headers["Content-Type"] == nil, tostring(seen.headers["Content-Type"]))
+  end,
+}
+""", "--target", httpbin.url)
+    assert res.rc == 0 and res.count("iteration_errors") == 0, str(res)
