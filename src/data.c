@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* ---------------- CSV (RFC 4180) ---------------- */
 
@@ -18,7 +19,7 @@ struct csv_parser {
     size_t line;
     char sep;
     struct dcsv *c;
-    size_t ncells, cells_cap, rows_cap;
+    size_t ncells;
     size_t row_cells;               /* cells in the row being read */
     const char *path;
     char *err;
@@ -33,10 +34,6 @@ static bool csv_fail(struct csv_parser *ps, size_t line, const char *what)
 
 static void push_cell_end(struct csv_parser *ps)
 {
-    if (ps->ncells + 2 > ps->cells_cap) {
-        ps->cells_cap = ps->cells_cap ? ps->cells_cap * 2 : 1024;
-        ps->c->cell_off = xrealloc(ps->c->cell_off, ps->cells_cap * sizeof *ps->c->cell_off);
-    }
     ps->c->cell_off[++ps->ncells] = ps->w;
     ps->row_cells++;
 }
@@ -143,10 +140,6 @@ static bool end_record(struct csv_parser *ps, const struct csv_opts *o, size_t l
         snprintf(what, sizeof what, "%zu fields, but the header has %zu", ps->row_cells, c->nfields);
         return csv_fail(ps, line, what);
     }
-    if (c->nrows + 2 > ps->rows_cap) {
-        ps->rows_cap = ps->rows_cap ? ps->rows_cap * 2 : 256;
-        c->row_start = xrealloc(c->row_start, ps->rows_cap * sizeof *c->row_start);
-    }
     c->row_start[++c->nrows] = ps->ncells;
     return true;
 }
@@ -171,8 +164,6 @@ static bool csv_records(struct csv_parser *ps, const struct csv_opts *o)
     bool have_header = false;
     if (ps->len >= 3 && memcmp(ps->text, "\xEF\xBB\xBF", 3) == 0)
         ps->p = 3;
-    ps->c->row_start = xmalloc(256 * sizeof *ps->c->row_start);
-    ps->rows_cap = 256;
     while (ps->p < ps->len) {
         size_t blank = eol_len(ps);
         if (blank) { /* an empty line is no record */
@@ -187,6 +178,20 @@ static bool csv_records(struct csv_parser *ps, const struct csv_opts *o)
     return true;
 }
 
+/* Every cell ends at a separator, a line end or the end, every record at a
+ * line end or the end: so many at most. Sized once, the index never grows
+ * (a growing one would hold two copies at its peak). */
+static void count_bounds(const char *text, size_t len, char sep, size_t *cells, size_t *lines)
+{
+    size_t seps = 0, nl = 0;
+    for (size_t i = 0; i < len; i++) {
+        seps += text[i] == sep;
+        nl += text[i] == '\n';
+    }
+    *cells = seps + nl + 1;
+    *lines = nl + 1;
+}
+
 struct dstore *data_csv_parse(char *text, size_t len, const struct csv_opts *o, const char *path,
                               char *err, size_t errlen)
 {
@@ -194,8 +199,10 @@ struct dstore *data_csv_parse(char *text, size_t len, const struct csv_opts *o, 
     s->kind = DS_CSV;
     struct csv_parser ps = {.text = text, .len = len, .line = 1, .sep = o->sep, .c = &s->csv,
                             .path = path, .err = err, .errlen = errlen};
-    s->csv.cell_off = xmalloc(1024 * sizeof *s->csv.cell_off);
-    ps.cells_cap = 1024;
+    size_t max_cells, max_rows;
+    count_bounds(text, len, o->sep, &max_cells, &max_rows);
+    s->csv.cell_off = xmalloc((max_cells + 1) * sizeof *s->csv.cell_off);
+    s->csv.row_start = xmalloc((max_rows + 1) * sizeof *s->csv.row_start);
     s->csv.cell_off[0] = 0;
     s->csv.text = text;
     if (!csv_records(&ps, o)) {
@@ -209,6 +216,7 @@ struct dstore *data_csv_parse(char *text, size_t len, const struct csv_opts *o, 
     }
     s->csv.row_start[0] = o->header ? s->csv.nfields : 0;
     settle_width(&s->csv);
+    s->csv.cell_off = xrealloc(s->csv.cell_off, (ps.ncells + 1) * sizeof *s->csv.cell_off);
     if (ps.w < len && ps.w > 0) /* the escapes took room: give it back */
         s->csv.text = xrealloc(text, ps.w);
     return s;
@@ -330,11 +338,13 @@ char *data_read_file(const char *path, size_t *len)
     FILE *f = fopen(path, "rb");
     if (!f)
         return NULL;
-    char *text = NULL;
-    size_t cap = 0, n = 0;
+    struct stat st;
+    /* sized to the file at once: no doubling, no second copy at the peak */
+    size_t cap = fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) ? (size_t)st.st_size + 1 : 65536, n = 0;
+    char *text = xmalloc(cap);
     for (;;) {
-        if (n + 65536 > cap)
-            text = xrealloc(text, cap = cap ? cap * 2 : 1 << 20);
+        if (n == cap)
+            text = xrealloc(text, cap *= 2);
         size_t got = fread(text + n, 1, cap - n, f);
         n += got;
         if (got == 0)

@@ -487,9 +487,11 @@ static bool read_env(lua_State *L, struct scen *s, const char *prefix, char *err
         const char *v = vt == LUA_TSTRING || vt == LUA_TNUMBER ? lua_tolstring(L, -1, &vlen) : NULL;
         char where[96];
         snprintf(where, sizeof where, "env.%.80s", key);
-        if (!v || strlen(v) != vlen)
-            return lua_settop(L, t), fail(err, prefix, where, vt == LUA_TSTRING ? "contains a NUL byte"
-                                          : "must be a string", v ? NULL : luaL_typename(L, -2));
+        if (!v || strlen(v) != vlen) {
+            fail(err, prefix, where, vt == LUA_TSTRING ? "contains a NUL byte" : "must be a string",
+                 v ? NULL : lua_typename(L, vt));
+            return lua_settop(L, t), false;
+        }
         int n = snprintf(s->env + used, sizeof s->env - used, "%s=%s", key, v);
         if (n < 0 || (size_t)n >= sizeof s->env - used)
             return lua_settop(L, t), fail(err, prefix, "env", "is too large (at most 4096 bytes of "
