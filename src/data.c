@@ -260,9 +260,8 @@ struct arena {
     _Alignas(max_align_t) char mem[];
 };
 
-struct dstore *data_json_new(const char *path)
+struct dstore *data_json_new(void)
 {
-    (void)path;
     struct dstore *s = xcalloc(1, sizeof *s);
     s->kind = DS_JSON;
     return s;

@@ -79,7 +79,7 @@ long data_csv_field(const struct dcsv *c, const char *name, size_t len);
 
 /* ---- JSON, built by the caller (from a decoded value) ---- */
 
-struct dstore *data_json_new(const char *path);
+struct dstore *data_json_new(void);
 /* Memory that lives as long as the store. */
 void *data_alloc(struct dstore *s, size_t n);
 char *data_strdup(struct dstore *s, const char *text, size_t len);

@@ -417,7 +417,7 @@ static struct dstore *load_json(lua_State *L, const char *fn, const char *path, 
         luaL_error(L, "%s: %s: not JSON: %s", fn, path, msg ? msg : "?");
     }
     free(text);
-    struct dstore *s = data_json_new(path);
+    struct dstore *s = data_json_new();
     convert(L, lua_gettop(L), s, &s->root);
     lua_pop(L, 3);
     return s;

@@ -167,8 +167,11 @@ static const char *read_chunk(lua_State *L, void *ud, size_t *size)
  * directory. Built-in scenarios have no directory of their own. */
 static void search_beside(lua_State *L, const char *path)
 {
-    if (strncmp(path, "builtin:", 8) == 0)
+    if (strncmp(path, "builtin:", 8) == 0) {
+        lua_pushnil(L);
+        lua_setfield(L, LUA_REGISTRYINDEX, SCENARIO_DIR_KEY);
         return;
+    }
     char dir[4096];
     const char *slash = strrchr(path, '/');
     snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
