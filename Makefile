@@ -3,7 +3,7 @@ CC      ?= cc
 VERSION ?= 0.1.0
 BUILD   ?= build
 OPT     ?= -O2
-PKGS     = lua5.4 libcurl libpq libedit
+PKGS     = lua5.4 libcurl libpq libedit libcrypto
 CJSON_A ?= $(firstword $(wildcard /usr/lib/*/liblua5.4-cjson.a /usr/lib/liblua5.4-cjson.a))
 PYTHON  ?= /usr/bin/python3
 DEMO_RACE ?= 0
@@ -21,7 +21,7 @@ EMBED   := $(foreach f,$(LUA),$(subst /,.,$(patsubst lua/%.lua,%,$(f)))=$(f)) \
            $(foreach f,$(SCN),scenario:$(patsubst scenarios/%.lua,%,$(f))=$(f))
 UNIT    := $(patsubst tests/unit/%.c,$(BUILD)/%,$(wildcard tests/unit/test_*.c))
 
-DEBS = gcc make pkg-config liblua5.4-dev libcurl4-openssl-dev lua-cjson-dev libpq-dev \
+DEBS = gcc make pkg-config liblua5.4-dev libcurl4-openssl-dev libssl-dev lua-cjson-dev libpq-dev \
        libedit-dev nginx wrk postgresql redis-server python3-flask python3-celery \
        python3-redis python3-psycopg2 python3-pytest python3-pexpect gunicorn python3-httpbin valgrind \
        chromium python3-websocket time

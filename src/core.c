@@ -2,7 +2,9 @@
 #include "core.h"
 #include "block.h"
 #include "clock.h"
+#include "crypto_lua.h"
 #include "ctx.h"
+#include "data_lua.h"
 #include "duration.h"
 #include "metrics.h"
 #include "once.h"
@@ -142,6 +144,9 @@ int luaopen_tide(lua_State *L)
     lua_setfield(L, -2, "version");
     luaL_requiref(L, "cjson", luaopen_cjson, 0);
     lua_setfield(L, -2, "json");
+    data_lua_open(L);
+    lua_setfield(L, -2, "data");
+    crypto_lua_add(L);
     return 1;
 }
 

@@ -8,6 +8,7 @@
 #include "live.h"
 #include "loop.h"
 
+struct dreg;
 struct metrics;
 struct once;
 struct req;
@@ -40,6 +41,8 @@ struct tctx {
     int cancel_fd;              /* readable after a press (block.c); -1: none */
     int interrupts_before;      /* presses already dealt with (by the load phase) */
     struct once *once;          /* shared by all threads of the run: tide.once */
+    struct dreg *data;          /* tide.data's files: made by the main thread's state on first use */
+    bool data_borrowed;         /* engine threads: data is the main thread's, to find in, never to add to */
     /* the Lua guard (guard.c) */
     size_t mem_used, mem_limit; /* bytes the state holds; its limit for script code (0: none) */
     bool mem_refused;           /* the limit refused an allocation */

@@ -81,6 +81,22 @@ static bool load_data(struct engine *e, lua_State *L)
     return true;
 }
 
+/* vu.env of a scenario with an env of its own: a table of --env (and the
+ * process environment) with the scenario's pairs laid over it. */
+static int scenario_env(struct engine *e, lua_State *L, const struct scen *sc)
+{
+    if (!sc->env_len)
+        return e->env_ref;
+    state_push_env(L, e->run->env);
+    for (const char *p = sc->env; p < sc->env + sc->env_len; p += strlen(p) + 1) {
+        const char *eq = strchr(p, '=');
+        lua_pushlstring(L, p, (size_t)(eq - p));
+        lua_pushstring(L, eq + 1);
+        lua_rawset(L, -3);
+    }
+    return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
 /* ---- what executors are handed ---- */
 
 static void on_exec_done(void *ud)
@@ -112,7 +128,11 @@ static int make_vu_table(void *ud, unsigned id, const char *scenario)
     lua_setfield(L, -2, "id");
     lua_pushstring(L, e->run->opt->target);
     lua_setfield(L, -2, "target");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, e->env_ref);
+    int env_ref = e->env_ref;
+    for (int s = 0; s < e->run->opt->nscen; s++)
+        if (strcmp(e->run->opt->scen[s].name, scenario) == 0)
+            env_ref = e->scen_env_ref[s];
+    lua_rawgeti(L, LUA_REGISTRYINDEX, env_ref);
     lua_setfield(L, -2, "env");
     lua_pushstring(L, scenario);
     lua_setfield(L, -2, "scenario");
@@ -130,10 +150,12 @@ static bool make_execs(struct engine *e, lua_State *L, int mod)
                      o->scen[s].name, o->scen[s].exec);
             return false;
         }
+        e->scen_env_ref[s] = scenario_env(e, L, &o->scen[s]);
         struct exec_env env = {
             .ctx = &e->ctx, .scen = &o->scen[s], .shared_next = &e->run->shared_next[s],
             .share_i = e->index, .share_n = n,
             .first_id = split_first_id(o, n, (unsigned)s, e->index),
+            .scen_first_id = split_first_id(o, n, (unsigned)s, 0),
             .cap = split_share(scen_max_vus(&o->scen[s]), n, e->index),
             .fn_ref = luaL_ref(L, LUA_REGISTRYINDEX), .data_ref = e->data_ref,
             .ud = e, .done = on_exec_done, .failed = on_iteration_failed, .vu_table = make_vu_table,
@@ -173,6 +195,8 @@ static bool prepare(struct engine *e)
         e->ctx.buffer_size = SMALL_BUFFER;
     lua_gc(L, LUA_GCGEN, 0, 0); /* many small short-lived objects: responses, tables */
     e->ctx.once = e->run->once;
+    e->ctx.data = e->run->data;
+    e->ctx.data_borrowed = true;
     if (scenario_run_source(L, e->run->source, e->error, sizeof e->error) != 0)
         return false;
     int mod = lua_gettop(L);

@@ -36,6 +36,7 @@ struct run {
     struct points *points;      /* per-second hand-over to main */
     bool snapshots;             /* thresholds may abort: hand over metrics each second */
     struct once *once;
+    struct dreg *data;          /* tide.data: the main thread's, read-only here */
     const struct sink *sink;
     int done_fd;                /* eventfd: each thread adds 1 when it is done */
     struct gate gate;
@@ -50,6 +51,7 @@ struct engine {
     struct exec execs[MAX_SCENARIOS];
     unsigned nexecs, execs_done;
     int data_ref, env_ref;
+    int scen_env_ref[MAX_SCENARIOS]; /* vu.env per scenario: --env with its own env over it */
     unsigned sec;               /* seconds handed over */
     struct timer tick;
     bool started;

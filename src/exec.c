@@ -179,6 +179,7 @@ static void on_arrival(struct timer *t)
             drop_due(ex, now);
             continue;
         }
+        vu->iteration_global = ex->next_k + 1; /* the arrival's number in the schedule */
         ex->next_k += ex->share_n;
         launch(ex, vu, due);
         if (ex->stopping)
@@ -186,6 +187,13 @@ static void on_arrival(struct timer *t)
     }
     /* more are due: the rest in the next round, after the sockets and the end timer */
     timer_start(ex->ctx->loop, &ex->tick_timer, now);
+}
+
+/* The VU executors number their iterations in the order they start, on
+ * whichever thread: one atomic add each, as shared-iterations' pool. */
+static uint64_t next_global(struct exec *ex)
+{
+    return ex->env.shared_next ? atomic_fetch_add_explicit(ex->env.shared_next, 1, memory_order_relaxed) : 0;
 }
 
 static void on_cut(struct timer *t)
@@ -216,6 +224,7 @@ static void on_ramp(struct timer *t)
             vu->retiring = false;
             timer_stop(ex->ctx->loop, &vu->cut_timer);
         } else if (i < ex->target && !vu->running) {
+            vu->iteration_global = next_global(ex) + 1;
             launch(ex, vu, now);
         } else if (i >= ex->target && vu->running && !vu->retiring) {
             retire(ex, vu);
@@ -313,22 +322,36 @@ static void park(struct exec *ex, struct vu *vu)
     finish_if_done(ex);
 }
 
+/* Whether the VU runs another iteration now; when it does, its number in
+ * the scenario (vu.iteration_global). */
 static bool more(struct exec *ex, struct vu *vu, uint64_t now)
 {
     const struct scen *s = ex->scen;
+    uint64_t k = 0;
+    bool go;
     switch (s->executor) {
-    case EXEC_PER_VU_ITERATIONS:
-        return vu->iteration < (uint64_t)s->iterations;
+    case EXEC_PER_VU_ITERATIONS: /* user u's i-th: (u - 1) * iterations + i, whichever thread runs it */
+        go = vu->iteration < (uint64_t)s->iterations;
+        k = (uint64_t)(vu->id - ex->env.scen_first_id) * (uint64_t)s->iterations + vu->iteration;
+        break;
     case EXEC_SHARED_ITERATIONS:
-        return atomic_fetch_add_explicit(ex->env.shared_next, 1,
-                                         memory_order_relaxed) < (uint64_t)s->iterations;
+        k = atomic_fetch_add_explicit(ex->env.shared_next, 1, memory_order_relaxed);
+        go = k < (uint64_t)s->iterations;
+        break;
     case EXEC_CONSTANT_VUS:
-        return vu->slot < ex->looping && now < ex->end_ns;
+        go = vu->slot < ex->looping && now < ex->end_ns;
+        break;
     case EXEC_RAMPING_VUS:
-        return vu->slot < ex->target && now < ex->end_ns;
+        go = vu->slot < ex->target && now < ex->end_ns;
+        break;
     default:
         return false;
     }
+    if (go && (s->executor == EXEC_CONSTANT_VUS || s->executor == EXEC_RAMPING_VUS))
+        k = next_global(ex);
+    if (go)
+        vu->iteration_global = k + 1;
+    return go;
 }
 
 static bool on_next(struct vu *vu, uint64_t *sched_ns)

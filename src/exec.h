@@ -13,9 +13,12 @@ struct vu;
 struct exec_env {
     struct tctx *ctx;
     const struct scen *scen;
-    _Atomic uint64_t *shared_next;  /* shared-iterations: the pool's next iteration, all threads */
+    /* the scenario's next iteration, all threads: shared-iterations' pool, and
+     * vu.iteration_global for the VU executors */
+    _Atomic uint64_t *shared_next;
     unsigned share_i, share_n;      /* this thread's part of the scenario */
     unsigned first_id, cap;         /* its users' first id, how many it may use */
+    unsigned scen_first_id;         /* the first id of the scenario's users on any thread */
     int fn_ref, data_ref;           /* registry refs: module[scen->exec], setup's data */
     void *ud;
     void (*done)(void *ud);         /* the executor has no more work */

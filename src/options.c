@@ -31,7 +31,7 @@ static const char *const executors[] = {"shared-iterations", "per-vu-iterations"
                                         "ramping-vus", "constant-arrival-rate",
                                         "ramping-arrival-rate", NULL};
 
-enum kind { K_EXECUTOR, K_COUNT, K_DURATION, K_POSITIVE, K_NAME, K_STAGES, K_TAGS };
+enum kind { K_EXECUTOR, K_COUNT, K_DURATION, K_POSITIVE, K_NAME, K_STAGES, K_TAGS, K_ENV };
 
 #define E(x) (1u << (x))
 #define ITER (E(EXEC_SHARED_ITERATIONS) | E(EXEC_PER_VU_ITERATIONS))
@@ -48,6 +48,7 @@ static const struct key {
     {"executor", K_EXECUTOR, offsetof(struct scen, executor), ALL},
     {"exec", K_NAME, offsetof(struct scen, exec), ALL},
     {"tags", K_TAGS, 0, ALL},
+    {"env", K_ENV, 0, ALL},
     {"start_time", K_DURATION, offsetof(struct scen, start_time), ALL},
     {"graceful_stop", K_DURATION, offsetof(struct scen, graceful_stop), ALL},
     {"vus", K_COUNT, offsetof(struct scen, vus), ITER | E(EXEC_CONSTANT_VUS)},
@@ -350,7 +351,7 @@ bool options_set_cli(struct options *o, const char *key, const char *value, char
     if (strcmp(k, "max_names") == 0)
         return set_max_names(o, "--", key, value, err);
     const struct key *d = find_key(k);
-    if (!d || d->kind == K_STAGES || d->kind == K_TAGS)
+    if (!d || d->kind == K_STAGES || d->kind == K_TAGS || d->kind == K_ENV)
         return unknown_key(err, "--", key);
     if (o->named)
         return fail(err, "--", key, "the scenario defines options.scenarios; set it there", NULL);
@@ -467,6 +468,41 @@ static bool read_tags(lua_State *L, struct scen *s, int global_tags, int own_tag
     return ok && (why ? fail(err, prefix, "tags", why, NULL) : true);
 }
 
+/* options.scenarios.NAME.env: strings (or numbers) by name, packed as
+ * "KEY=VALUE\0" for the engine threads, which lay them over --env. */
+static bool read_env(lua_State *L, struct scen *s, const char *prefix, char *err)
+{
+    if (!lua_istable(L, -1))
+        return fail(err, prefix, "env", "expected a table of KEY = \"value\"", NULL);
+    int t = lua_gettop(L);
+    size_t used = 0;
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        size_t klen, vlen;
+        int vt = lua_type(L, -1);
+        const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &klen) : NULL;
+        if (!key || !klen || strchr(key, '=') || strlen(key) != klen)
+            return lua_settop(L, t), fail(err, prefix, "env", "keys must be names (strings without '=')", NULL);
+        lua_pushvalue(L, -1); /* a number becomes text on the copy, not under lua_next */
+        const char *v = vt == LUA_TSTRING || vt == LUA_TNUMBER ? lua_tolstring(L, -1, &vlen) : NULL;
+        char where[96];
+        snprintf(where, sizeof where, "env.%.80s", key);
+        if (!v || strlen(v) != vlen) {
+            fail(err, prefix, where, vt == LUA_TSTRING ? "contains a NUL byte" : "must be a string",
+                 v ? NULL : lua_typename(L, vt));
+            return lua_settop(L, t), false;
+        }
+        int n = snprintf(s->env + used, sizeof s->env - used, "%s=%s", key, v);
+        if (n < 0 || (size_t)n >= sizeof s->env - used)
+            return lua_settop(L, t), fail(err, prefix, "env", "is too large (at most 4096 bytes of "
+                                          "KEY=VALUE in a scenario)", NULL);
+        used += (size_t)n + 1;
+        lua_pop(L, 2);
+    }
+    s->env_len = used;
+    return true;
+}
+
 /* Reads the scenario keys of the table on top of the stack. */
 static bool read_scen(lua_State *L, struct scen *s, const char *prefix, bool top_level, char *err)
 {
@@ -485,7 +521,11 @@ static bool read_scen(lua_State *L, struct scen *s, const char *prefix, bool top
             ok = unknown_key(err, prefix, name);
         else if (k && k->kind == K_STAGES)
             ok = read_stages(L, s, prefix, err);
-        else if (k && k->kind != K_TAGS)
+        else if (k && k->kind == K_ENV)
+            ok = top_level ? fail(err, prefix, "env", "goes in options.scenarios.NAME.env (for that "
+                                  "scenario's users); for every user use --env KEY=VALUE", NULL)
+                           : read_env(L, s, prefix, err);
+        else if (k && k->kind != K_TAGS && k->kind != K_ENV)
             ok = lua_text(L, prefix, k, text, sizeof text, err) && set_scen_key(s, prefix, k, text, err);
         if (!ok) {
             lua_settop(L, t);

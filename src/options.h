@@ -19,6 +19,7 @@ enum executor {
 
 #define MAX_STAGES 64
 #define MAX_SCENARIOS 16
+#define SCEN_ENV_MAX 4096
 
 struct stage {
     double duration, target;
@@ -38,6 +39,8 @@ struct scen {
     int nstages;
     char tags[TAGS_MAX];        /* tag-set key added to every sample (options.tags + own) */
     size_t tags_len;
+    char env[SCEN_ENV_MAX];     /* options.scenarios.NAME.env: "KEY=VALUE\0" each, over --env */
+    size_t env_len;
     unsigned given;             /* keys set, one bit each, to catch keys the executor ignores */
 };
 

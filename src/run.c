@@ -294,7 +294,7 @@ static int run_load_phase(struct session *s, const char *json, size_t json_len, 
 {
     bool snapshots = report_can_abort(s->L, s->mod_ref, s->ctx.metrics);
     struct run_plan plan = {.opt = &s->opt, .source = &s->source, .setup_json = json,
-                            .setup_json_len = json_len, .env = env, .once = s->ctx.once,
+                            .setup_json_len = json_len, .env = env, .once = s->ctx.once, .data = s->ctx.data,
                             .snapshots = snapshots};
     char err[4096];
     s->runner = runner_start(&plan, &s->sink, err, sizeof err);

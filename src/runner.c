@@ -69,7 +69,7 @@ static struct runner *runner_new(const struct run_plan *plan, const struct sink 
     unsigned n = plan->opt->threads;
     r->run = (struct run){.opt = plan->opt, .source = plan->source, .setup_json = plan->setup_json,
                           .setup_json_len = plan->setup_json_len, .env = plan->env, .threads = n,
-                          .points = &r->points, .snapshots = plan->snapshots, .once = plan->once,
+                          .points = &r->points, .snapshots = plan->snapshots, .once = plan->once, .data = plan->data,
                           .sink = sink, .done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
     for (int i = 0; i < MAX_SCENARIOS; i++)
         atomic_init(&r->run.vus_wanted[i], -1);

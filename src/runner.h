@@ -10,6 +10,7 @@
 
 struct metrics;
 struct once;
+struct dreg;
 
 /* The run API: a load planned from options and a scenario's source, started
  * on engine threads, watched, changed and stopped while it runs, then
@@ -23,6 +24,7 @@ struct run_plan {
     size_t setup_json_len;
     char *const *env;                   /* "KEY=VALUE" list: vu.env */
     struct once *once;                  /* tide.once across the run */
+    struct dreg *data;                  /* tide.data's files, loaded on the main thread; NULL for none */
     bool snapshots;                     /* hand metrics over each second (abort_on_fail) */
 };
 

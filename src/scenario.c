@@ -167,11 +167,16 @@ static const char *read_chunk(lua_State *L, void *ud, size_t *size)
  * directory. Built-in scenarios have no directory of their own. */
 static void search_beside(lua_State *L, const char *path)
 {
-    if (strncmp(path, "builtin:", 8) == 0)
+    if (strncmp(path, "builtin:", 8) == 0) {
+        lua_pushnil(L);
+        lua_setfield(L, LUA_REGISTRYINDEX, SCENARIO_DIR_KEY);
         return;
+    }
     char dir[4096];
     const char *slash = strrchr(path, '/');
     snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    lua_pushstring(L, dir);
+    lua_setfield(L, LUA_REGISTRYINDEX, SCENARIO_DIR_KEY);
     if (lua_getglobal(L, "package") != LUA_TTABLE) {
         lua_pop(L, 1);
         return;

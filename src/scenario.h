@@ -35,6 +35,10 @@ int scenario_target_line(const struct scenario_source *src);
  * message in err. */
 int scenario_load(lua_State *L, const char *path, char *err, size_t errlen);
 
+/* The Lua registry field holding the directory of the scenario a state
+ * loaded (absent for a built-in one): where tide.data finds relative paths. */
+#define SCENARIO_DIR_KEY "tide.scenario_dir"
+
 /* xpcall-style message handler adding a traceback. */
 int scenario_traceback(lua_State *L);
 

@@ -1,6 +1,7 @@
 /* A Lua state with tide's modules, and the context its C functions share. */
 #include "state.h"
 #include "core.h"
+#include "data.h"
 #include "embedded.h"
 #include "guard.h"
 #include "hist_lua.h"
@@ -136,6 +137,8 @@ void tctx_free(struct tctx *ctx)
     metrics_free(ctx->metrics);
     live_free(&ctx->live);
     loop_free(ctx->loop);
+    if (!ctx->data_borrowed)
+        dreg_free(ctx->data);
     memset(ctx, 0, sizeof *ctx);
 }
 

@@ -39,6 +39,8 @@ static int push_iteration(struct vu *vu)
     lua_rawgeti(co, LUA_REGISTRYINDEX, vu->table_ref);
     lua_pushinteger(co, (lua_Integer)vu->iteration);
     lua_setfield(co, -2, "iteration");
+    lua_pushinteger(co, (lua_Integer)vu->iteration_global);
+    lua_setfield(co, -2, "iteration_global");
     lua_rawgeti(co, LUA_REGISTRYINDEX, vu->data_ref);
     return 2;
 }

@@ -33,6 +33,8 @@ struct vu {
     unsigned id;                /* 1..N across threads and scenarios */
     unsigned slot;              /* index in its executor's share */
     uint64_t iteration;         /* this VU's iterations started (0-based in Lua) */
+    uint64_t iteration_global;  /* the running iteration's number in its scenario, all users and
+                                   threads (1-based; the executor sets it) */
     uint64_t sched_ns;          /* when this iteration was due (open model: its schedule) */
     uint64_t lag_us;            /* start delay still to charge to the first request */
     uint64_t turn_ns;           /* when the loop last handed it the thread */
