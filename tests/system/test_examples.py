@@ -35,3 +35,24 @@ def test_api_crud_example(tide, crud):
     assert checks["values"]["rate"] == 1, checks
     for group in ("::create", "::read", "::update", "::delete"):
         assert res.count(f"group_duration{{group:{group}}}") == iterations, group
+
+
+def read_users():
+    import csv
+    with open(EXAMPLES / "users.csv", newline="") as f:
+        return {row["username"]: row["password"] for row in csv.DictReader(f)}
+
+
+def test_csv_login_example_uses_each_row_once(tide):
+    users = read_users()
+    server = CrudServer(users=users).start()
+    try:
+        res = tide.run(EXAMPLES / "csv-login.lua", "--target", server.url, "--threads", "2")
+    finally:
+        server.stop()
+    assert res.rc == 0, str(res)
+    # every user logged in exactly once, with the password as the CSV has it
+    assert dict(server.logins) == {name: 1 for name in users}
+    assert server.ops["login failed"] == 0
+    assert server.ops["create"] == len(users) == res.count("iterations")
+    assert res.count("http_reqs{name:POST /auth/login}") == len(users)
