@@ -258,8 +258,9 @@ double vhist_mean(const struct vhist *h)
     return q + ((h->sum.hi - back.hi) - back.lo + h->sum.lo) / n;
 }
 
-/* (n*sumsq - sum^2) / n^2 in double-double: constant data gives exactly 0
- * instead of cancellation noise. */
+/* (n*sumsq - sum^2) / n^2 in double-double.  What is left below the
+ * sums' own rounding (about n * 2^-104 of the mean squared) is that
+ * rounding, not spread: constant data gives exactly 0. */
 double vhist_stdev(const struct vhist *h)
 {
     if (h->count < 2)
@@ -267,8 +268,8 @@ double vhist_stdev(const struct vhist *h)
     double n = (double)h->count;
     struct dd a = dd_mul(h->sumsq, n), b = dd_mul_dd(h->sum, h->sum);
     struct dd d = dd_add(a, (struct dd){-b.hi, -b.lo});
-    double var = (d.hi + d.lo) / n / n;
-    return var > 0 ? sqrt(var) : 0;
+    double var = (d.hi + d.lo) / n / n, mean = h->sum.hi / n;
+    return var > mean * mean * n * 0x1p-100 ? sqrt(var) : 0;
 }
 
 static uint32_t slot_at_rank(const struct vhist *h, uint64_t rank)
