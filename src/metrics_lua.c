@@ -5,9 +5,8 @@
 #include "hist_lua.h"
 #include "vhist.h"
 
-#include <math.h>
-
 #include <lauxlib.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
