@@ -218,6 +218,11 @@ static uint64_t percentile_rank(double p, uint64_t count)
     return r >= (double)count ? count : (uint64_t)r;
 }
 
+uint64_t hist_percentile_rank(double p, uint64_t count)
+{
+    return percentile_rank(p, count);
+}
+
 static uint32_t slot_at_rank(const struct hist *h, uint64_t rank)
 {
     uint64_t seen = 0;

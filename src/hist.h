@@ -60,6 +60,8 @@ uint64_t hist_clamped(const struct hist *h);
  * an empty histogram 0.  p is taken as the decimal the caller wrote, so
  * 99.9 of 100000 is rank 99900 despite 99.9 not being exact in binary. */
 double hist_percentile(const struct hist *h, double p);
+/* That rank, ceil(p/100*count) within [1, count]: vhist.c ranks the same. */
+uint64_t hist_percentile_rank(double p, uint64_t count);
 
 size_t hist_memory(const struct hist *h); /* bytes held, for RSS accounting */
 

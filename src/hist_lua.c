@@ -10,13 +10,19 @@
 #include <sys/stat.h>
 
 #include "hist.h"
+#include "vhist.h"
 
 #define HIST_MT "tide.hist"
 
 /* Userdata holds a pointer, not the struct, so ownership can be handed over
  * (hist_lua_push) and the box can exist before the histogram does: the box is
- * created first, so a failing allocation never leaks a histogram. */
-typedef struct hist *hist_box;
+ * created first, so a failing allocation never leaks a histogram.  It holds
+ * a µs histogram or a value histogram (vhist.h), at most one: the methods
+ * are the same for both, so Lua code reads a trend without asking which. */
+typedef struct {
+    struct hist *us;
+    struct vhist *values;
+} hist_box;
 
 /* ---- encode ---------------------------------------------------------- */
 
@@ -80,6 +86,40 @@ void hist_lua_encode(lua_State *L, const struct hist *h)
     lua_setfield(L, -2, "slots");
 }
 
+static void set_number(lua_State *L, const char *key, double v)
+{
+    lua_pushnumber(L, v);
+    lua_setfield(L, -2, key);
+}
+
+/* { unit = "value", count, min, max, sum, sum_lo, sumsq, sumsq_lo, clamped,
+ * slots }: the sums as double-doubles, so a merge of documents adds them
+ * exactly as a merge in memory does. */
+void hist_lua_encode_values(lua_State *L, const struct vhist *h)
+{
+    luaL_checkstack(L, 3, "tide.hist encode");
+    lua_createtable(L, 0, 10);
+    lua_pushliteral(L, "value");
+    lua_setfield(L, -2, "unit");
+    set_u64(L, "count", vhist_count(h));
+    set_number(L, "min", vhist_min(h));
+    set_number(L, "max", vhist_max(h));
+    double sum[2], sumsq[2];
+    vhist_sums(h, sum, sumsq);
+    set_number(L, "sum", sum[0]);
+    set_number(L, "sum_lo", sum[1]);
+    set_number(L, "sumsq", sumsq[0]);
+    set_number(L, "sumsq_lo", sumsq[1]);
+    set_u64(L, "clamped", vhist_clamped(h));
+
+    lua_Integer used = 0;
+    vhist_foreach(h, count_slot, &used);
+    lua_createtable(L, (int)(2 * used), 0);
+    struct slot_writer w = { L, 0 };
+    vhist_foreach(h, write_slot, &w);
+    lua_setfield(L, -2, "slots");
+}
+
 /* ---- decode ---------------------------------------------------------- */
 
 /* Accepts integers and integral floats in [0, 2^64). */
@@ -100,9 +140,11 @@ static bool to_u64(lua_State *L, int idx, uint64_t *out)
 }
 
 struct header {
+    bool values; /* unit "value": the v* fields; else "us" */
     uint64_t count, min, max, sum, clamped;
     uint64_t sumsq_hi, sumsq_lo;
     double sumsq_double; /* tide-results/1 wrote sumsq as a number; else -1 */
+    double vmin, vmax, vsum[2], vsumsq[2];
 };
 
 /* Raw access so metamethods of a hostile table cannot raise or run code. */
@@ -133,14 +175,50 @@ static const char *read_sumsq(lua_State *L, int t, struct header *hd)
     return ok ? NULL : "sumsq must be a non-negative integer (as decimal text) or number";
 }
 
-static const char *read_header(lua_State *L, int t, struct header *hd)
+/* A finite number; an optional one may be absent (then 0). */
+static bool field_number(lua_State *L, int t, const char *key, double *out, bool optional)
+{
+    int type = raw_field(L, t, key);
+    *out = type == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+    lua_pop(L, 1);
+    return type == LUA_TNUMBER ? isfinite(*out) : optional && type == LUA_TNIL;
+}
+
+/* A value histogram's figures: doubles, the sums with their remainders. */
+static const char *read_value_header(lua_State *L, int t, struct header *hd)
+{
+    if (!field_u64(L, t, "count", &hd->count))
+        return "count must be a non-negative integer";
+    if (!field_u64(L, t, "clamped", &hd->clamped))
+        return "clamped must be a non-negative integer";
+    if (!field_number(L, t, "min", &hd->vmin, false) || !field_number(L, t, "max", &hd->vmax, false))
+        return "min and max must be finite numbers";
+    if (!field_number(L, t, "sum", &hd->vsum[0], false) || !field_number(L, t, "sum_lo", &hd->vsum[1], true))
+        return "sum and sum_lo must be finite numbers";
+    if (!field_number(L, t, "sumsq", &hd->vsumsq[0], false) ||
+        !field_number(L, t, "sumsq_lo", &hd->vsumsq[1], true))
+        return "sumsq and sumsq_lo must be finite numbers";
+    return NULL;
+}
+
+/* "us" or "value"; else NULL. */
+static const char *read_unit(lua_State *L, int t)
 {
     raw_field(L, t, "unit");
-    bool unit_ok = lua_type(L, -1) == LUA_TSTRING && lua_rawlen(L, -1) == 2 &&
-                   strcmp(lua_tostring(L, -1), "us") == 0;
+    const char *u = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+    u = strcmp(u, "us") == 0 ? "us" : strcmp(u, "value") == 0 ? "value" : NULL;
     lua_pop(L, 1);
-    if (!unit_ok)
-        return "unit must be \"us\"";
+    return u;
+}
+
+static const char *read_header(lua_State *L, int t, struct header *hd)
+{
+    const char *unit = read_unit(L, t);
+    if (!unit)
+        return "unit must be \"us\" (times) or \"value\"";
+    hd->values = unit[0] == 'v';
+    if (hd->values)
+        return read_value_header(L, t, hd);
     if (!field_u64(L, t, "count", &hd->count))
         return "count must be a non-negative integer";
     if (!field_u64(L, t, "min", &hd->min) || !field_u64(L, t, "max", &hd->max))
@@ -157,19 +235,24 @@ static const char *read_header(lua_State *L, int t, struct header *hd)
 struct slot_reader {
     uint64_t prev, total, first, last;
     lua_Integer n;
+    uint32_t nslots;
+    struct hist *us;        /* where the slots go: one of these, or */
+    struct vhist *values;   /* neither when only checking */
 };
 
-/* One index, count pair, into h (NULL: only checked). */
-static const char *take_slot(struct hist *h, struct slot_reader *r, uint64_t index, uint64_t count)
+/* One index, count pair, into the reader's histogram. */
+static const char *take_slot(struct slot_reader *r, uint64_t index, uint64_t count)
 {
-    if (index >= hist_slots())
+    if (index >= r->nslots)
         return "slot index out of range";
     if (r->n > 0 && index <= r->prev)
         return "slot indexes must be strictly ascending";
     if (__builtin_add_overflow(r->total, count, &r->total))
         return "slot counts overflow";
-    if (h)
-        hist_add_slot(h, (uint32_t)index, count);
+    if (r->us)
+        hist_add_slot(r->us, (uint32_t)index, count);
+    if (r->values)
+        vhist_add_slot(r->values, (uint32_t)index, count);
     if (count && r->first == UINT64_MAX)
         r->first = index;
     if (count)
@@ -189,7 +272,7 @@ static bool read_pair(lua_State *L, lua_Integer k, uint64_t *index, uint64_t *co
     return ok;
 }
 
-static const char *read_slot_table(lua_State *L, struct hist *h, struct slot_reader *r)
+static const char *read_slot_table(lua_State *L, struct slot_reader *r)
 {
     lua_Integer npairs = (lua_Integer)(lua_rawlen(L, -1) / 2);
     if (lua_rawlen(L, -1) % 2)
@@ -198,7 +281,7 @@ static const char *read_slot_table(lua_State *L, struct hist *h, struct slot_rea
     for (lua_Integer k = 1; k <= npairs; k++) {
         if (!read_pair(L, k, &index, &count))
             return "slots entries must be non-negative integers";
-        const char *err = take_slot(h, r, index, count);
+        const char *err = take_slot(r, index, count);
         if (err)
             return err;
     }
@@ -251,7 +334,7 @@ static bool packed_u64(const char **p, const char *end, uint64_t *out)
     return !(t == end && t[-1] == ',');
 }
 
-static const char *read_slot_string(const char *s, size_t len, struct hist *h, struct slot_reader *r)
+static const char *read_slot_string(const char *s, size_t len, struct slot_reader *r)
 {
     const char *p = s, *end = s + len;
     while (p < end && *p == ' ')
@@ -264,7 +347,7 @@ static const char *read_slot_string(const char *s, size_t len, struct hist *h, s
             return "slots must hold index, count pairs (odd length: truncated?)";
         if (!packed_u64(&p, end, &count))
             return "slots entries must be non-negative integers";
-        const char *err = take_slot(h, r, index, count);
+        const char *err = take_slot(r, index, count);
         if (err)
             return err;
     }
@@ -272,16 +355,16 @@ static const char *read_slot_string(const char *s, size_t len, struct hist *h, s
 }
 
 /* Reads the slots at the top of the stack (a table, or the packed string of
- * hist.read_json) into h, or only checks them when h is NULL. */
-static const char *read_slots(lua_State *L, struct hist *h, struct slot_reader *r)
+ * hist.read_json) into r's histogram, or only checks them when it has none. */
+static const char *read_slots(lua_State *L, struct slot_reader *r)
 {
-    *r = (struct slot_reader){.first = UINT64_MAX};
+    r->first = UINT64_MAX;
     if (lua_type(L, -1) == LUA_TSTRING) {
         size_t len;
         const char *s = lua_tolstring(L, -1, &len);
-        return read_slot_string(s, len, h, r);
+        return read_slot_string(s, len, r);
     }
-    return read_slot_table(L, h, r);
+    return read_slot_table(L, r);
 }
 
 static const char *check_consistency(const struct header *hd, const struct slot_reader *r)
@@ -297,10 +380,34 @@ static const char *check_consistency(const struct header *hd, const struct slot_
     return NULL;
 }
 
+static const char *check_value_consistency(const struct header *hd, const struct slot_reader *r)
+{
+    if (r->total != hd->count)
+        return "slot counts do not sum to count";
+    if (hd->clamped > hd->count)
+        return "clamped inconsistent with count";
+    if (hd->count && hd->vmin > hd->vmax)
+        return "min/max out of range";
+    if (hd->count && (vhist_slot_of(hd->vmin) != r->first || vhist_slot_of(hd->vmax) != r->last))
+        return "min/max do not match the first/last slots";
+    return NULL;
+}
+
+static const char *decode_values_into(lua_State *L, struct vhist *h, const struct header *hd)
+{
+    struct slot_reader r = {.nslots = vhist_slots(), .values = h};
+    const char *err = read_slots(L, &r);
+    if (!err)
+        err = check_value_consistency(hd, &r);
+    if (!err && h && hd->count && !vhist_set_stats(h, hd->vmin, hd->vmax, hd->vsum, hd->vsumsq, hd->clamped))
+        err = "sumsq must not be negative";
+    return err;
+}
+
 static const char *decode_into(lua_State *L, struct hist *h, const struct header *hd)
 {
-    struct slot_reader r;
-    const char *err = read_slots(L, h, &r);
+    struct slot_reader r = {.nslots = hist_slots(), .us = h};
+    const char *err = read_slots(L, &r);
     if (!err)
         err = check_consistency(hd, &r);
     if (!err && h && hd->count) {
@@ -328,20 +435,41 @@ static const char *read_input(lua_State *L, int t, struct header *hd)
     return NULL;
 }
 
-struct hist *hist_lua_decode(lua_State *L, int idx, const char **err)
+const char *hist_lua_decode_any(lua_State *L, int idx, struct hist **us, struct vhist **values)
 {
     int top = lua_gettop(L);
     struct header hd;
-    struct hist *h = NULL;
+    *us = NULL;
+    *values = NULL;
     /* Everything that may allocate on the Lua side (and so raise) happens
-     * before h exists, so h cannot leak. */
-    if (!(*err = read_input(L, lua_absindex(L, idx), &hd)))
-        h = hist_new();
-    if (h && (*err = decode_into(L, h, &hd))) {
-        hist_free(h);
-        h = NULL;
+     * before the histogram exists, so it cannot leak. */
+    const char *err = read_input(L, lua_absindex(L, idx), &hd);
+    if (!err && hd.values) {
+        *values = vhist_new();
+        if ((err = decode_values_into(L, *values, &hd))) {
+            vhist_free(*values);
+            *values = NULL;
+        }
+    } else if (!err) {
+        *us = hist_new();
+        if ((err = decode_into(L, *us, &hd))) {
+            hist_free(*us);
+            *us = NULL;
+        }
     }
     lua_settop(L, top);
+    return err;
+}
+
+struct hist *hist_lua_decode(lua_State *L, int idx, const char **err)
+{
+    struct hist *h;
+    struct vhist *v;
+    *err = hist_lua_decode_any(L, idx, &h, &v);
+    if (v) {
+        vhist_free(v);
+        *err = "unit must be \"us\"";
+    }
     return h;
 }
 
@@ -349,36 +477,64 @@ struct hist *hist_lua_decode(lua_State *L, int idx, const char **err)
 
 static hist_box *new_box(lua_State *L);
 
-struct hist *hist_lua_check(lua_State *L, int idx)
+/* The live box at idx: raises unless it is a tide.hist not yet freed. */
+static hist_box *check_box(lua_State *L, int idx)
 {
     hist_box *box = luaL_checkudata(L, idx, HIST_MT);
-    if (!*box)
+    if (!box->us && !box->values)
         luaL_argerror(L, idx, "tide.hist already freed");
-    return *box;
+    return box;
+}
+
+struct hist *hist_lua_check(lua_State *L, int idx)
+{
+    hist_box *box = check_box(L, idx);
+    if (!box->us)
+        luaL_argerror(L, idx, "a tide.hist of microseconds expected, got one of values");
+    return box->us;
+}
+
+void hist_lua_check_any(lua_State *L, int idx, struct hist **us, struct vhist **values)
+{
+    hist_box *box = check_box(L, idx);
+    *us = box->us;
+    *values = box->values;
 }
 
 static int box_new_protected(lua_State *L)
 {
-    struct hist *h = lua_touserdata(L, 1);
-    *new_box(L) = h;
+    hist_box *box = new_box(L);
+    box->us = lua_touserdata(L, 1);
+    box->values = lua_touserdata(L, 2);
     return 1;
 }
 
-void hist_lua_push(lua_State *L, struct hist *h)
+static void free_both(struct hist *us, struct vhist *values)
 {
-    /* Protected so that h is freed rather than leaked if Lua runs out of
-     * memory: ownership passes to us on entry either way. */
-    if (!lua_checkstack(L, 2)) {
-        hist_free(h);
+    hist_free(us);
+    vhist_free(values);
+}
+
+static void push_owned(lua_State *L, struct hist *us, struct vhist *values)
+{
+    /* Protected so that the histogram is freed rather than leaked if Lua
+     * runs out of memory: ownership passes to us on entry either way. */
+    if (!lua_checkstack(L, 3)) {
+        free_both(us, values);
         luaL_error(L, "tide.hist: stack overflow");
     }
     lua_pushcfunction(L, box_new_protected);
-    lua_pushlightuserdata(L, h);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-        hist_free(h);
+    lua_pushlightuserdata(L, us);
+    lua_pushlightuserdata(L, values);
+    if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+        free_both(us, values);
         lua_error(L);
     }
 }
+
+void hist_lua_push(lua_State *L, struct hist *h) { push_owned(L, h, NULL); }
+
+void hist_lua_push_values(lua_State *L, struct vhist *h) { push_owned(L, NULL, h); }
 
 /* Microseconds: integers as they are, floats rounded to the nearest µs;
  * anything past 2^63 is far beyond HIST_MAX_US and clamps anyway. */
@@ -396,63 +552,116 @@ static uint64_t check_us(lua_State *L, int arg)
 
 static int l_record(lua_State *L)
 {
-    struct hist *h = hist_lua_check(L, 1);
-    uint64_t us = check_us(L, 2);
+    hist_box *box = check_box(L, 1);
     lua_Integer n = luaL_optinteger(L, 3, 1);
+    if (box->values) {
+        lua_Number v = luaL_checknumber(L, 2);
+        luaL_argcheck(L, isfinite(v), 2, "value must be a finite number");
+        luaL_argcheck(L, n >= 0, 3, "count must be >= 0");
+        vhist_record_n(box->values, v, (uint64_t)n);
+        return 0;
+    }
+    uint64_t us = check_us(L, 2);
     luaL_argcheck(L, n >= 0, 3, "count must be >= 0");
-    hist_record_n(h, us, (uint64_t)n);
+    hist_record_n(box->us, us, (uint64_t)n);
     return 0;
 }
 
 static int l_count(lua_State *L)
 {
-    push_u64(L, hist_count(hist_lua_check(L, 1)));
+    hist_box *b = check_box(L, 1);
+    push_u64(L, b->us ? hist_count(b->us) : vhist_count(b->values));
     return 1;
 }
 
 static int l_min(lua_State *L)
 {
-    push_u64(L, hist_min(hist_lua_check(L, 1)));
+    hist_box *b = check_box(L, 1);
+    if (b->us)
+        push_u64(L, hist_min(b->us));
+    else
+        lua_pushnumber(L, vhist_min(b->values));
     return 1;
 }
 
 static int l_max(lua_State *L)
 {
-    push_u64(L, hist_max(hist_lua_check(L, 1)));
+    hist_box *b = check_box(L, 1);
+    if (b->us)
+        push_u64(L, hist_max(b->us));
+    else
+        lua_pushnumber(L, vhist_max(b->values));
     return 1;
 }
 
 static int l_sum(lua_State *L)
 {
-    push_u64(L, hist_sum(hist_lua_check(L, 1)));
+    hist_box *b = check_box(L, 1);
+    if (b->us)
+        push_u64(L, hist_sum(b->us));
+    else
+        lua_pushnumber(L, vhist_sum(b->values));
     return 1;
 }
 
 static int l_mean(lua_State *L)
 {
-    lua_pushnumber(L, hist_mean(hist_lua_check(L, 1)));
+    hist_box *b = check_box(L, 1);
+    lua_pushnumber(L, b->us ? hist_mean(b->us) : vhist_mean(b->values));
     return 1;
 }
 
 static int l_stdev(lua_State *L)
 {
-    lua_pushnumber(L, hist_stdev(hist_lua_check(L, 1)));
+    hist_box *b = check_box(L, 1);
+    lua_pushnumber(L, b->us ? hist_stdev(b->us) : vhist_stdev(b->values));
+    return 1;
+}
+
+static int l_clamped(lua_State *L)
+{
+    hist_box *b = check_box(L, 1);
+    push_u64(L, b->us ? hist_clamped(b->us) : vhist_clamped(b->values));
+    return 1;
+}
+
+/* h:unit(): "us" (a time trend's microseconds) or "value". */
+static int l_unit(lua_State *L)
+{
+    lua_pushstring(L, check_box(L, 1)->us ? "us" : "value");
     return 1;
 }
 
 static int l_percentile(lua_State *L)
 {
-    struct hist *h = hist_lua_check(L, 1);
+    hist_box *b = check_box(L, 1);
     lua_Number p = luaL_checknumber(L, 2);
     luaL_argcheck(L, p >= 0 && p <= 100, 2, "percentile must be in [0, 100]");
-    lua_pushnumber(L, hist_percentile(h, p));
+    lua_pushnumber(L, b->us ? hist_percentile(b->us, p) : vhist_percentile(b->values, p));
     return 1;
 }
 
+/* dst:merge(src). Values never become microseconds: a µs histogram merged
+ * with values becomes a value histogram (an empty hist.new() taking a
+ * trend's series, or a document from before value histograms). */
 static int l_merge(lua_State *L)
 {
-    struct hist *dst = hist_lua_check(L, 1);
-    hist_merge(dst, hist_lua_check(L, 2));
+    hist_box *dst = check_box(L, 1), *src = check_box(L, 2);
+    if (dst->us && src->us) {
+        hist_merge(dst->us, src->us);
+    } else {
+        if (dst->us) {
+            struct vhist *v = vhist_new();
+            vhist_merge_us(v, dst->us);
+            hist_free(dst->us);
+            dst->us = NULL;
+            dst->values = v;
+        }
+        if (src->us)
+            vhist_merge_us(dst->values, src->us);
+        else
+            vhist_merge(dst->values, src->values);
+    }
     lua_settop(L, 1);
     return 1;
 }
@@ -531,7 +740,7 @@ static int l_unpack(lua_State *L)
     hist_box *box = new_box(L);
     unsigned char *buf = lua_newuserdatauv(L, len / 4 * 3 + 1, 0);
     long n = from_base64(s, len, buf);
-    if (n < 0 || !(*box = hist_unpack(buf, (size_t)n)))
+    if (n < 0 || !(box->us = hist_unpack(buf, (size_t)n)))
         return luaL_argerror(L, 1, "not a packed tide.hist");
     lua_pop(L, 1);
     return 1;
@@ -552,22 +761,35 @@ static int l_slot_range(lua_State *L)
 
 static int l_encode(lua_State *L)
 {
-    hist_lua_encode(L, hist_lua_check(L, 1));
+    hist_box *b = check_box(L, 1);
+    if (b->us)
+        hist_lua_encode(L, b->us);
+    else
+        hist_lua_encode_values(L, b->values);
     return 1;
 }
 
 static int l_clone(lua_State *L)
 {
-    struct hist *h = hist_lua_check(L, 1);
-    *new_box(L) = hist_clone(h);
+    hist_box *b = check_box(L, 1);
+    hist_box *c = new_box(L);
+    if (b->us)
+        c->us = hist_clone(b->us);
+    else
+        c->values = vhist_clone(b->values);
     return 1;
+}
+
+static void box_free(hist_box *box)
+{
+    free_both(box->us, box->values);
+    box->us = NULL;
+    box->values = NULL;
 }
 
 static int l_gc(lua_State *L)
 {
-    hist_box *box = lua_touserdata(L, 1);
-    hist_free(*box);
-    *box = NULL;
+    box_free(lua_touserdata(L, 1));
     return 0;
 }
 
@@ -575,18 +797,24 @@ static int l_gc(lua_State *L)
  * code that makes thousands of histograms frees each when done with it. */
 static int l_free(lua_State *L)
 {
-    hist_box *box = luaL_checkudata(L, 1, HIST_MT);
-    hist_free(*box);
-    *box = NULL;
+    box_free(luaL_checkudata(L, 1, HIST_MT));
     return 0;
 }
 
 static int l_tostring(lua_State *L)
 {
     hist_box *box = luaL_checkudata(L, 1, HIST_MT);
-    if (!*box)
+    if (!box->us && !box->values)
         return lua_pushliteral(L, "tide.hist: freed"), 1;
-    struct hist *h = *box;
+    if (box->values) {
+        struct vhist *v = box->values;
+        lua_pushfstring(L, "tide.hist: values count=%I min=%f p50=%f p99=%f max=%f",
+                        (lua_Integer)vhist_count(v), (lua_Number)vhist_min(v),
+                        (lua_Number)vhist_percentile(v, 50), (lua_Number)vhist_percentile(v, 99),
+                        (lua_Number)vhist_max(v));
+        return 1;
+    }
+    struct hist *h = box->us;
     lua_pushfstring(L, "tide.hist: count=%I min=%I p50=%f p99=%f max=%I",
                     (lua_Integer)hist_count(h), (lua_Integer)hist_min(h),
                     (lua_Number)hist_percentile(h, 50), (lua_Number)hist_percentile(h, 99),
@@ -599,7 +827,8 @@ static const luaL_Reg methods[] = {
     { "max", l_max },       { "mean", l_mean },     { "stdev", l_stdev },
     { "sum", l_sum },       { "percentile", l_percentile },
     { "merge", l_merge },   { "encode", l_encode }, { "clone", l_clone },
-    { "free", l_free },     { "pack", l_pack },     { NULL, NULL },
+    { "free", l_free },     { "pack", l_pack },     { "clamped", l_clamped },
+    { "unit", l_unit },     { NULL, NULL },
 };
 
 /* hist.check(tbl): true, or nil and what is wrong with the table form;
@@ -610,7 +839,7 @@ static int l_check(lua_State *L)
     struct header hd;
     const char *err = read_input(L, 1, &hd);
     if (!err)
-        err = decode_into(L, NULL, &hd);
+        err = hd.values ? decode_values_into(L, NULL, &hd) : decode_into(L, NULL, &hd);
     lua_settop(L, top);
     if (!err)
         return lua_pushboolean(L, 1), 1;
@@ -722,23 +951,31 @@ static void push_metatable(lua_State *L)
 static hist_box *new_box(lua_State *L)
 {
     hist_box *box = lua_newuserdatauv(L, sizeof *box, 0);
-    *box = NULL;
+    box->us = NULL;
+    box->values = NULL;
     push_metatable(L);
     lua_setmetatable(L, -2);
     return box;
 }
 
+/* hist.new([unit]): "us" (the default) or "value". */
 static int l_new(lua_State *L)
 {
-    *new_box(L) = hist_new();
+    static const char *const units[] = {"us", "value", NULL};
+    int unit = luaL_checkoption(L, 1, "us", units);
+    hist_box *box = new_box(L);
+    if (unit)
+        box->values = vhist_new();
+    else
+        box->us = hist_new();
     return 1;
 }
 
 static int l_decode(lua_State *L)
 {
-    const char *err;
     hist_box *box = new_box(L);
-    if (!(*box = hist_lua_decode(L, 1, &err)))
+    const char *err = hist_lua_decode_any(L, 1, &box->us, &box->values);
+    if (err)
         luaL_error(L, "tide.hist.decode: %s", err);
     return 1;
 }

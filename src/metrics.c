@@ -2,6 +2,7 @@
 #include "hist.h"
 #include "hist_lua.h"
 #include "once.h"
+#include "vhist.h"
 #include "xmalloc.h"
 
 #include <lauxlib.h>
@@ -15,7 +16,8 @@ struct series {
         struct { double sum; uint64_t n; } counter;
         struct { double value, min, max; uint64_t at; bool set; } gauge; /* at: wall clock, ns */
         struct { uint64_t passes, total; } rate;
-        struct hist *trend;
+        /* a time trend's µs histogram, or any other trend's values */
+        struct { struct hist *us; struct vhist *values; } trend;
     } u;
 };
 
@@ -78,8 +80,10 @@ struct metrics *metrics_new(void)
 
 static void series_free(struct series *s, enum metric_type t)
 {
-    if (s && t == METRIC_TREND)
-        hist_free(s->u.trend);
+    if (s && t == METRIC_TREND) {
+        hist_free(s->u.trend.us);
+        vhist_free(s->u.trend.values);
+    }
     free(s);
 }
 
@@ -105,6 +109,11 @@ void metrics_free(struct metrics *m)
 const char *metrics_builtin_name(int i)
 {
     return i >= 0 && i < M_BUILTIN_COUNT ? builtin[i].name : NULL;
+}
+
+enum metric_contains metrics_contains_of(const struct metrics *m, int id)
+{
+    return m->metrics[id].contains;
 }
 
 int metrics_find(const struct metrics *m, const char *name)
@@ -249,8 +258,10 @@ static struct series *series_get(struct metric *mt, int tagset)
     if (s)
         return s;
     s = xcalloc(1, sizeof *s);
-    if (mt->type == METRIC_TREND)
-        s->u.trend = hist_new();
+    if (mt->type == METRIC_TREND && mt->contains == CONTAINS_TIME)
+        s->u.trend.us = hist_new();
+    else if (mt->type == METRIC_TREND)
+        s->u.trend.values = vhist_new();
     return mt->by_tag[tagset] = s;
 }
 
@@ -283,7 +294,10 @@ static void series_add(struct series *s, enum metric_type t, double v)
         s->u.rate.total++;
         break;
     case METRIC_TREND:
-        hist_record(s->u.trend, v <= 0 ? 0 : (uint64_t)llround(v));
+        if (__builtin_expect(s->u.trend.us != NULL, 1))
+            hist_record(s->u.trend.us, v <= 0 ? 0 : (uint64_t)llround(v));
+        else
+            vhist_record(s->u.trend.values, v); /* NaN and infinities: refused by the caller */
         break;
     }
 }
@@ -315,7 +329,22 @@ static void gauge_latest(struct series *d, const struct series *s)
     d->u.gauge.max = d->u.gauge.set && d->u.gauge.max > s->u.gauge.max ? d->u.gauge.max : s->u.gauge.max;
 }
 
-static void series_merge(struct series *d, const struct series *s, enum metric_type t, bool builtin)
+/* Values never become microseconds; microseconds (a non-time trend of a
+ * document from before value histograms) become values. */
+static bool trend_merge(struct series *d, const struct series *s)
+{
+    if (s->u.trend.values && d->u.trend.values)
+        vhist_merge(d->u.trend.values, s->u.trend.values);
+    else if (s->u.trend.us && d->u.trend.values)
+        vhist_merge_us(d->u.trend.values, s->u.trend.us);
+    else if (s->u.trend.us && d->u.trend.us)
+        hist_merge(d->u.trend.us, s->u.trend.us);
+    else
+        return !s->u.trend.values;
+    return true;
+}
+
+static bool series_merge(struct series *d, const struct series *s, enum metric_type t, bool builtin)
 {
     switch (t) {
     case METRIC_COUNTER:
@@ -333,9 +362,9 @@ static void series_merge(struct series *d, const struct series *s, enum metric_t
         d->u.rate.total += s->u.rate.total;
         break;
     case METRIC_TREND:
-        hist_merge(d->u.trend, s->u.trend);
-        break;
+        return trend_merge(d, s);
     }
+    return true;
 }
 
 static bool merge_from(struct metrics *dst, const struct metrics *src, size_t first)
@@ -350,16 +379,17 @@ static bool merge_from(struct metrics *dst, const struct metrics *src, size_t fi
                 continue;
             int tag = metrics_tagset(dst, src->tags[j].key, src->tags[j].len);
             struct series *d = series_get(&dst->metrics[id], tag);
-            series_merge(d, sm->by_tag[j], sm->type, i < M_BUILTIN_COUNT);
+            if (!series_merge(d, sm->by_tag[j], sm->type, i < M_BUILTIN_COUNT))
+                return false;
         }
     }
     return true;
 }
 
-void metrics_put(struct metrics *m, int metric, int tagset, const struct metrics_value *v)
+bool metrics_put(struct metrics *m, int metric, int tagset, const struct metrics_value *v)
 {
     if (metric < 0 || (size_t)metric >= m->nmetrics || tagset < 0)
-        return;
+        return true;
     struct metric *mt = &m->metrics[metric];
     struct series one = {0};
     switch (mt->type) {
@@ -379,12 +409,13 @@ void metrics_put(struct metrics *m, int metric, int tagset, const struct metrics
         one.u.rate.total = v->total;
         break;
     case METRIC_TREND:
-        if (!v->hist)
-            return;
-        one.u.trend = v->hist;
+        if (!v->hist && !v->values)
+            return true;
+        one.u.trend.us = v->hist;
+        one.u.trend.values = v->values;
         break;
     }
-    series_merge(series_get(mt, tagset), &one, mt->type, metric < M_BUILTIN_COUNT);
+    return series_merge(series_get(mt, tagset), &one, mt->type, metric < M_BUILTIN_COUNT);
 }
 
 bool metrics_merge(struct metrics *dst, const struct metrics *src)
@@ -482,14 +513,20 @@ static void push_series(lua_State *L, struct series *s, enum metric_type t, bool
         lua_pushinteger(L, (lua_Integer)s->u.rate.total);
         lua_setfield(L, -2, "total");
         break;
-    case METRIC_TREND: {
-        struct hist *h = move ? s->u.trend : hist_clone(s->u.trend);
-        if (move)
-            s->u.trend = NULL; /* Lua owns it now, even if pushing it fails */
-        hist_lua_push(L, h);
+    case METRIC_TREND:
+        if (s->u.trend.values) {
+            struct vhist *h = move ? s->u.trend.values : vhist_clone(s->u.trend.values);
+            if (move)
+                s->u.trend.values = NULL; /* Lua owns it now, even if pushing it fails */
+            hist_lua_push_values(L, h);
+        } else {
+            struct hist *h = move ? s->u.trend.us : hist_clone(s->u.trend.us);
+            if (move)
+                s->u.trend.us = NULL;
+            hist_lua_push(L, h);
+        }
         lua_setfield(L, -2, "hist");
         break;
-    }
     }
 }
 

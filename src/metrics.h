@@ -38,6 +38,7 @@ enum {
 struct metrics;
 struct once;
 struct hist;
+struct vhist;
 
 struct metrics *metrics_new(void);
 void metrics_free(struct metrics *m);
@@ -45,6 +46,8 @@ void metrics_free(struct metrics *m);
 /* Returns the metric id; an existing name must have the same type (else -1). */
 int metrics_define(struct metrics *m, const char *name, enum metric_type t, enum metric_contains c);
 int metrics_find(const struct metrics *m, const char *name);
+/* What metric id (a valid one) contains. */
+enum metric_contains metrics_contains_of(const struct metrics *m, int id);
 /* The name of built-in metric i (0 .. M_BUILTIN_COUNT-1), else NULL. */
 const char *metrics_builtin_name(int i);
 
@@ -61,7 +64,8 @@ int metrics_tagset_named(struct metrics *m, struct once *run, const char *key, s
 #define TAGKEY_OTHER_MAX 4096
 
 /* counter: adds; gauge: sets; rate: counts value != 0 as a pass;
- * trend: records (time trends in microseconds). */
+ * trend: records (time trends in microseconds, other trends the value as it
+ * is, in a vhist: the caller refuses NaN and infinities). */
 void metrics_add(struct metrics *m, int metric, int tagset, double value);
 
 /* The one merge: threads into a run, documents into one (tide report),
@@ -76,19 +80,22 @@ bool metrics_merge(struct metrics *dst, const struct metrics *src);
 struct metrics_value {
     double value, min, max;     /* counter: value; gauge: value, min, max */
     uint64_t count, passes, total, at; /* counter: count; rate: passes, total; gauge: at (ns) */
-    struct hist *hist;          /* trend (only read) */
+    struct hist *hist;          /* trend: µs (only read) */
+    struct vhist *values;       /* or trend: values (only read) */
 };
 /* "counter" ... "trend" and "default", "time", "data" to their enums: -1 if unknown. */
 int metrics_type_named(const char *name);
 int metrics_contains_named(const char *name);
-void metrics_put(struct metrics *m, int metric, int tagset, const struct metrics_value *v);
+/* False when values would go into a time trend (nothing changes then). */
+bool metrics_put(struct metrics *m, int metric, int tagset, const struct metrics_value *v);
 /* Only the metrics a scenario or tide module defined (checks, celery_*,
  * custom): what setup and teardown record of those counts; their requests don't. */
 bool metrics_merge_custom(struct metrics *dst, const struct metrics *src);
 
 /* Pushes { [name] = { type=, contains=, series = { {tags={...}, ...}, ... } } }
  * with counters {value, count}, gauges {value, min, max, at (wall clock, s)},
- * rates {passes, total} and trends {hist = tide.hist userdata (a copy)}:
+ * rates {passes, total} and trends {hist = tide.hist userdata (a copy;
+ * of unit "us" for time trends, "value" for others)}:
  * the registry form that tide.metrics.merge reads back. */
 void metrics_push(lua_State *L, const struct metrics *m);
 /* The same, but the trends' histograms move to Lua instead of being copied

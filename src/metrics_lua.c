@@ -3,8 +3,10 @@
 #include "metrics.h"
 #include "hist.h"
 #include "hist_lua.h"
+#include "vhist.h"
 
 #include <lauxlib.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +18,7 @@ struct metric_ref {
     struct tctx *ctx;
     int id;
     double scale;       /* time trends take ms from Lua, store µs */
+    bool values;        /* a trend of values: NaN and infinities refused */
 };
 
 struct tag {
@@ -100,6 +103,8 @@ static int metric_add(lua_State *L)
 {
     struct metric_ref *m = luaL_checkudata(L, 1, METRIC_MT);
     double v = lua_isboolean(L, 2) ? lua_toboolean(L, 2) : luaL_checknumber(L, 2);
+    if (m->values && !isfinite(v))
+        return luaL_argerror(L, 2, lua_pushfstring(L, "a trend's value must be a finite number, got %f", v));
     char key[TAGKEY_MAX];
     size_t n;
     const char *why = metrics_lua_tagkey(L, 3, key, sizeof key, &n);
@@ -131,10 +136,11 @@ static int define(lua_State *L, enum metric_type t, const char *fn)
     bool time = t == METRIC_TREND && lua_toboolean(L, 2);
     enum metric_contains c = time ? CONTAINS_TIME : CONTAINS_DEFAULT;
     int id = metrics_define(ctx->metrics, name, t, c);
-    if (id < 0)
+    /* a trend is a time or not for good: its histogram holds one or the other */
+    if (id < 0 || (t == METRIC_TREND && metrics_contains_of(ctx->metrics, id) != c))
         return luaL_error(L, "metrics.%s: '%s' already exists as another kind of metric", fn, name);
     struct metric_ref *m = lua_newuserdatauv(L, sizeof *m, 0);
-    *m = (struct metric_ref){ctx, id, time ? 1000.0 : 1.0};
+    *m = (struct metric_ref){ctx, id, time ? 1000.0 : 1.0, t == METRIC_TREND && !time};
     luaL_setmetatable(L, METRIC_MT);
     return 1;
 }
@@ -180,22 +186,21 @@ static uint64_t count_field(lua_State *L, int t, const char *k)
     return v > 0 && v < 0x1p64 ? (uint64_t)v : 0;
 }
 
-/* A series' trend: a tide.hist, or its table form (owned: *made). */
-static struct hist *series_hist(lua_State *L, int t, const char *metric, struct hist **made)
+/* A series' trend into v: a tide.hist, or its table form (then owned:
+ * *made says so). */
+static void series_hist(lua_State *L, int t, const char *metric, struct metrics_value *v, bool *made)
 {
-    *made = NULL;
+    *made = false;
     lua_getfield(L, t, "hist");
-    struct hist *h = NULL;
     if (luaL_testudata(L, -1, "tide.hist")) {
-        h = hist_lua_check(L, -1);
+        hist_lua_check_any(L, -1, &v->hist, &v->values);
     } else {
-        const char *err = "missing";
-        h = *made = lua_istable(L, -1) ? hist_lua_decode(L, -1, &err) : NULL;
-        if (!h)
+        const char *err = lua_istable(L, -1) ? hist_lua_decode_any(L, -1, &v->hist, &v->values) : "missing";
+        if (err)
             luaL_error(L, "tide.metrics.merge: metric %s: hist: %s", metric, err);
+        *made = true;
     }
     lua_pop(L, 1);
-    return h;
 }
 
 static void read_series(lua_State *L, int t, struct metrics *m, int id, const char *metric)
@@ -212,14 +217,19 @@ static void read_series(lua_State *L, int t, struct metrics *m, int id, const ch
         .count = count_field(L, t, "count"), .passes = count_field(L, t, "passes"),
         .total = count_field(L, t, "total"), .at = (uint64_t)(num_field(L, t, "at") * 1e9),
     };
-    struct hist *made = NULL;
+    bool made = false;
     lua_getfield(L, t, "hist");
     bool trend = !lua_isnil(L, -1);
     lua_pop(L, 1);
     if (trend)
-        v.hist = series_hist(L, t, metric, &made);
-    metrics_put(m, id, metrics_tagset(m, key, n), &v);
-    hist_free(made);
+        series_hist(L, t, metric, &v, &made);
+    bool ok = metrics_put(m, id, metrics_tagset(m, key, n), &v);
+    if (made) {
+        hist_free(v.hist);
+        vhist_free(v.values);
+    }
+    if (!ok)
+        luaL_error(L, "tide.metrics.merge: metric %s: a histogram of values in a time trend", metric);
 }
 
 /* One metric { type, contains, series = {...} } of a registry table. */

@@ -351,7 +351,7 @@ local function need(where, path, v, kind, optional)
   if not c[1](v) then error(("%s: %s: expected %s, got %s"):format(where, path, c[2], shown(v)), 0) end
 end
 
-local VALUE_KIND = { count = "count", passes = "count", fails = "count" }
+local VALUE_KIND = { count = "count", passes = "count", fails = "count", clamped = "count" }
 local METRIC_TYPES = { counter = true, gauge = true, rate = true, trend = true }
 
 local function validate_metric(where, key, m)
@@ -361,7 +361,7 @@ local function validate_metric(where, key, m)
   end
   for k, v in pairs(m.values) do
     local kind = VALUE_KIND[k] or (m.type == "rate" and k == "rate" and "fraction")
-      or (m.type == "gauge" and "number") or "positive"
+      or ((m.type == "gauge" or (m.type == "trend" and m.contains ~= "time")) and "number") or "positive"
     need(where, ("%s.values.%s"):format(path, k), v, kind)
   end
 end

@@ -176,9 +176,14 @@ end
 local function custom_text(m)
   local v = m.values
   if m.type == "trend" then
-    local f = m.contains == "time" and ms or function(x) return ("%g"):format(x) end
-    return ("avg %s  med %s  p95 %s  max %s  (%d)"):format(f(v.avg or 0), f(v.med or 0),
-      f(v["p(95)"] or 0), f(v.max or 0), v.count or 0)
+    if m.contains ~= "time" then -- values as they are; beyond the kept range, counted
+      local f = function(x) return ("%g"):format(x) end
+      return ("min %s  avg %s  med %s  p95 %s  max %s  (%d)%s"):format(f(v.min or 0), f(v.avg or 0),
+        f(v.med or 0), f(v["p(95)"] or 0), f(v.max or 0), v.count or 0,
+        (v.clamped or 0) > 0 and ("  clamped %d"):format(v.clamped) or "")
+    end
+    return ("avg %s  med %s  p95 %s  max %s  (%d)"):format(ms(v.avg or 0), ms(v.med or 0),
+      ms(v["p(95)"] or 0), ms(v.max or 0), v.count or 0)
   elseif m.type == "counter" then
     return ("%g  (%.1f/s)"):format(v.count or 0, v.rate or 0)
   elseif m.type == "rate" then
