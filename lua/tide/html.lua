@@ -410,7 +410,7 @@ local function trend_row(label, m)
   local f = tbl(m).contains == "time" and fmt_ms or function(x)
     return num(x) and ("%g"):format(tonumber(("%.4g"):format(x))) or DASH
   end
-  local clamped = tbl(m).contains ~= "time" and num(v.clamped) or 0 -- values beyond the kept range
+  local clamped = num(v.clamped) or 0 -- values beyond the kept range
   if clamped > 0 then label = ("%s (%s clamped)"):format(label, fmt_count(clamped)) end
   return { ('<span class="name">%s</span>'):format(esc(label)), fmt_count(v.count), f(v.min),
            f(v.avg), f(v.med), f(v["p(90)"]), f(v["p(95)"]), f(v["p(99)"]), f(v.max) }

@@ -44,8 +44,9 @@ local function gauge(series, pick)
 end
 
 -- k6 reports time trends in milliseconds; histograms hold microseconds.
--- Other trends hold their values as they are (a value histogram), and
--- count those beyond its range as `clamped`, shown when there are any.
+-- Other trends hold their values as they are (a value histogram). Values
+-- beyond either's range (1 h; see vhist.h) are counted as `clamped`, shown
+-- when there are any.
 function M.trend_values(h, time)
   local scale = time and 1e-3 or 1
   local v = {
@@ -53,7 +54,7 @@ function M.trend_values(h, time)
     med = h:percentile(50) * scale, max = h:max() * scale,
   }
   for _, p in ipairs(PERCENTILES) do v[("p(%d)"):format(p)] = h:percentile(p) * scale end
-  if not time and h:clamped() > 0 then v.clamped = h:clamped() end
+  if h:clamped() > 0 then v.clamped = h:clamped() end
   return v
 end
 

@@ -182,8 +182,9 @@ local function custom_text(m)
         f(v.med or 0), f(v["p(95)"] or 0), f(v.max or 0), v.count or 0,
         (v.clamped or 0) > 0 and ("  clamped %d"):format(v.clamped) or "")
     end
-    return ("avg %s  med %s  p95 %s  max %s  (%d)"):format(ms(v.avg or 0), ms(v.med or 0),
-      ms(v["p(95)"] or 0), ms(v.max or 0), v.count or 0)
+    return ("avg %s  med %s  p95 %s  max %s  (%d)%s"):format(ms(v.avg or 0), ms(v.med or 0),
+      ms(v["p(95)"] or 0), ms(v.max or 0), v.count or 0,
+      (v.clamped or 0) > 0 and ("  clamped %d past 1h"):format(v.clamped) or "")
   elseif m.type == "counter" then
     return ("%g  (%.1f/s)"):format(v.count or 0, v.rate or 0)
   elseif m.type == "rate" then

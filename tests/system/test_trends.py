@@ -22,6 +22,7 @@ local ratio = metrics.trend("ratio")
 local signed = metrics.trend("signed")
 local huge = metrics.trend("huge")
 local took = metrics.trend("took", "time")
+local long = metrics.trend("long", "time")
 
 return {
   options = {
@@ -40,6 +41,7 @@ return {
     if n <= 10 then huge:add(1e12) end                                            -- ten times
     if n == 100 then huge:add(1e20) end                                            -- past the range
     took:add(n / 10)                                                               -- ms, as before
+    if n == 100 then long:add(5e6) elseif n <= 2 then long:add(1000) end           -- 5e6 ms > 1 h
     http.get(vu.target .. "/")
   end,
 }
@@ -86,6 +88,11 @@ def test_fractions_negatives_and_huge_values_keep_their_values(tide, nginx):
     took = m["took"]
     assert took["histogram"]["unit"] == "us" and took["histogram"]["min"] == 100
     assert took["values"]["min"] == 0.1 and took["values"]["max"] == 10
+    assert "clamped" not in took["values"]
+    # a time past the time histogram's hour is clamped there, and counted
+    long = m["long"]
+    assert long["values"]["count"] == 3 and long["values"]["clamped"] == 1, long
+    assert long["values"]["max"] == 3600 * 1000 and long["histogram"]["clamped"] == 1
 
     # thresholds judge the values themselves
     v = verdicts(res.json)
@@ -104,6 +111,7 @@ def test_fractions_negatives_and_huge_values_keep_their_values(tide, nginx):
     assert "min -5  avg 0  med 0  p95 5  max 5  (11)" in lines["signed"], res.stdout
     assert "clamped 1" in lines["huge"] and "min 1e+12" in lines["huge"], res.stdout
     assert "observed 0.95" in res.stdout
+    assert "clamped 1 past 1h" in lines["long"] and "clamped" not in lines["took"], res.stdout
 
     # the HTML report shows the same figures
     html = tide.tmp / "report.html"
@@ -111,7 +119,7 @@ def test_fractions_negatives_and_huge_values_keep_their_values(tide, nginx):
                          capture_output=True, text=True, timeout=60)
     assert rep.returncode == 0, rep.stderr
     page = html.read_text()
-    assert "huge (1 clamped)" in page
+    assert "huge (1 clamped)" in page and "long (1 clamped)" in page
     assert ">0.505<" in page and ">0.95<" in page and ">-5<" in page
 
 
