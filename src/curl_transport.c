@@ -29,6 +29,7 @@ struct txfer {
     bool headers_expect;            /* ... with "Expect:" added (a body) */
     struct tjar *jar;               /* the share the handle is on; NULL: its own cookies */
     long timeout_ms, redirects;     /* what the handle has now */
+    struct xopts *more;             /* what set_more gave the handle (compression, auth, ...) */
     enum terr fail;                 /* tide's own reason, over libcurl's code */
     uint64_t sent_ns;               /* when the request last went out */
     bool sent;                      /* a request went out and no answer began yet */
@@ -36,6 +37,9 @@ struct txfer {
     bool interim;                   /* the head being read is a 1xx */
     char errbuf[CURL_ERROR_SIZE];
 };
+
+static enum terr set_more(struct txfer *x, const struct treq *q);
+static void free_more(struct txfer *x);
 
 /* ---------------- libcurl's callbacks ---------------- */
 
@@ -235,6 +239,7 @@ static void xfer_free(struct txfer *x)
     curl_slist_free_all(x->headers);
     curl_url_cleanup(x->cu);
     buf_free(&x->headers_key);
+    free_more(x);
     free(x);
 }
 
@@ -383,6 +388,37 @@ static void set_jar(struct txfer *x, struct tjar *j)
     x->jar = j;
 }
 
+/* ---------------- compression, auth, multipart, TLS, HTTP version ---------------- */
+
+/* What the handle was given last, so a user repeating a request sets nothing again. */
+struct xopts {
+    bool set;                       /* anything was set at all */
+    bool decode;
+};
+
+static void set_decode(struct txfer *x, const struct treq *q)
+{
+    if (x->more->set && x->more->decode == q->decode)
+        return;
+    /* "": every coding this libcurl decodes (gzip, deflate, br, zstd as built) */
+    curl_easy_setopt(x->x.easy, CURLOPT_ACCEPT_ENCODING, q->decode ? "" : NULL);
+    x->more->decode = q->decode;
+}
+
+static enum terr set_more(struct txfer *x, const struct treq *q)
+{
+    if (!x->more && !(x->more = calloc(1, sizeof *x->more)))
+        return TERR_NOMEM;
+    set_decode(x, q);
+    x->more->set = true;
+    return TERR_NONE;
+}
+
+static void free_more(struct txfer *x)
+{
+    free(x->more);
+}
+
 static enum terr prepare(struct txfer *x, const struct treq *q)
 {
     x->q = q;
@@ -391,7 +427,7 @@ static enum terr prepare(struct txfer *x, const struct treq *q)
         return TERR_NOMEM;
     set_method(x, q);
     set_limits(x, q);
-    return TERR_NONE;
+    return set_more(x, q);
 }
 
 static bool start(struct txfer *x, struct shard *s, struct tres *res)

@@ -50,6 +50,7 @@ static struct req *req_new(struct tctx *ctx)
 static void req_destroy(struct req *r)
 {
     r->tp->xfer_free(r->x);
+    req_opts_free(r);
     timer_stop(r->ctx->loop, &r->retry_timer);
     buf_free(&r->q.url);
     buf_free(&r->q.headers);

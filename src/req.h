@@ -48,6 +48,12 @@ void req_configure(lua_State *L, struct req *r, const char *fn, const char *meth
 /* The method as a static string (GET, POST...) or copied into r->method_buf. */
 const char *req_method(lua_State *L, struct req *r, const char *m);
 
+/* The options of request_opts.c (compression, auth, files, TLS,
+ * http_version, tags, expect), read after the headers are built and before
+ * the transport prepares; opts: the options table's index (0: none). */
+void req_opts_configure(lua_State *L, struct req *r, const char *fn, int opts);
+void req_opts_free(struct req *r);
+
 /* Pushes a tide.response holding a copy of what r received. */
 void response_push(lua_State *L, struct req *r);
 /* Registers the tide.response metatable. */
