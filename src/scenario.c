@@ -172,6 +172,9 @@ static void search_beside(lua_State *L, const char *path)
     char dir[4096];
     const char *slash = strrchr(path, '/');
     snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    /* tide.http opens files and certificates relative to it (request_opts.c) */
+    lua_pushstring(L, dir);
+    lua_setfield(L, LUA_REGISTRYINDEX, "tide.scenario_dir");
     if (lua_getglobal(L, "package") != LUA_TTABLE) {
         lua_pop(L, 1);
         return;
