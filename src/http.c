@@ -326,6 +326,19 @@ static struct agent *caller_agent(lua_State *L, struct tctx *ctx, struct vu *vu,
     return &ctx->agent;
 }
 
+/* HTTP/2 multiplexes requests that share a connection cache: a user whose
+ * request may speak it (asked for, or offered over TLS) gets a cache of its
+ * own, kept with its cookies, so that it never rides another user's connection. */
+static void own_connections(lua_State *L, struct agent *ag, struct req *r)
+{
+    bool h2 = r->q.version == THTTP_2 || (r->q.version == THTTP_DEFAULT && r->q.parts.tls);
+    if (ag->jar || !h2)
+        return;
+    if (!agent_jar(ag))
+        luaL_error(L, "out of memory (cookie jar)");
+    r->q.jar = ag->jar;
+}
+
 static int do_request(lua_State *L, const char *fn, const char *method, int url_idx, int opts_idx)
 {
     struct tctx *ctx = tctx_get(L);
@@ -335,6 +348,7 @@ static int do_request(lua_State *L, const char *fn, const char *method, int url_
     if (r->tp->busy(r->x) || timer_armed(&r->retry_timer))
         return luaL_error(L, "http.%s: this user already has a request in flight", fn);
     req_configure(L, r, fn, req_method(L, r, method), url_idx, opts_idx);
+    own_connections(L, ag, r);
     r->vu = vu;
     r->batch = NULL;
     if (!launch(r, vu ? vu->shard : ctx->shards[0]))

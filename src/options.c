@@ -339,9 +339,10 @@ static bool set_http_path(char *dst, const char *prefix, const char *key, const 
         return fail(err, prefix, key, msg, v);
     }
     const char *path = cli ? abs : v;
-    if (strlen(path) >= HTTP_PATH_MAX)
+    size_t n = strlen(path);
+    if (n >= HTTP_PATH_MAX)
         return fail(err, prefix, key, "path too long (at most 1023 bytes)", NULL);
-    snprintf(dst, HTTP_PATH_MAX, "%s", path);
+    memcpy(dst, path, n + 1);
     return true;
 }
 

@@ -24,7 +24,8 @@
 
 struct shard;   /* a transport's per-thread share of users (libcurl: a multi handle) */
 struct txfer;   /* one request at a time, made by the transport */
-struct tjar;    /* a cookie jar several transfers share (made by the transport) */
+struct tjar;    /* a cookie jar several transfers share (made by the transport; libcurl's
+                 * also holds their connections, so one user's transfers share them) */
 
 /* Why a transfer failed; TERR_NONE when a response came (whatever its status). */
 enum terr {

@@ -65,3 +65,24 @@ def test_h2c_requests_one_after_another(run_tide, nginx_tls):
 def test_bad_version(run_tide, nginx_tls):
     res = run_tide(one_iteration(f'http.get("{nginx_tls.url}/hello", {{ http_version = "3" }})'))
     assert "option 'http_version': \"1.1\" or \"2\" expected, got '3'" in res.stdout + res.stderr, str(res)
+
+
+def test_users_keep_their_own_connections_over_http2(run_tide, nginx_tls):
+    """HTTP/2 multiplexes what shares a connection cache: each user has its
+    own, so five users make five connections, not one."""
+    nginx_tls.reset_log()
+    res = run_tide(f"""
+local http = require "tide.http"
+return {{
+  options = {{ executor = "per-vu-iterations", vus = 5, iterations = 4, threads = 1 }},
+  run = function(vu)
+    local r = http.get("{nginx_tls.https_url}/hello", {{ http_version = "2", insecure = true }})
+    assert(r.status == 200 and r.proto == "HTTP/2", tostring(r.error))
+    require("tide").sleep(0.005)
+  end,
+}}
+""")
+    assert res.rc == 0 and res.count("iteration_errors") == 0, str(res)
+    log = nginx_tls.wait_log(20)
+    assert len(log) == 20, log
+    assert len({e.connection for e in log}) == 5, log
