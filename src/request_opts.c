@@ -332,8 +332,7 @@ static void read_version(lua_State *L, struct req *r, const char *fn, int opts)
 /* ---------------- tags ---------------- */
 
 /* Tags tide sets itself on every request sample. */
-static const char *const reserved_tags[] = {"name", "method", "status", "error", "group", "scenario", "url",
-                                            NULL};
+static const char *const reserved_tags[] = {"name", "method", "status", "error", "group", "scenario", NULL};
 
 static void read_tags(lua_State *L, struct req *r, const char *fn, int opts)
 {
@@ -448,9 +447,28 @@ void req_opts_init(struct req *r)
     r->more.expect_fn = LUA_NOREF;
 }
 
+/* Whether the options table names any option of this file: most requests
+ * name none, and then the run's defaults apply without a lookup each. */
+static bool names_any(lua_State *L, int opts)
+{
+    static const char *const mine[] = {"compression", "auth", "files", "insecure", "ca", "cert", "key",
+                                       "http_version", "tags", "expect", NULL};
+    bool found = false;
+    lua_pushnil(L);
+    while (!found && lua_next(L, opts)) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+        for (int i = 0; mine[i] && !found; i++)
+            found = strcmp(k, mine[i]) == 0;
+        lua_pop(L, 1);
+    }
+    if (found)
+        lua_pop(L, 1);
+    return found;
+}
+
 void req_opts_configure(lua_State *L, struct req *r, const char *fn, int opts, int form)
 {
-    if (opts && !lua_istable(L, opts))
+    if (opts && (!lua_istable(L, opts) || !names_any(L, opts)))
         opts = 0;
     r->more.store.len = 0;
     set_compression(L, r, fn, opts);
