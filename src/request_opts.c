@@ -69,10 +69,12 @@ static uintptr_t keep_path(lua_State *L, struct req *r, const char *fn, const ch
 {
     char full[4096];
     const char *dir = NULL;
-    if (path[0] != '/' && lua_getfield(L, LUA_REGISTRYINDEX, SCENARIO_DIR_KEY) == LUA_TSTRING)
-        dir = lua_tostring(L, -1);
+    if (path[0] != '/') {
+        lua_getfield(L, LUA_REGISTRYINDEX, SCENARIO_DIR_KEY);
+        dir = lua_tostring(L, -1); /* NULL at the prompt: the current directory */
+    }
     int n = dir ? snprintf(full, sizeof full, "%s/%s", dir, path) : snprintf(full, sizeof full, "%s", path);
-    if (dir)
+    if (path[0] != '/')
         lua_pop(L, 1);
     if (n < 0 || (size_t)n >= sizeof full)
         luaL_error(L, "http.%s: option '%s': path too long: '%s'", fn, opt, path);
