@@ -403,6 +403,7 @@ struct xopts {
     enum thttp version;
     bool tls_url;                   /* the version was chosen for an https:// URL */
     char *user, *password, *ca, *cert, *key;   /* copies of what the handle has (NULL: none) */
+    char *ca_default;               /* libcurl's own CA bundle, put back when a request names none */
     curl_mime *mime;                /* the multipart body the handle has */
 };
 
@@ -454,7 +455,8 @@ static bool set_tls(struct txfer *x, const struct treq *q)
         curl_easy_setopt(x->x.easy, CURLOPT_SSL_VERIFYHOST, q->tls.insecure ? 0L : 2L);
         m->insecure = q->tls.insecure;
     }
-    return set_text(x, CURLOPT_CAINFO, &m->ca, q->tls.ca) && set_text(x, CURLOPT_SSLCERT, &m->cert, q->tls.cert) &&
+    const char *ca = q->tls.ca ? q->tls.ca : m->ca_default;
+    return set_text(x, CURLOPT_CAINFO, &m->ca, ca) && set_text(x, CURLOPT_SSLCERT, &m->cert, q->tls.cert) &&
            set_text(x, CURLOPT_SSLKEY, &m->key, q->tls.key);
 }
 
@@ -525,9 +527,27 @@ static bool set_mime(struct txfer *x, const struct treq *q)
     return true;
 }
 
+/* What set_more keeps, made on a transfer's first request. */
+static struct xopts *new_more(CURL *e)
+{
+    struct xopts *m = calloc(1, sizeof *m);
+    char *ca = NULL;
+    curl_easy_getinfo(e, CURLINFO_CAINFO, &ca);
+    if (m && ca && !(m->ca_default = strdup(ca))) {
+        free(m);
+        return NULL;
+    }
+    if (m && ca && !(m->ca = strdup(ca))) {
+        free(m->ca_default);
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
 static enum terr set_more(struct txfer *x, const struct treq *q)
 {
-    if (!x->more && !(x->more = calloc(1, sizeof *x->more)))
+    if (!x->more && !(x->more = new_more(x->x.easy)))
         return TERR_NOMEM;
     set_decode(x, q);
     set_version(x, q);
@@ -545,6 +565,7 @@ static void free_more(struct txfer *x)
     free(m->user);
     free(m->password);
     free(m->ca);
+    free(m->ca_default);
     free(m->cert);
     free(m->key);
     free(m);

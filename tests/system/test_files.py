@@ -51,10 +51,16 @@ def test_multipart_parts_as_the_server_reads_them(run_tide, recorder, tmp_path):
       },
     })
     assert(r.status == 200, tostring(r.status))
+    -- the same user's next requests carry nothing of the multipart body
+    assert(http.post(vu.target .. "/plain", { body = "raw" }).status == 200)
+    assert(http.get(vu.target .. "/get").status == 200)
 """))
     res = run_tide(path, "--target", recorder.url)
     assert res.rc == 0 and res.count("iteration_errors") == 0, str(res)
-    [(method, _, headers, body)] = recorder.seen
+    (method, _, headers, body), plain, get = recorder.seen
+    assert plain[0] == "POST" and plain[3] == b"raw", plain
+    assert "content-type" not in {k.lower() for k in plain[2]}, plain[2]
+    assert get[0] == "GET" and get[3] == b"" and "content-type" not in {k.lower() for k in get[2]}, get
     assert method == "POST"
     assert {k.lower(): v for k, v in headers.items()}["content-type"].startswith("multipart/form-data; boundary=")
     parts = {p[0]: p[1:] for p in parts_of(headers, body)}

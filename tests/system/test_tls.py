@@ -74,3 +74,15 @@ def test_missing_files_are_named(run_tide, nginx_tls):
     assert res.rc == 2 and "--ca: cannot read the file" in res.stderr and "nowhere.pem" in res.stderr, str(res)
     res = run_tide(get_status(nginx_tls.https_url).replace("iterations = 1,", "iterations = 1, insecure = 1,"))
     assert res.rc == 2 and "options.insecure: expected true or false" in res.stderr, str(res)
+
+
+def test_tls_settings_follow_each_request_of_one_user(run_tide, nginx_tls):
+    """What one request set (a CA, insecure) does not stay for the next one
+    of the same user, nor does its connection carry a request that verifies."""
+    url, ca = nginx_tls.https_url, nginx_tls.server_cert
+    res = run_tide(one_iteration(f"""
+    local function st(opts) local r = http.get("{url}/hello", opts); return r.status .. " " .. tostring(r.error) end
+    print("got " .. table.concat({{ st {{ ca = "{ca}" }}, st {{}}, st {{ insecure = true }}, st {{}},
+                                   st {{ ca = "{ca}" }} }}, ","))
+"""))
+    assert got(res) == "200 nil,0 certificate rejected,200 nil,0 certificate rejected,200 nil", str(res)
