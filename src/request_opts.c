@@ -433,7 +433,13 @@ void req_opts_judge(struct req *r)
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, m->expect_fn);
     response_push(L, r);
-    if (guard_pcall(L, 1, 1, 0) != LUA_OK || !lua_isboolean(L, -1)) {
+    /* no requests from inside: r is still being recorded (tide.http refuses
+     * blocking calls while a load runs, which is what this is) */
+    bool was_in_load = r->ctx->in_load;
+    r->ctx->in_load = true;
+    int rc = guard_pcall(L, 1, 1, 0);
+    r->ctx->in_load = was_in_load;
+    if (rc != LUA_OK || !lua_isboolean(L, -1)) {
         r->res.err = TERR_OTHER;
         r->res.detail = "expect function failed";
     } else {
