@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "http_defaults.h"
 #include "live.h"
 #include "loop.h"
 
@@ -35,6 +36,7 @@ struct tctx {
     struct req *pool;           /* idle requests for batches */
     struct req *all;            /* every request made, for cleanup */
     size_t max_body;
+    struct http_defaults http;  /* the run's defaults for every request */
     size_t buffer_size;         /* the transport's receive buffer per transfer; 0 = its default */
     bool in_load;               /* a loop is running VUs: blocking calls are refused */
     int (*interrupts)(void);    /* Ctrl-C presses, for blocking calls */

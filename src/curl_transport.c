@@ -27,8 +27,10 @@ struct txfer {
     struct curl_slist *headers;     /* made from headers_key */
     struct buf headers_key;         /* the header lines the list was made from */
     bool headers_expect;            /* ... with "Expect:" added (a body) */
+    bool headers_multipart;         /* ... for a multipart body (its own Content-Type) */
     struct tjar *jar;               /* the share the handle is on; NULL: its own cookies */
     long timeout_ms, redirects;     /* what the handle has now */
+    struct xopts *more;             /* what set_more gave the handle (compression, auth, ...) */
     enum terr fail;                 /* tide's own reason, over libcurl's code */
     uint64_t sent_ns;               /* when the request last went out */
     bool sent;                      /* a request went out and no answer began yet */
@@ -36,6 +38,10 @@ struct txfer {
     bool interim;                   /* the head being read is a 1xx */
     char errbuf[CURL_ERROR_SIZE];
 };
+
+static enum terr set_more(struct txfer *x, const struct treq *q);
+static void free_more(struct txfer *x);
+static const char *proto_of(CURL *e);
 
 /* ---------------- libcurl's callbacks ---------------- */
 
@@ -136,8 +142,8 @@ static enum terr error_of(CURLcode rc, long os_errno)
     case CURLE_COULDNT_RESOLVE_HOST: return TERR_DNS;
     case CURLE_TOO_MANY_REDIRECTS: return TERR_REDIRECTS;
     case CURLE_URL_MALFORMAT: return TERR_BAD_URL;
+    case CURLE_PEER_FAILED_VERIFICATION: return TERR_CERT;
     case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CERTPROBLEM:
     case CURLE_SSL_CACERT_BADFILE:
         return TERR_TLS;
@@ -214,6 +220,7 @@ static void collect(struct txfer *x, CURLcode rc)
     res->bytes_sent = (uint64_t)(reqsize + (sent > 0 ? sent : 0));
     res->bytes_received = (uint64_t)(hdr + (recv > 0 ? recv : 0));
     res->url = url;
+    res->proto = res->status ? proto_of(e) : NULL;
     classify(x, rc);
 }
 
@@ -235,6 +242,7 @@ static void xfer_free(struct txfer *x)
     curl_slist_free_all(x->headers);
     curl_url_cleanup(x->cu);
     buf_free(&x->headers_key);
+    free_more(x);
     free(x);
 }
 
@@ -312,7 +320,7 @@ static struct curl_slist *header_list(const struct treq *q)
         p = eol ? eol + 2 : end;
     }
     for (int i = 0; q->has_body && i < 2; i++) {
-        if (i == 1 && has_type)
+        if (i == 1 && (has_type || q->nmultipart))
             break;
         struct curl_slist *l = curl_slist_append(list, i == 0 ? "Expect:" : "Content-Type:");
         if (!l)
@@ -328,7 +336,8 @@ fail:
 /* A user sending the same headers again keeps the list it has. */
 static bool set_headers(struct txfer *x, const struct treq *q)
 {
-    if (x->headers && x->headers_expect == q->has_body && x->headers_key.len == q->headers.len &&
+    if (x->headers && x->headers_expect == q->has_body && x->headers_multipart == (q->nmultipart > 0) &&
+        x->headers_key.len == q->headers.len &&
         (q->headers.len == 0 || memcmp(x->headers_key.data, q->headers.data, q->headers.len) == 0))
         return true;
     struct curl_slist *list = header_list(q);
@@ -343,6 +352,7 @@ static bool set_headers(struct txfer *x, const struct treq *q)
     curl_slist_free_all(x->headers);
     x->headers = list;
     x->headers_expect = q->has_body;
+    x->headers_multipart = q->nmultipart > 0;
     return true;
 }
 
@@ -383,15 +393,203 @@ static void set_jar(struct txfer *x, struct tjar *j)
     x->jar = j;
 }
 
+/* ---------------- compression, auth, multipart, TLS, HTTP version ---------------- */
+
+/* What the handle was given last, so a user repeating a request sets nothing again. */
+struct xopts {
+    bool set;                       /* anything was set at all */
+    bool decode, insecure;
+    enum tauth auth;
+    enum thttp version;
+    bool tls_url;                   /* the version was chosen for an https:// URL */
+    char *user, *password, *ca, *cert, *key;   /* copies of what the handle has (NULL: none) */
+    char *ca_default;               /* libcurl's own CA bundle, put back when a request names none */
+    curl_mime *mime;                /* the multipart body the handle has */
+};
+
+static void set_decode(struct txfer *x, const struct treq *q)
+{
+    if (x->more->set && x->more->decode == q->decode)
+        return;
+    /* "": every coding this libcurl decodes (gzip, deflate, br, zstd as built) */
+    curl_easy_setopt(x->x.easy, CURLOPT_ACCEPT_ENCODING, q->decode ? "" : NULL);
+    x->more->decode = q->decode;
+}
+
+static bool same_text(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Gives the handle a string option unless it has that value already. */
+static bool set_text(struct txfer *x, CURLoption opt, char **have, const char *v)
+{
+    if (same_text(*have, v))
+        return true;
+    char *copy = v ? strdup(v) : NULL;
+    if (v && !copy)
+        return false;
+    curl_easy_setopt(x->x.easy, opt, v);
+    free(*have);
+    *have = copy;
+    return true;
+}
+
+static bool set_auth(struct txfer *x, const struct treq *q)
+{
+    struct xopts *m = x->more;
+    if (q->auth != m->auth) {
+        curl_easy_setopt(x->x.easy, CURLOPT_HTTPAUTH, q->auth == TAUTH_DIGEST ? CURLAUTH_DIGEST : CURLAUTH_BASIC);
+        m->auth = q->auth;
+    }
+    bool on = q->auth != TAUTH_NONE;
+    return set_text(x, CURLOPT_USERNAME, &m->user, on ? q->user : NULL) &&
+           set_text(x, CURLOPT_PASSWORD, &m->password, on ? q->password : NULL);
+}
+
+static bool set_tls(struct txfer *x, const struct treq *q)
+{
+    struct xopts *m = x->more;
+    if (!m->set || m->insecure != q->tls.insecure) {
+        curl_easy_setopt(x->x.easy, CURLOPT_SSL_VERIFYPEER, q->tls.insecure ? 0L : 1L);
+        curl_easy_setopt(x->x.easy, CURLOPT_SSL_VERIFYHOST, q->tls.insecure ? 0L : 2L);
+        m->insecure = q->tls.insecure;
+    }
+    const char *ca = q->tls.ca ? q->tls.ca : m->ca_default;
+    return set_text(x, CURLOPT_CAINFO, &m->ca, ca) && set_text(x, CURLOPT_SSLCERT, &m->cert, q->tls.cert) &&
+           set_text(x, CURLOPT_SSLKEY, &m->key, q->tls.key);
+}
+
+/* libcurl before 8.0.0 cannot reuse a connection it opened with HTTP/2
+ * prior knowledge: the next request on it fails with "Error in the HTTP2
+ * framing layer" (curl issue 10634, fixed in 8.0.0). With such a libcurl
+ * each h2c request takes a connection of its own. */
+static bool h2c_reuse_broken(void)
+{
+    return curl_version_info(CURLVERSION_NOW)->version_num < 0x080000;
+}
+
+/* HTTP/2 over TLS is negotiated (ALPN); over http:// it is spoken from the
+ * first byte (prior knowledge, h2c), as no upgrade round trip would be in
+ * every first request's latency. PIPEWAIT lets a user's concurrent requests
+ * wait for the one connection they can share rather than open more. */
+static void set_version(struct txfer *x, const struct treq *q)
+{
+    struct xopts *m = x->more;
+    bool tls = q->parts.tls || strncasecmp(q->url.data, "https:", 6) == 0;
+    if (m->set && m->version == q->version && m->tls_url == tls)
+        return;
+    CURL *e = x->x.easy;
+    bool h2 = q->version == THTTP_2, h2c = h2 && !tls;
+    long v = q->version == THTTP_1_1 ? CURL_HTTP_VERSION_1_1
+           : h2 ? (tls ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE)
+           : CURL_HTTP_VERSION_2TLS;
+    bool once = h2c && h2c_reuse_broken();
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, v);
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, h2 && !once ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, once ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_FORBID_REUSE, once ? 1L : 0L);
+    m->version = q->version;
+    m->tls_url = tls;
+}
+
+static void drop_mime(struct txfer *x)
+{
+    if (!x->more->mime)
+        return;
+    curl_easy_setopt(x->x.easy, CURLOPT_MIMEPOST, NULL);
+    curl_mime_free(x->more->mime);
+    x->more->mime = NULL;
+}
+
+/* A multipart body is made again for every request that has one: its
+ * parts are copied (files are read as it goes out). */
+static bool set_mime(struct txfer *x, const struct treq *q)
+{
+    if (!q->nmultipart)
+        return true;
+    curl_mime *mime = curl_mime_init(x->x.easy);
+    bool ok = mime != NULL;
+    for (size_t i = 0; ok && i < q->nmultipart; i++) {
+        const struct tpart *p = &q->multipart[i];
+        curl_mimepart *part = curl_mime_addpart(mime);
+        ok = part && curl_mime_name(part, p->name) == CURLE_OK &&
+             (p->data ? curl_mime_data(part, p->data, p->data_len) : curl_mime_filedata(part, p->path)) == CURLE_OK &&
+             curl_mime_filename(part, p->filename) == CURLE_OK &&
+             (!p->content_type || curl_mime_type(part, p->content_type) == CURLE_OK);
+    }
+    if (!ok) {
+        curl_mime_free(mime);
+        return false;
+    }
+    curl_easy_setopt(x->x.easy, CURLOPT_MIMEPOST, mime);
+    x->more->mime = mime;
+    return true;
+}
+
+/* What set_more keeps, made on a transfer's first request. */
+static struct xopts *new_more(CURL *e)
+{
+    struct xopts *m = calloc(1, sizeof *m);
+    char *ca = NULL;
+    curl_easy_getinfo(e, CURLINFO_CAINFO, &ca);
+    if (m && ca && !(m->ca_default = strdup(ca))) {
+        free(m);
+        return NULL;
+    }
+    if (m && ca && !(m->ca = strdup(ca))) {
+        free(m->ca_default);
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
+static enum terr set_more(struct txfer *x, const struct treq *q)
+{
+    if (!x->more && !(x->more = new_more(x->x.easy)))
+        return TERR_NOMEM;
+    set_decode(x, q);
+    set_version(x, q);
+    bool ok = set_auth(x, q) && set_tls(x, q) && set_mime(x, q);
+    x->more->set = true;
+    return ok ? TERR_NONE : TERR_NOMEM;
+}
+
+static void free_more(struct txfer *x)
+{
+    struct xopts *m = x->more;
+    if (!m)
+        return;
+    curl_mime_free(m->mime);
+    free(m->user);
+    free(m->password);
+    free(m->ca);
+    free(m->ca_default);
+    free(m->cert);
+    free(m->key);
+    free(m);
+}
+
+static const char *proto_of(CURL *e)
+{
+    long v = 0;
+    curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &v);
+    return v == CURL_HTTP_VERSION_1_0 ? "HTTP/1.0" : v == CURL_HTTP_VERSION_1_1 ? "HTTP/1.1"
+         : v == CURL_HTTP_VERSION_2_0 ? "HTTP/2" : v == CURL_HTTP_VERSION_3 ? "HTTP/3" : NULL;
+}
+
 static enum terr prepare(struct txfer *x, const struct treq *q)
 {
     x->q = q;
     set_jar(x, q->jar);
     if (!set_headers(x, q))
         return TERR_NOMEM;
+    if (x->more)
+        drop_mime(x);
     set_method(x, q);
     set_limits(x, q);
-    return TERR_NONE;
+    return set_more(x, q);
 }
 
 static bool start(struct txfer *x, struct shard *s, struct tres *res)
@@ -424,6 +622,7 @@ static struct tjar *jar_new(struct txfer *owner)
         return NULL;
     }
     curl_share_setopt(j->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_COOKIE);
+    curl_share_setopt(j->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
     if (!owner)
         return j;
     struct curl_slist *cookies = NULL;

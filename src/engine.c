@@ -188,6 +188,7 @@ static bool prepare(struct engine *e)
     if (!L)
         return fail(e, "out of memory");
     e->ctx.max_body = e->run->opt->max_body;
+    e->ctx.http = e->run->opt->http;
     e->ctx.stop_level = &e->run->stop_level;
     e->ctx.preempt = vu_hook;
     e->ctx.mem_limit = e->run->opt->lua_memory;

@@ -40,6 +40,7 @@ static struct req *req_new(struct tctx *ctx)
         return NULL;
     }
     r->ctx = ctx;
+    req_opts_init(r);
     r->retry_timer.fire = on_retry_timer;
     r->tagset = -1;
     r->next_all = ctx->all;
@@ -50,6 +51,7 @@ static struct req *req_new(struct tctx *ctx)
 static void req_destroy(struct req *r)
 {
     r->tp->xfer_free(r->x);
+    req_opts_free(r);
     timer_stop(r->ctx->loop, &r->retry_timer);
     buf_free(&r->q.url);
     buf_free(&r->q.headers);
@@ -151,11 +153,28 @@ static void format_status(char out[24], long status)
     out[n] = '\0';
 }
 
+/* The scenario's tags with the request's own over them (tags = {...}). */
+static const char *request_tags(struct req *r, char *merged, size_t cap, size_t *len)
+{
+    size_t own_len, vu_len = r->vu ? r->vu->tags_len : 0;
+    const char *own = req_opts_tags(r, &own_len);
+    if (!own_len) {
+        *len = vu_len;
+        return vu_len ? r->vu->tags : "";
+    }
+    if (!vu_len) {
+        *len = own_len;
+        return own;
+    }
+    *len = metrics_tagkey_merge(r->vu->tags, vu_len, own, own_len, merged, cap);
+    return merged;
+}
+
 /* Interns this request's tag set; the last key is cached so a VU hitting the
  * same endpoint skips the hash table. */
 static int req_tagset(struct req *r, long status_code, const char *err)
 {
-    char own[sizeof r->tagkey], key[sizeof r->tagkey + TAGS_MAX], status[24];
+    char own[sizeof r->tagkey], key[sizeof r->tagkey + 2 * TAGS_MAX], status[24];
     size_t n = 0;
     format_status(status, status_code);
     if (err)
@@ -165,8 +184,11 @@ static int req_tagset(struct req *r, long status_code, const char *err)
     n += put_tag(own + n, "method", r->q.method, false);
     n += put_tag(own + n, "name", r->name, false);
     n += put_tag(own + n, "status", status, true);
-    if (r->vu && r->vu->tags_len)
-        n = metrics_tagkey_merge(r->vu->tags, r->vu->tags_len, own, n, key, sizeof key);
+    char merged[TAGS_MAX * 2];
+    size_t base_len;
+    const char *base = request_tags(r, merged, sizeof merged, &base_len);
+    if (base_len)
+        n = metrics_tagkey_merge(base, base_len, own, n, key, sizeof key);
     else
         memcpy(key, own, n);
     if (r->tagset >= 0 && n == r->tagkey_len && memcmp(key, r->tagkey, n) == 0)
@@ -193,7 +215,7 @@ static void add_sample(struct req *r, long status, const char *err, struct sampl
     }
     int tag = req_tagset(r, status, err);
     struct metrics *m = r->ctx->metrics;
-    bool failed = err || status >= 400 || status < 100;
+    bool failed = err || !req_opts_expected(r, status);
     struct live *lv = &r->ctx->live;
     lv->reqs++;
     lv->failed += failed;
@@ -232,6 +254,7 @@ static void record(struct req *r)
     r->timings[2] = sm.tls / 1e3;
     r->timings[3] = (sm.waiting + (double)(r->vu ? r->vu->lag_us : 0)) / 1e3;
     r->timings[4] = (double)res->t.total / 1e3;
+    req_opts_judge(r);
     add_sample(r, res->status, terr_name(res->err, res->detail), &sm);
     if (res->truncated)
         metrics_add(r->ctx->metrics, M_HTTP_BODY_TRUNCATED, r->tagset, 1);
@@ -303,6 +326,19 @@ static struct agent *caller_agent(lua_State *L, struct tctx *ctx, struct vu *vu,
     return &ctx->agent;
 }
 
+/* HTTP/2 multiplexes requests that share a connection cache: a user whose
+ * request may speak it (asked for, or offered over TLS) gets a cache of its
+ * own, kept with its cookies, so that it never rides another user's connection. */
+static void own_connections(lua_State *L, struct agent *ag, struct req *r)
+{
+    bool h2 = r->q.version == THTTP_2 || (r->q.version == THTTP_DEFAULT && r->q.parts.tls);
+    if (ag->jar || !h2)
+        return;
+    if (!agent_jar(ag))
+        luaL_error(L, "out of memory (cookie jar)");
+    r->q.jar = ag->jar;
+}
+
 static int do_request(lua_State *L, const char *fn, const char *method, int url_idx, int opts_idx)
 {
     struct tctx *ctx = tctx_get(L);
@@ -312,6 +348,7 @@ static int do_request(lua_State *L, const char *fn, const char *method, int url_
     if (r->tp->busy(r->x) || timer_armed(&r->retry_timer))
         return luaL_error(L, "http.%s: this user already has a request in flight", fn);
     req_configure(L, r, fn, req_method(L, r, method), url_idx, opts_idx);
+    own_connections(L, ag, r);
     r->vu = vu;
     r->batch = NULL;
     if (!launch(r, vu ? vu->shard : ctx->shards[0]))

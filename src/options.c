@@ -67,7 +67,8 @@ static const struct key {
 };
 
 static const char *const global_keys[] = {"threads", "target", "max_body", "lua_memory", "max_names",
-                                          "thresholds", "scenarios", "tags", NULL};
+                                          "thresholds", "scenarios", "tags",
+                                          "compression", "insecure", "ca", "cert", "key", "expect", NULL};
 
 static void scen_init(struct scen *s, const char *name)
 {
@@ -309,7 +310,105 @@ static bool unknown_key(char *err, const char *prefix, const char *key)
     return fail(err, prefix, key, "unknown option (valid: executor, vus, iterations, duration, "
                 "graceful_stop, start_vus, stages, graceful_ramp_down, rate, start_rate, time_unit, "
                 "pre_allocated_vus, max_vus, start_time, exec, tags, threads, target, max_body, "
-                "lua_memory, max_names, thresholds, scenarios)", NULL);
+                "lua_memory, max_names, thresholds, scenarios, compression, insecure, ca, cert, key, "
+                "expect)", NULL);
+}
+
+/* ---------------- tide.http's defaults: compression, TLS, expect ---------------- */
+
+static bool parse_bool(const char *v, bool *out)
+{
+    if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0)
+        return *out = true, true;
+    if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0)
+        return *out = false, true;
+    return false;
+}
+
+/* A path given on the command line is made absolute now (requests resolve
+ * relative paths against the scenario's directory); one from the scenario
+ * is kept as written. */
+static bool set_http_path(char *dst, const char *prefix, const char *key, const char *v, char *err)
+{
+    char abs[4096];
+    bool cli = strcmp(prefix, "--") == 0;
+    if (!*v)
+        return fail(err, prefix, key, "expected a file name", NULL);
+    if (cli && !realpath(v, abs)) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "cannot read the file: %s", strerror(errno));
+        return fail(err, prefix, key, msg, v);
+    }
+    const char *path = cli ? abs : v;
+    size_t n = strlen(path);
+    if (n >= HTTP_PATH_MAX)
+        return fail(err, prefix, key, "path too long (at most 1023 bytes)", NULL);
+    memcpy(dst, path, n + 1);
+    return true;
+}
+
+/* compression, insecure, ca, cert, key from the command line (or a Lua
+ * value turned into text); false when key is none of them. */
+static bool set_http_key(struct options *o, const char *prefix, const char *key, const char *v, char *err,
+                         bool *known)
+{
+    struct http_defaults *h = &o->http;
+    bool b;
+    *known = true;
+    if (same_key(key, "compression") || same_key(key, "insecure")) {
+        if (!parse_bool(v, &b))
+            return fail(err, prefix, key, "must be true or false", v);
+        if (same_key(key, "compression"))
+            h->no_compression = !b;
+        else
+            h->insecure = b;
+        return true;
+    }
+    char *path = same_key(key, "ca") ? h->ca : same_key(key, "cert") ? h->cert
+               : same_key(key, "key") ? h->key : NULL;
+    if (path)
+        return set_http_path(path, prefix, key, v, err);
+    *known = false;
+    return false;
+}
+
+/* options.expect: the statuses counted as a success in http_req_failed. */
+static bool read_expect(lua_State *L, int idx, struct http_defaults *h, char *err)
+{
+    int t = lua_getfield(L, idx, "expect");
+    bool ok = t == LUA_TNIL;
+    if (t == LUA_TTABLE) {
+        lua_Integer n = luaL_len(L, -1);
+        ok = n >= 1 && n <= MAX_EXPECT;
+        for (lua_Integer i = 1; ok && i <= n; i++, lua_pop(L, 1)) {
+            lua_Integer st = 0;
+            ok = lua_geti(L, -1, i) == LUA_TNUMBER && lua_isinteger(L, -1) &&
+                 (st = lua_tointeger(L, -1)) >= 100 && st <= 999;
+            h->expect[h->nexpect++] = (int)st;
+        }
+    }
+    lua_settop(L, idx);
+    return ok ? true : fail(err, "options.", "expect", "expected a list of 1 to 32 statuses (100 to 999), "
+                            "like { 200, 404 }", NULL);
+}
+
+static bool read_http(lua_State *L, int idx, struct options *o, char *err)
+{
+    static const char *const names[] = {"compression", "insecure", "ca", "cert", "key", NULL};
+    int top = lua_gettop(L);
+    for (int i = 0; names[i]; i++) {
+        int t = lua_getfield(L, idx, names[i]);
+        bool flag = i < 2, known, ok = t == LUA_TNIL;
+        if (t == (flag ? LUA_TBOOLEAN : LUA_TSTRING))
+            ok = set_http_key(o, "options.", names[i], flag ? (lua_toboolean(L, -1) ? "true" : "false")
+                              : lua_tostring(L, -1), err, &known);
+        else if (!ok)
+            fail(err, "options.", names[i], flag ? "expected true or false" : "expected a file name", NULL);
+        lua_settop(L, top);
+        if (!ok)
+            return false;
+    }
+    return read_expect(L, idx, &o->http, err);
 }
 
 /* ---------------- max_names: request names with a series of their own ---------------- */
@@ -350,6 +449,9 @@ bool options_set_cli(struct options *o, const char *key, const char *value, char
         return set_global(o, "--", key, value, err);
     if (strcmp(k, "max_names") == 0)
         return set_max_names(o, "--", key, value, err);
+    bool http_key, ok = set_http_key(o, "--", k, value, err, &http_key);
+    if (http_key)
+        return ok;
     const struct key *d = find_key(k);
     if (!d || d->kind == K_STAGES || d->kind == K_TAGS || d->kind == K_ENV)
         return unknown_key(err, "--", key);
@@ -540,7 +642,7 @@ static bool read_scen(lua_State *L, struct scen *s, const char *prefix, bool top
 
 static bool read_globals(lua_State *L, int idx, struct options *o, char *err)
 {
-    if (!read_max_names(L, idx, o, err))
+    if (!read_max_names(L, idx, o, err) || !read_http(L, idx, o, err))
         return false;
     /* sizes may be numbers of bytes, so integers then */
     static const char *const scalar[] = {"threads", "target", "max_body", "lua_memory"};

@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "http_defaults.h"
 #include "metrics.h"
 
 enum executor {
@@ -53,6 +54,7 @@ struct options {
     size_t max_body;
     size_t lua_memory;          /* bytes each Lua state may allocate */
     size_t max_names;           /* distinct request names with a series of their own */
+    struct http_defaults http;  /* compression, insecure, ca, cert, key, expect */
     char target[2048];
 };
 

@@ -10,11 +10,24 @@
 
 #include "buf.h"
 #include "ctx.h"
+#include "http_defaults.h"
 #include "loop.h"
+#include "metrics.h"
 #include "transport.h"
 
 struct batch;
 struct vu;
+
+/* What request_opts.c keeps of a request's options beyond the basics. */
+struct req_more {
+    struct buf store;               /* the strings the treq points into (credentials, paths, part data) */
+    struct buf parts;               /* the treq's struct tpart[] */
+    char tags[TAGS_MAX];            /* the request's own tags, a tag-set key */
+    size_t tags_len;
+    int expect[MAX_EXPECT], nexpect;  /* the statuses that count as a success; 0: the run's */
+    int expect_fn;                  /* a function of the response deciding it (registry ref), else LUA_NOREF */
+    bool verdict;                   /* what expect_fn said of the last response */
+};
 
 #define MAX_RETRY_STATUS 16
 #define NAME_MAX_LEN 256
@@ -32,6 +45,7 @@ struct req {
     bool finished;
     char method_buf[16];
     struct buf body;                /* q.body points here */
+    struct req_more more;           /* request_opts.c's */
     char name[NAME_MAX_LEN];
     int retry_status[MAX_RETRY_STATUS], nretry, retry_max, attempts;
     uint64_t retry_every_ns;
@@ -47,6 +61,25 @@ struct req {
 void req_configure(lua_State *L, struct req *r, const char *fn, const char *method, int url_idx, int opts_idx);
 /* The method as a static string (GET, POST...) or copied into r->method_buf. */
 const char *req_method(lua_State *L, struct req *r, const char *m);
+
+/* Whether the options at opts (0: none) give files: the body is then
+ * multipart, the form's fields among its parts (no url-encoded body). */
+bool req_opts_multipart(lua_State *L, int opts);
+/* The options of request_opts.c (compression, auth, files, TLS,
+ * http_version, tags, expect), read after the headers are built and before
+ * the transport prepares; opts: the options table's index (0: none), form:
+ * the form's when it goes into the multipart body (else 0). */
+void req_opts_configure(lua_State *L, struct req *r, const char *fn, int opts, int form);
+void req_opts_init(struct req *r);
+void req_opts_free(struct req *r);
+/* Runs the request's expect function, if any, on the response it got (an
+ * error in it is the request's error); before its sample is recorded. */
+void req_opts_judge(struct req *r);
+/* Whether status counts as a success (http_req_failed): expect, else
+ * options.expect, else status 100-399. */
+bool req_opts_expected(const struct req *r, long status);
+/* The tag-set key of the request's own tags (len 0: none). */
+const char *req_opts_tags(const struct req *r, size_t *len);
 
 /* Pushes a tide.response holding a copy of what r received. */
 void response_push(lua_State *L, struct req *r);

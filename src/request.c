@@ -52,11 +52,26 @@ static bool idempotent(enum tmethod k)
 }
 
 static const char *const opt_names[] = {"headers", "query", "body", "json", "form", "bearer",
-                                        "timeout", "redirects", "name", "retry", "discard", NULL};
+                                        "timeout", "redirects", "name", "retry", "discard",
+                                        /* read by request_opts.c */
+                                        "compression", "auth", "files", "insecure", "ca", "cert", "key",
+                                        "http_version", "tags", "expect", NULL};
 
 static void opt_fail(lua_State *L, const char *fn, const char *key, const char *want, int idx)
 {
     luaL_error(L, "http.%s: option '%s': %s expected, got %s", fn, key, want, luaL_typename(L, idx));
+}
+
+static void unknown_opt(lua_State *L, const char *fn, const char *key)
+{
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 0; opt_names[i]; i++) {
+        luaL_addstring(&b, i ? ", " : "");
+        luaL_addstring(&b, opt_names[i]);
+    }
+    luaL_pushresult(&b);
+    luaL_error(L, "http.%s: unknown option '%s' (valid: %s)", fn, key, lua_tostring(L, -1));
 }
 
 static void reject_unknown_opts(lua_State *L, int idx, const char *fn)
@@ -69,8 +84,7 @@ static void reject_unknown_opts(lua_State *L, int idx, const char *fn)
         while (opt_names[i] && strcmp(opt_names[i], key) != 0)
             i++;
         if (!opt_names[i])
-            luaL_error(L, "http.%s: unknown option '%s' (valid: headers, query, body, json, form, "
-                          "bearer, timeout, redirects, name, retry, discard)", fn, key);
+            unknown_opt(L, fn, key);
     }
 }
 
@@ -418,15 +432,20 @@ void req_configure(lua_State *L, struct req *r, const char *fn, const char *meth
         default_name(r, url);
     }
     set_retry(L, r, fn, o.retry);
+    int multipart_form = 0;
+    bool multipart = req_opts_multipart(L, opts_idx);
+    if (multipart) /* the form's fields go into the multipart body */
+        multipart_form = o.form, o.form = 0;
     if (!set_body(L, r, fn, &o))
         luaL_error(L, "out of memory");
-    bool has_body = o.body || o.json || o.form;
+    bool has_body = o.body || o.json || o.form || multipart;
     build_headers(L, &r->q.headers, fn, &o);
     set_method(&r->q, method, has_body, &r->body);
     r->q.timeout_ms = (long)(o.timeout * 1000 + 0.5);
     r->q.redirects = (long)o.redirects;
     r->q.max_body = r->ctx->max_body;
     r->q.discard = o.discard;
+    req_opts_configure(L, r, fn, opts_idx ? lua_absindex(L, opts_idx) : 0, multipart_form);
     if (r->tp->prepare(r->x, &r->q) != TERR_NONE)
         luaL_error(L, "http.%s: out of memory", fn);
 }

@@ -15,12 +15,24 @@
 struct response {
     long status;
     const char *error;          /* static text */
+    const char *proto;          /* static text, NULL: no response */
     bool truncated;
     double timings[5];
     const char *method;         /* static, or points into data */
     size_t url_len, head_len, body_len;
     char data[];                /* url, head, body */
 };
+
+/* Whether a URL has user[:password]@ before its host. */
+static bool has_userinfo(const char *url)
+{
+    const char *p = strstr(url, "://");
+    if (!p)
+        return false;
+    p += 3;
+    size_t n = strcspn(p, "/?#");
+    return memchr(p, '@', n) != NULL;
+}
 
 void response_push(lua_State *L, struct req *r)
 {
@@ -30,16 +42,24 @@ void response_push(lua_State *L, struct req *r)
     if (!url)
         url = r->q.url.len ? r->q.url.data : "";
     size_t ulen = strlen(url);
-    struct response *p = lua_newuserdatauv(L, sizeof *p + ulen + head->len + body->len + 16, 2);
+    bool secret = has_userinfo(url);   /* r.url never shows a password or token */
+    size_t room = ulen + (secret ? 4 : 0);
+    struct response *p = lua_newuserdatauv(L, sizeof *p + room + head->len + body->len + 16, 2);
     p->status = res->status;
     p->error = terr_name(res->err, res->detail);
     p->truncated = res->truncated;
+    p->proto = res->proto;
     memcpy(p->timings, r->timings, sizeof p->timings);
-    p->url_len = ulen;
     p->head_len = head->len;
     p->body_len = body->len;
     char *d = p->data;
-    memcpy(d, url, ulen);
+    if (secret) {
+        redact_url(url, d, room);
+        ulen = strlen(d);
+    } else {
+        memcpy(d, url, ulen);
+    }
+    p->url_len = ulen;
     if (head->len) /* an empty buffer may have no storage at all */
         memcpy(d + ulen, head->data, head->len);
     if (body->len)
@@ -170,6 +190,8 @@ static int response_index(lua_State *L)
         push_timings(L, p);
     else if (strcmp(k, "url") == 0)
         lua_pushlstring(L, p->data, p->url_len);
+    else if (strcmp(k, "proto") == 0)
+        p->proto ? (void)lua_pushstring(L, p->proto) : lua_pushnil(L);
     else if (strcmp(k, "truncated") == 0)
         lua_pushboolean(L, p->truncated);
     else if (strcmp(k, "ok") == 0)

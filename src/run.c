@@ -110,6 +110,7 @@ static int read_options(struct session *s)
         return EXIT_USAGE;
     }
     s->ctx.max_body = s->opt.max_body;
+    s->ctx.http = s->opt.http;
     s->ctx.mem_limit = s->opt.lua_memory;
     once_limit_names(s->ctx.once, s->opt.max_names);
     return 0;

@@ -33,6 +33,9 @@ void run_usage(void)
            "  --lua-memory SIZE    memory each Lua state (one per engine thread) may use\n"
            "                       (1GiB; at least 1MiB)\n"
            "  --max-names N        request names with their own series; the rest: (other) (10000)\n"
+           "  --no-compression     send no Accept-Encoding, keep bodies as received\n"
+           "  --insecure           accept any TLS certificate (self-signed staging servers)\n"
+           "  --ca FILE            trust the CA certificates in FILE (PEM) for https://\n"
            "  --out json=FILE      write the results (k6 summary shape + histograms + points)\n"
            "  --out csv=FILE       one row per metric and aggregate per second\n"
            "  --out html=FILE      a self-contained HTML report with charts\n"
@@ -129,7 +132,7 @@ static const char *option_value(int argc, char **argv, int *i, char *key, size_t
 
 static const char *const run_flags[] = {"vus", "duration", "iterations", "executor", "threads",
                                         "target", "graceful-stop", "max-body", "lua-memory", "max-names",
-                                        "progress",
+                                        "progress", "ca",
                                         "run-id", NULL};
 /* Flags of `tide run` itself, not scenario options. */
 static bool run_own_flag(const char *key)
@@ -138,12 +141,34 @@ static bool run_own_flag(const char *key)
            strcmp(key, "run-id") == 0;
 }
 
+static int add_override(struct run_args *a, const char *flag, const char *key, const char *v)
+{
+    if (a->noverrides >= MAX_OVERRIDES)
+        return run_usage_error("too many options (%s)", flag);
+    snprintf(a->overrides[a->noverrides].key, sizeof a->overrides[0].key, "%s", key);
+    a->overrides[a->noverrides++].value = v;
+    return 0;
+}
+
+/* Options that take no value: --no-compression, --insecure. */
+static bool switch_flag(struct run_args *a, const char *flag, int *rc)
+{
+    if (strcmp(flag, "--no-compression") == 0)
+        return *rc = add_override(a, flag, "compression", "false"), true;
+    if (strcmp(flag, "--insecure") == 0)
+        return *rc = add_override(a, flag, "insecure", "true"), true;
+    return false;
+}
+
 static int parse_flag(struct run_args *a, int argc, char **argv, int *i)
 {
     char key[64];
     const char *flag = argv[*i];
+    int rc;
     if (strcmp(flag, "--quiet") == 0 || strcmp(flag, "-q") == 0)
         return a->out.quiet = true, 0;
+    if (switch_flag(a, flag, &rc))
+        return rc;
     const char *v = option_value(argc, argv, i, key, sizeof key);
     bool known = run_own_flag(key);
     for (int k = 0; run_flags[k] && !known; k++)
@@ -151,7 +176,7 @@ static int parse_flag(struct run_args *a, int argc, char **argv, int *i)
     if (!known)
         return run_usage_error("unknown option '%s' (valid: --vus --duration --iterations --executor "
                            "--graceful-stop --threads --target --env --max-body --lua-memory --max-names --out "
-                           "--progress "
+                           "--progress --no-compression --insecure --ca "
                            "--run-id --quiet)", flag);
     if (!v)
         return run_usage_error("--%s needs a value", key);
@@ -184,11 +209,7 @@ static int parse_flag(struct run_args *a, int argc, char **argv, int *i)
     options_init(&scratch);
     if (!options_set_cli(&scratch, key, v, err))
         return run_usage_error("%s", err);
-    if (a->noverrides >= MAX_OVERRIDES)
-        return run_usage_error("too many options (%s)", flag);
-    snprintf(a->overrides[a->noverrides].key, sizeof a->overrides[0].key, "%s", key);
-    a->overrides[a->noverrides++].value = v;
-    return 0;
+    return add_override(a, flag, key, v);
 }
 
 int run_args_parse(struct run_args *a, int argc, char **argv)

@@ -175,6 +175,7 @@ static void search_beside(lua_State *L, const char *path)
     char dir[4096];
     const char *slash = strrchr(path, '/');
     snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    /* tide.data and tide.http open files relative to it (data_lua.c, request_opts.c) */
     lua_pushstring(L, dir);
     lua_setfield(L, LUA_REGISTRYINDEX, SCENARIO_DIR_KEY);
     if (lua_getglobal(L, "package") != LUA_TTABLE) {

@@ -18,6 +18,7 @@ static const char *const terr_names[TERR_COUNT] = {
     [TERR_HEAD_TOO_LARGE] = "headers too large",
     [TERR_REDIRECTS] = "too many redirects",
     [TERR_TLS] = "tls error",
+    [TERR_CERT] = "certificate rejected",
     [TERR_BAD_URL] = "malformed URL",
     [TERR_NOMEM] = "out of memory",
     [TERR_SEND] = "send failed",

@@ -24,7 +24,8 @@
 
 struct shard;   /* a transport's per-thread share of users (libcurl: a multi handle) */
 struct txfer;   /* one request at a time, made by the transport */
-struct tjar;    /* a cookie jar several transfers share (made by the transport) */
+struct tjar;    /* a cookie jar several transfers share (made by the transport; libcurl's
+                 * also holds their connections, so one user's transfers share them) */
 
 /* Why a transfer failed; TERR_NONE when a response came (whatever its status). */
 enum terr {
@@ -41,6 +42,7 @@ enum terr {
     TERR_HEAD_TOO_LARGE,    /* "headers too large" */
     TERR_REDIRECTS,         /* "too many redirects" */
     TERR_TLS,               /* "tls error" */
+    TERR_CERT,              /* "certificate rejected": the server's, by verification */
     TERR_BAD_URL,           /* "malformed URL" */
     TERR_NOMEM,             /* "out of memory" */
     TERR_SEND,              /* "send failed" */
@@ -73,8 +75,42 @@ bool turl_parse(const char *url, size_t url_len, struct turl *u);
 /* The longest header line a request carries, "Name: value" and a NUL. */
 #define HEADER_LINE_MAX 8192
 
+/* Credentials a request carries (treq.auth). */
+enum tauth { TAUTH_NONE, TAUTH_BASIC, TAUTH_DIGEST };
+
+/* The HTTP version a request asks for (treq.version). */
+enum thttp {
+    THTTP_DEFAULT,              /* HTTP/2 over TLS when the server offers it (ALPN), else HTTP/1.1 */
+    THTTP_1_1,                  /* HTTP/1.1 only */
+    THTTP_2,                    /* HTTP/2: by ALPN over TLS, with prior knowledge (h2c) over http:// */
+};
+
+/* One part of a multipart/form-data body (treq.multipart): a form field, or a
+ * file given by its content (data) or by a path read as the request goes out. */
+struct tpart {
+    const char *name;           /* the field's name */
+    const char *data;           /* data_len bytes; NULL: read from path */
+    size_t data_len;
+    const char *path;           /* a readable file (checked before the request was made) */
+    const char *filename;       /* NULL: a plain field, no filename */
+    const char *content_type;   /* NULL: none for a field; for a file, the transport's guess */
+};
+
+/* How a TLS connection is checked (treq.tls). Strings are paths to PEM files. */
+struct ttls {
+    bool insecure;              /* accept any certificate for any name */
+    const char *ca;             /* the CAs to trust; NULL: the system's */
+    const char *cert, *key;     /* a client certificate and its key; NULL: none */
+};
+
 /* What to send. Lives in the binding's memory for the whole transfer;
- * the transport reads it, never copies what it does not have to. */
+ * the transport reads it, never copies what it does not have to.
+ *
+ * A transport must honour every field, or never be chosen for a request
+ * that sets one it cannot: auth, multipart, tls, version and decode all have
+ * to show the same on the wire and in tres whichever transport carries the
+ * request (a plain-HTTP/1.1 transport may well take only requests with
+ * auth none or basic, no multipart body and version default or 1.1). */
 struct treq {
     const char *method;         /* upper case, NUL-terminated */
     enum tmethod kind;
@@ -90,6 +126,18 @@ struct treq {
     size_t max_body;            /* body bytes kept; the rest is read and dropped */
     bool discard;               /* keep no body at all */
     struct tjar *jar;           /* shared cookies; NULL: the transfer's own */
+    /* Compression: send Accept-Encoding with every coding the transport can
+     * decode, and decode the body (tres.body, max_body count decoded
+     * bytes; tres.bytes_received counts what came on the wire). false: no
+     * Accept-Encoding from the transport and the body as received (the
+     * script may name its own Accept-Encoding among the headers). */
+    bool decode;
+    enum tauth auth;            /* with user and password (NUL-terminated) */
+    const char *user, *password;
+    const struct tpart *multipart;  /* nmultipart > 0: a multipart/form-data body instead of body */
+    size_t nmultipart;
+    struct ttls tls;            /* for https:// URLs (redirects included) */
+    enum thttp version;
 };
 
 /* Microseconds from the transfer's start, or durations (µs) of its phases. */
@@ -115,6 +163,7 @@ struct tres {
     struct ttimes t;
     uint64_t bytes_sent, bytes_received;   /* on the wire, heads included */
     unsigned resets;            /* attempts that died unanswered and were sent again */
+    const char *proto;          /* the final response's protocol ("HTTP/1.1", "HTTP/2"); NULL: none */
 };
 
 /* How a transport reports back to whoever started the transfer (ud). */

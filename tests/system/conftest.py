@@ -50,6 +50,19 @@ def httpbin(tmp_path_factory, request):
     return server
 
 
+@pytest.fixture(scope="session")
+def nginx_tls(tmp_path_factory, request):
+    """nginx with gzip, h2c, TLS (self-signed) and TLS requiring a client
+    certificate (servers.NginxTls): .url, .h2c_url, .https_url, .mtls_url."""
+    server = servers.NginxTls(tmp_path_factory.mktemp("nginx-tls"))
+    request.addfinalizer(server.stop)
+    try:
+        server.start()
+    except (RuntimeError, subprocess.CalledProcessError) as e:
+        pytest.fail(f"could not start nginx over TLS: {e}", pytrace=False)
+    return server
+
+
 @pytest.fixture
 def access_log(nginx):
     """nginx with its access log emptied for this test."""

@@ -140,6 +140,150 @@ class Nginx:
         return self.log_lines()
 
 
+# ------------------------------------------- nginx over TLS, HTTP/2 and gzip
+
+TLS_CONF = """
+{user}
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    # the tests read: port, connection, status, request, bytes on the wire, protocol, codings asked for
+    log_format more '$server_port $connection $status "$request" $bytes_sent $server_protocol "$http_accept_encoding"';
+    access_log {dir}/access.log more;
+    client_body_temp_path {dir}/client_body_temp;
+    proxy_temp_path {dir}/proxy_temp;
+    fastcgi_temp_path {dir}/fastcgi_temp;
+    uwsgi_temp_path {dir}/uwsgi_temp;
+    scgi_temp_path {dir}/scgi_temp;
+    default_type text/plain;
+    keepalive_timeout 300s;
+    gzip on;
+    gzip_types *;
+    gzip_min_length 1;
+    root {dir}/www;
+    ssl_certificate {dir}/server.pem;
+    ssl_certificate_key {dir}/server.key;
+    server {{
+        listen {host}:{http} ;
+        listen {host}:{h2c} http2;
+        listen {host}:{https} ssl http2;
+        location / {{ }}
+    }}
+    server {{
+        listen {host}:{mtls} ssl;
+        ssl_client_certificate {dir}/client.pem;
+        ssl_verify_client on;
+        location / {{ }}
+    }}
+}}
+"""
+
+MORE_LOG_RE = re.compile(r'^(\d+) (\d+) (\d+) "([^"]*)" (\d+) (\S+) "([^"]*)"$')
+
+
+class MoreLogEntry:
+    def __init__(self, line):
+        m = MORE_LOG_RE.match(line)
+        if not m:
+            raise AssertionError(f"unparsable nginx access log line: {line!r}")
+        self.port, self.connection, self.status = int(m.group(1)), int(m.group(2)), int(m.group(3))
+        self.request, self.bytes_sent, self.protocol = m.group(4), int(m.group(5)), m.group(6)
+        self.accept_encoding = m.group(7)
+
+    def __repr__(self):
+        return f"<{self.port} conn={self.connection} {self.status} {self.request!r} {self.protocol} {self.bytes_sent}B>"
+
+
+def openssl_self_signed(directory, name, cn):
+    """DIR/NAME.pem and DIR/NAME.key: a self-signed certificate (openssl req -x509) for cn, an IP address."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-keyout", str(directory / f"{name}.key"), "-out", str(directory / f"{name}.pem"),
+                    "-subj", f"/CN={cn}", "-addext", f"subjectAltName=IP:{cn}"],
+                   check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+class NginxTls:
+    """nginx with gzip on one http:// port (.url), HTTP/2 with prior knowledge
+    on another (.h2c_url), HTTP/2 or 1.1 over TLS with a self-signed
+    certificate (.https_url; server.pem) and TLS that requires a client
+    certificate (.mtls_url; client.pem/client.key). Files under DIR/www."""
+
+    def __init__(self, tmp: Path):
+        self.tmp = Path(tmp)
+        self.proc = None
+        self.ports = {}
+        self.access_log = self.tmp / "access.log"
+
+    def _url(self, scheme, key):
+        return f"{scheme}://{LOOPBACK}:{self.ports[key]}"
+
+    url = property(lambda self: self._url("http", "http"))
+    h2c_url = property(lambda self: self._url("http", "h2c"))
+    https_url = property(lambda self: self._url("https", "https"))
+    mtls_url = property(lambda self: self._url("https", "mtls"))
+    server_cert = property(lambda self: self.tmp / "server.pem")
+    client_cert = property(lambda self: self.tmp / "client.pem")
+    client_key = property(lambda self: self.tmp / "client.key")
+
+    def start(self):
+        www = self.tmp / "www"
+        www.mkdir(parents=True, exist_ok=True)
+        openssl_self_signed(self.tmp, "server", LOOPBACK)
+        openssl_self_signed(self.tmp, "client", LOOPBACK)
+        (www / "hello").write_text("hello")
+        lines = "".join(f"line {i}: the quick brown fox jumps over the lazy dog\n" for i in range(20000))
+        (www / "text.txt").write_text(lines)
+        last = ""
+        for _attempt in range(3):
+            self.ports = {k: free_port() for k in ("http", "h2c", "https", "mtls")}
+            conf = self.tmp / "nginx.conf"
+            conf.write_text(TLS_CONF.format(
+                user="user root;" if os.geteuid() == 0 else "", dir=self.tmp, host=LOOPBACK, **self.ports))
+            self.access_log.write_text("")
+            self.proc = subprocess.Popen(["nginx", "-e", str(self.tmp / "error.log"), "-c", str(conf),
+                                          "-p", str(self.tmp)], stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                if all(port_open(p) for p in self.ports.values()):
+                    return self
+                time.sleep(0.05)
+            self.stop()
+            last = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+        raise RuntimeError(f"could not start nginx over TLS: {last}")
+
+    def stop(self):
+        p = self.proc
+        if p is None or p.poll() is not None:
+            return
+        for sig in (signal.SIGQUIT, signal.SIGTERM, signal.SIGKILL):
+            os.kill(p.pid, sig)
+            try:
+                p.wait(timeout=5)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def reset_log(self):
+        with open(self.access_log, "r+") as f:
+            f.truncate(0)
+
+    def wait_log(self, count, timeout=5.0):
+        """The access log once it has at least count entries (nginx logs just after answering)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.access_log.read_text(errors="replace")
+            entries = [MoreLogEntry(l) for l in text.splitlines() if l.strip()]
+            if len(entries) >= count or time.monotonic() > deadline:
+                time.sleep(0.1)
+                text = self.access_log.read_text(errors="replace")
+                return [MoreLogEntry(l) for l in text.splitlines() if l.strip()]
+            time.sleep(0.05)
+
+
 # ------------------------------------------------------------------- httpbin
 
 

@@ -52,7 +52,7 @@ HELPERS = """
         local k = kv[1]:lower()
         check(h[k] == nil, "header %s sent twice", k)
         h[k] = kv[2]
-        if k ~= "host" and k ~= "accept" and k ~= "user-agent" and k ~= "content-length" then
+        if k ~= "host" and k ~= "accept" and k ~= "user-agent" and k ~= "content-length" and k ~= "accept-encoding" then
           extra[#extra + 1] = k
         end
       end
