@@ -1,5 +1,6 @@
 /* tide.http: turning (url, opts) from Lua into a request (treq) its transport takes. */
 #include "clock.h"
+#include "cookies.h"
 #include "duration.h"
 #include "redact.h"
 #include "req.h"
@@ -11,7 +12,7 @@
 
 
 struct opts {
-    int headers, query, json, form, retry;  /* stack indexes, 0 = absent */
+    int headers, query, json, form, retry, cookies;  /* stack indexes, 0 = absent */
     const char *body, *bearer, *name;
     size_t body_len, bearer_len;
     double timeout;
@@ -52,7 +53,7 @@ static bool idempotent(enum tmethod k)
 }
 
 static const char *const opt_names[] = {"headers", "query", "body", "json", "form", "bearer",
-                                        "timeout", "redirects", "name", "retry", "discard", NULL};
+                                        "timeout", "redirects", "name", "retry", "discard", "cookies", NULL};
 
 static void opt_fail(lua_State *L, const char *fn, const char *key, const char *want, int idx)
 {
@@ -70,7 +71,7 @@ static void reject_unknown_opts(lua_State *L, int idx, const char *fn)
             i++;
         if (!opt_names[i])
             luaL_error(L, "http.%s: unknown option '%s' (valid: headers, query, body, json, form, "
-                          "bearer, timeout, redirects, name, retry, discard)", fn, key);
+                          "bearer, timeout, redirects, name, retry, discard, cookies)", fn, key);
     }
 }
 
@@ -108,6 +109,7 @@ static void read_opts(lua_State *L, int idx, const char *fn, struct opts *o)
     o->query = table_opt(L, idx, fn, "query");
     o->form = table_opt(L, idx, fn, "form");
     o->retry = table_opt(L, idx, fn, "retry");
+    o->cookies = table_opt(L, idx, fn, "cookies");
     if (lua_getfield(L, idx, "json") != LUA_TNIL)
         o->json = lua_gettop(L);
     o->body = string_opt(L, idx, fn, "body", &o->body_len);
@@ -131,7 +133,7 @@ static bool has_prefix_ci(const char *s, const char *prefix)
 }
 
 /* The default metric name: the URL's path without query or fragment. */
-static void default_name(struct req *r, const char *url)
+void req_default_name(struct req *r, const char *url)
 {
     const char *p = strstr(url, "://");
     p = p ? strchr(p + 3, '/') : NULL;
@@ -341,6 +343,96 @@ static void build_headers(lua_State *L, struct buf *list, const char *fn, const 
         luaL_error(L, "http.%s: header too long or out of memory", fn);
 }
 
+/* A Cookie header the script gives leaves the header lines: its pairs go
+ * into r->cookie, for http.c to send in one header with the jar's (libcurl
+ * would send the jar's in a second one). "Cookie:" (false) sends no cookies,
+ * the jar's neither. */
+static void take_cookie_header(lua_State *L, struct req *r, const char *fn)
+{
+    struct buf *h = &r->q.headers;
+    r->cookie.len = 0;
+    r->cookie_own = r->cookie_header = false;
+    r->cookie_jar = true;
+    size_t in = 0, out = 0;
+    while (in < h->len) {
+        const char *line = h->data + in, *eol = memchr(line, '\r', h->len - in);
+        size_t n = eol ? (size_t)(eol - line) + 2 : h->len - in;
+        in += n;
+        if (n < 9 || strncasecmp(line, "cookie:", 7) != 0) {
+            memmove(h->data + out, line, n);
+            out += n;
+            continue;
+        }
+        r->cookie_own = true;
+        if (n == 9) { /* "Cookie:\r\n": false */
+            r->cookie_jar = false;
+            continue;
+        }
+        r->cookie_header = true;
+        if (!(r->cookie.len == 0 || buf_append(&r->cookie, "; ", 2)) || !buf_append(&r->cookie, line + 8, n - 10))
+            luaL_error(L, "http.%s: out of memory", fn);
+    }
+    h->len = out;
+}
+
+/* Keeps the pairs of r->cookie (a Cookie header's) that table t does not name. */
+static void drop_named_pairs(lua_State *L, struct req *r, int t)
+{
+    struct buf *c = &r->cookie;
+    size_t in = 0, out = 0;
+    while (in < c->len) {
+        const char *p = c->data + in, *semi = memchr(p, ';', c->len - in);
+        size_t n = semi ? (size_t)(semi - p) : c->len - in;
+        in += n + (semi != NULL);
+        while (n && (*p == ' ' || *p == '\t'))
+            p++, n--;
+        const char *eq = memchr(p, '=', n);
+        lua_pushlstring(L, p, eq ? (size_t)(eq - p) : n);
+        bool named = lua_rawget(L, t) != LUA_TNIL;
+        lua_pop(L, 1);
+        if (named || n == 0)
+            continue;
+        if (out) {
+            memcpy(c->data + out, "; ", 2);
+            out += 2;
+        }
+        memmove(c->data + out, p, n);
+        out += n;
+    }
+    c->len = out;
+}
+
+/* cookies = { name = value }: this request's, as a Cookie header's are, and
+ * winning over a Cookie header's of the same name. */
+static void add_cookie_opt(lua_State *L, struct req *r, const char *fn, int t)
+{
+    if (!t)
+        return;
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        if (lua_type(L, -2) != LUA_TSTRING || (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER))
+            luaL_error(L, "http.%s: option 'cookies': string names and string values expected", fn);
+        size_t nlen, vlen;
+        const char *n = lua_tolstring(L, -2, &nlen), *v = lua_tolstring(L, -1, &vlen), *why;
+        if ((why = cookie_bad_name(n, nlen)) || (why = cookie_bad_value(v, vlen)))
+            luaL_error(L, "http.%s: option 'cookies': cookie '%s' %s", fn, n, why);
+        lua_pop(L, 1);
+    }
+    drop_named_pairs(L, r, t);
+    bool ok = true;
+    lua_pushnil(L);
+    while (ok && lua_next(L, t)) {
+        size_t nlen, vlen;
+        const char *n = lua_tolstring(L, -2, &nlen), *v = lua_tolstring(L, -1, &vlen);
+        ok = (r->cookie.len == 0 || buf_append(&r->cookie, "; ", 2)) && buf_append(&r->cookie, n, nlen) &&
+             buf_append(&r->cookie, "=", 1) && buf_append(&r->cookie, v, vlen);
+        lua_pop(L, 1);
+    }
+    if (!ok)
+        luaL_error(L, "http.%s: out of memory", fn);
+    r->cookie_own = true;
+}
+
 static bool set_body(lua_State *L, struct req *r, const char *fn, const struct opts *o)
 {
     r->body.len = 0;
@@ -415,16 +507,19 @@ void req_configure(lua_State *L, struct req *r, const char *fn, const char *meth
     if (o.name) {
         snprintf(r->name, sizeof r->name, "%s", o.name);
     } else {
-        default_name(r, url);
+        req_default_name(r, url);
     }
     set_retry(L, r, fn, o.retry);
     if (!set_body(L, r, fn, &o))
         luaL_error(L, "out of memory");
     bool has_body = o.body || o.json || o.form;
     build_headers(L, &r->q.headers, fn, &o);
+    take_cookie_header(L, r, fn);
+    add_cookie_opt(L, r, fn, o.cookies);
     set_method(&r->q, method, has_body, &r->body);
     r->q.timeout_ms = (long)(o.timeout * 1000 + 0.5);
-    r->q.redirects = (long)o.redirects;
+    r->redirects = (long)o.redirects;
+    r->named = o.name != NULL;
     r->q.max_body = r->ctx->max_body;
     r->q.discard = o.discard;
     if (r->tp->prepare(r->x, &r->q) != TERR_NONE)

@@ -204,7 +204,6 @@ static bool fetch(struct client *c, const char *method, enum tmethod kind, const
     q->body = body ? body : "";
     q->body_len = body ? strlen(body) : 0;
     q->timeout_ms = 5000;
-    q->redirects = 0;
     if (!q->max_body)
         q->max_body = 1 << 20;
     if (c->tp->prepare(c->x, q) != TERR_NONE || !c->tp->start(c->x, c->shard, &c->res))
