@@ -181,10 +181,9 @@ static enum terr first_hop(struct req *r)
     r->chain_us = 0;
     r->hop_cookies = r->cookie_own;
     r->sent = &r->q;
-    if (r->renamed) {
+    if (r->renamed && !r->named) /* a retry: the hops took their own names */
         req_default_name(r, r->q.url.data);
-        r->renamed = false;
-    }
+    r->renamed = false;
     if (r->moved && r->tp->set_url(r->x, &r->q) != TERR_NONE)
         return TERR_BAD_URL;
     r->moved = false;
