@@ -388,13 +388,14 @@ static void set_jar(struct txfer *x, struct tjar *j)
 
 /* treq.own_cookies. libcurl puts the jar's cookies in a Cookie header of
  * its own, beside any the request carries, and has no switch to leave them
- * out of one request: so the handle steps off the share for the transfer,
- * with an empty engine of its own (COOKIEFILE "" makes one as the transfer
- * starts) to catch what the response sets. */
+ * out of one request: so the handle steps off the share for the transfer.
+ * As the transfer starts, libcurl loads the handle's COOKIEFILE list again
+ * (the "" set in xfer_new; adding to it here would grow it every time),
+ * which gives a handle with no cookies an empty engine of its own: it
+ * catches what the response sets. The unit test checks that it does. */
 static void step_off_jar(struct txfer *x)
 {
     curl_easy_setopt(x->x.easy, CURLOPT_SHARE, NULL);
-    curl_easy_setopt(x->x.easy, CURLOPT_COOKIEFILE, "");
     x->off_jar = true;
 }
 

@@ -522,6 +522,7 @@ void req_configure(lua_State *L, struct req *r, const char *fn, const char *meth
     r->named = o.name != NULL;
     r->q.max_body = r->ctx->max_body;
     r->q.discard = o.discard;
-    if (r->tp->prepare(r->x, &r->q) != TERR_NONE)
+    /* with cookies of the script's, http.c prepares q with its Cookie header added */
+    if (!r->cookie_own && r->tp->prepare(r->x, &r->q) != TERR_NONE)
         luaL_error(L, "http.%s: out of memory", fn);
 }
