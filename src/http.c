@@ -150,23 +150,24 @@ static enum terr add_cookie_header(struct req *r)
     struct buf *lines = &h->headers;
     lines->len = r->hop_base_len;
     h->own_cookies = false;
-    if (!r->hop_cookies)
-        return TERR_NONE;
+    bool pairs = r->hop_cookies; /* the script's pairs; Cookie = false holds past another origin too */
+    if (!pairs && r->cookie_jar)
+        return TERR_NONE; /* the jar's alone: the transport's */
     r->jar_lines.len = 0;
     if (r->cookie_jar && h->jar && !r->tp->jar_export(h->jar, &r->jar_lines))
         return TERR_NOMEM;
     h->own_cookies = !r->cookie_jar || r->jar_lines.len > 0;
     size_t at = lines->len;
     if (!buf_append(lines, "Cookie: ", 8) ||
-        !cookie_header(lines, r->cookie.data, r->cookie.len, r->jar_lines.data, r->jar_lines.len, h->url.data,
-                       &h->parts, (int64_t)time(NULL)))
+        !cookie_header(lines, pairs ? r->cookie.data : NULL, pairs ? r->cookie.len : 0, r->jar_lines.data,
+                       r->jar_lines.len, h->url.data, &h->parts, (int64_t)time(NULL)))
         return TERR_NOMEM;
     if (lines->len - at + 1 > HEADER_LINE_MAX) {
         lines->len = at;
         r->res.detail = "Cookie header over 8 KB";
         return TERR_OTHER;
     }
-    if (lines->len == at + 8 && !r->cookie_header) { /* no cookie at all: no header */
+    if (lines->len == at + 8 && !(pairs && r->cookie_header)) { /* no cookie at all: no header */
         lines->len = at;
         return TERR_NONE;
     }

@@ -375,31 +375,35 @@ static void take_cookie_header(lua_State *L, struct req *r, const char *fn)
     h->len = out;
 }
 
-/* Keeps the pairs of r->cookie (a Cookie header's) that table t does not name. */
-static void drop_named_pairs(lua_State *L, struct req *r, int t)
+/* Keeps the pairs of r->cookie (a Cookie header's) that table t does not
+ * name: written after the old text, then moved down over it. */
+static bool drop_named_pairs(lua_State *L, struct req *r, int t)
 {
     struct buf *c = &r->cookie;
-    size_t in = 0, out = 0;
-    while (in < c->len) {
-        const char *p = c->data + in, *semi = memchr(p, ';', c->len - in);
-        size_t n = semi ? (size_t)(semi - p) : c->len - in;
-        in += n + (semi != NULL);
-        while (n && (*p == ' ' || *p == '\t'))
-            p++, n--;
-        const char *eq = memchr(p, '=', n);
-        lua_pushlstring(L, p, eq ? (size_t)(eq - p) : n);
+    size_t old = c->len, in = 0;
+    if (old == 0)
+        return true;
+    while (in < old) {
+        size_t at = in, n = 0;
+        while (at < old && (c->data[at] == ' ' || c->data[at] == '\t'))
+            at++;
+        while (at + n < old && c->data[at + n] != ';')
+            n++;
+        in = at + n + 1;
+        const char *eq = memchr(c->data + at, '=', n);
+        lua_pushlstring(L, c->data + at, eq ? (size_t)(eq - (c->data + at)) : n);
         bool named = lua_rawget(L, t) != LUA_TNIL;
         lua_pop(L, 1);
         if (named || n == 0)
             continue;
-        if (out) {
-            memcpy(c->data + out, "; ", 2);
-            out += 2;
-        }
-        memmove(c->data + out, p, n);
-        out += n;
+        if ((c->len > old && !buf_append(c, "; ", 2)) || !buf_reserve(c, n))
+            return false;
+        memcpy(c->data + c->len, c->data + at, n); /* after buf_reserve: data may have moved */
+        c->len += n;
     }
-    c->len = out;
+    memmove(c->data, c->data + old, c->len - old);
+    c->len -= old;
+    return true;
 }
 
 /* cookies = { name = value }: this request's, as a Cookie header's are, and
@@ -418,8 +422,7 @@ static void add_cookie_opt(lua_State *L, struct req *r, const char *fn, int t)
             luaL_error(L, "http.%s: option 'cookies': cookie '%s' %s", fn, n, why);
         lua_pop(L, 1);
     }
-    drop_named_pairs(L, r, t);
-    bool ok = true;
+    bool ok = drop_named_pairs(L, r, t);
     lua_pushnil(L);
     while (ok && lua_next(L, t)) {
         size_t nlen, vlen;

@@ -47,7 +47,7 @@ def test_cookies_option(run_tide, hops):
     res = run_tide(scenario(f"""
     http.get("{hops.url}/set-cookie?sid=from-jar&keep=1")
     http.get("{hops.url}/one", {{ cookies = {{ sid = "opt", n = 5 }} }})
-    http.get("{hops.url}/two", {{ cookies = {{ sid = "opt" }}, headers = {{ Cookie = "sid=hdr; h=1" }} }})
+    http.get("{hops.url}/two", {{ cookies = {{ sid = "opt" }}, headers = {{ Cookie = "sid=hdr;h=1;z=9" }} }})
     local jar = http.cookies("{hops.url}/")
     check(jar.sid == "from-jar" and jar.keep == "1" and jar.n == nil, "the jar holds %s", tide.json.encode(jar))
 """))
@@ -55,17 +55,24 @@ def test_cookies_option(run_tide, hops):
     one = cookie_headers(hops, "/one")
     assert len(one) == 1 and pairs(one[0]) == ["keep=1", "n=5", "sid=opt"], one
     two = cookie_headers(hops, "/two")
-    assert len(two) == 1 and pairs(two[0]) == ["h=1", "keep=1", "sid=opt"], two
+    assert len(two) == 1 and pairs(two[0]) == ["h=1", "keep=1", "sid=opt", "z=9"], two
 
 
 def test_cookie_false_sends_none(run_tide, hops):
-    res = run_tide(scenario(f"""
+    other = HopServer().start()
+    try:
+        res = run_tide(scenario(f"""
     http.get("{hops.url}/set-cookie?sid=1")
     http.get("{hops.url}/none", {{ headers = {{ Cookie = false }} }})
+    http.get("{hops.url}/redirect/302?to={quote(other.url + '/far', safe='')}", {{ headers = {{ Cookie = false }} }})
     http.get("{hops.url}/again")
 """))
-    assert_clean(res, reqs=3)
+        assert_clean(res, reqs=5)
+    finally:
+        other.stop()
     assert cookie_headers(hops, "/none") == [], hops.seen
+    # past the redirect to another origin too (the jar's cookie would match it: same host)
+    assert [s.all("Cookie") for s in other.seen] == [[]], other.seen
     assert cookie_headers(hops, "/again") == ["sid=1"], hops.seen
 
 
