@@ -235,9 +235,10 @@ static bool wants_redirect(struct req *r)
     return false;
 }
 
-/* The method a redirect makes of hop's, by the fetch standard (browsers,
- * k6 and requests agree): 303 makes anything but HEAD a GET, 301 and 302 a
- * POST; any other stays as it was, body and all. True when the body goes. */
+/* The method a redirect makes of hop's, by the fetch standard (browsers;
+ * k6 and requests agree for GET, HEAD and POST): 303 makes anything but
+ * HEAD a GET, 301 and 302 a POST; any other stays as it was, body and all.
+ * True when the body goes. */
 static bool redirect_method(struct treq *h, long status)
 {
     bool to_get = status == 303 ? h->kind != TM_HEAD : (status == 301 || status == 302) && h->kind == TM_POST;
