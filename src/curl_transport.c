@@ -15,6 +15,7 @@
 
 struct tjar {
     CURLSH *share;
+    CURL *io;                       /* on the share, to read and change it outside transfers */
 };
 
 struct txfer {
@@ -29,7 +30,8 @@ struct txfer {
     bool headers_expect;            /* ... with "Expect:" added (a body) */
     bool headers_multipart;         /* ... for a multipart body (its own Content-Type) */
     struct tjar *jar;               /* the share the handle is on; NULL: its own cookies */
-    long timeout_ms, redirects;     /* what the handle has now */
+    bool off_jar;                   /* left jar for this transfer: treq.own_cookies */
+    long timeout_ms;                /* what the handle has now */
     struct xopts *more;             /* what set_more gave the handle (compression, auth, ...) */
     enum terr fail;                 /* tide's own reason, over libcurl's code */
     uint64_t sent_ns;               /* when the request last went out */
@@ -221,13 +223,19 @@ static void collect(struct txfer *x, CURLcode rc)
     res->bytes_received = (uint64_t)(hdr + (recv > 0 ? recv : 0));
     res->url = url;
     res->proto = res->status ? proto_of(e) : NULL;
+    res->location = NULL;
+    if (status >= 300 && status < 400) /* made absolute by libcurl, which no longer follows it */
+        curl_easy_getinfo(e, CURLINFO_REDIRECT_URL, &res->location);
     classify(x, rc);
 }
+
+static void back_on_jar(struct txfer *x);
 
 static void on_done(struct xfer *xf, CURLcode rc)
 {
     struct txfer *x = (struct txfer *)xf;
     collect(x, rc);
+    back_on_jar(x);
     x->calls->done(x->ud);
 }
 
@@ -254,7 +262,7 @@ static struct txfer *xfer_new(struct loop *l, const struct tcalls *calls, void *
     x->calls = calls;
     x->ud = ud;
     x->x.done = on_done;
-    x->timeout_ms = x->redirects = -1; /* none set yet: the first prepare sets them */
+    x->timeout_ms = -1; /* none set yet: the first prepare sets it */
     if (!(x->x.easy = curl_easy_init()) || !(x->cu = curl_url())) {
         xfer_free(x);
         return NULL;
@@ -378,11 +386,6 @@ static void set_limits(struct txfer *x, const struct treq *q)
 {
     if (q->timeout_ms != x->timeout_ms)
         curl_easy_setopt(x->x.easy, CURLOPT_TIMEOUT_MS, x->timeout_ms = q->timeout_ms);
-    if (q->redirects != x->redirects) {
-        x->redirects = q->redirects;
-        curl_easy_setopt(x->x.easy, CURLOPT_FOLLOWLOCATION, x->redirects > 0 ? 1L : 0L);
-        curl_easy_setopt(x->x.easy, CURLOPT_MAXREDIRS, x->redirects);
-    }
 }
 
 static void set_jar(struct txfer *x, struct tjar *j)
@@ -579,10 +582,42 @@ static const char *proto_of(CURL *e)
          : v == CURL_HTTP_VERSION_2_0 ? "HTTP/2" : v == CURL_HTTP_VERSION_3 ? "HTTP/3" : NULL;
 }
 
+/* treq.own_cookies. libcurl puts the jar's cookies in a Cookie header of
+ * its own, beside any the request carries, and has no switch to leave them
+ * out of one request: so the handle steps off the share for the transfer.
+ * As the transfer starts, libcurl loads the handle's COOKIEFILE list again
+ * (the "" set in xfer_new; adding to it here would grow it every time),
+ * which gives a handle with no cookies an empty engine of its own: it
+ * catches what the response sets. The unit test checks that it does. */
+static void step_off_jar(struct txfer *x)
+{
+    curl_easy_setopt(x->x.easy, CURLOPT_SHARE, NULL);
+    x->off_jar = true;
+}
+
+/* After such a transfer: back on the share, with what the response set
+ * (a cookie it expired goes over expired, and so removes the jar's). */
+static void back_on_jar(struct txfer *x)
+{
+    if (!x->off_jar)
+        return;
+    CURL *e = x->x.easy;
+    struct curl_slist *set = NULL;
+    curl_easy_getinfo(e, CURLINFO_COOKIELIST, &set);
+    curl_easy_setopt(e, CURLOPT_SHARE, x->jar->share); /* frees the transfer's own engine */
+    x->off_jar = false;
+    for (struct curl_slist *c = set; c; c = c->next)
+        curl_easy_setopt(e, CURLOPT_COOKIELIST, c->data);
+    curl_slist_free_all(set);
+}
+
 static enum terr prepare(struct txfer *x, const struct treq *q)
 {
     x->q = q;
+    back_on_jar(x); /* a transfer that did not start */
     set_jar(x, q->jar);
+    if (q->own_cookies && q->jar)
+        step_off_jar(x);
     if (!set_headers(x, q))
         return TERR_NOMEM;
     if (x->more)
@@ -606,6 +641,7 @@ static bool start(struct txfer *x, struct shard *s, struct tres *res)
 static void cancel(struct txfer *x)
 {
     shard_remove(&x->x);
+    back_on_jar(x);
 }
 
 static bool busy(const struct txfer *x)
@@ -614,15 +650,18 @@ static bool busy(const struct txfer *x)
 }
 
 /* The jar owner had alone is carried over into the share. */
+static void jar_free(struct tjar *j);
+
 static struct tjar *jar_new(struct txfer *owner)
 {
     struct tjar *j = calloc(1, sizeof *j);
-    if (!j || !(j->share = curl_share_init())) {
-        free(j);
+    if (!j || !(j->share = curl_share_init()) || !(j->io = curl_easy_init())) {
+        jar_free(j);
         return NULL;
     }
     curl_share_setopt(j->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_COOKIE);
     curl_share_setopt(j->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+    curl_easy_setopt(j->io, CURLOPT_SHARE, j->share);
     if (!owner)
         return j;
     struct curl_slist *cookies = NULL;
@@ -636,16 +675,42 @@ static struct tjar *jar_new(struct txfer *owner)
 
 static void jar_leave(struct txfer *x, struct tjar *j)
 {
-    if (x && j && x->jar == j)
+    if (x && j && x->jar == j) {
+        back_on_jar(x);
         set_jar(x, NULL);
+    }
 }
 
 static void jar_free(struct tjar *j)
 {
     if (!j)
         return;
-    curl_share_cleanup(j->share);
+    curl_easy_cleanup(j->io); /* it leaves the share first */
+    if (j->share)
+        curl_share_cleanup(j->share);
     free(j);
+}
+
+static bool jar_export(struct tjar *j, struct buf *out)
+{
+    struct curl_slist *lines = NULL;
+    if (curl_easy_getinfo(j->io, CURLINFO_COOKIELIST, &lines) != CURLE_OK)
+        return false;
+    bool ok = true;
+    for (struct curl_slist *c = lines; ok && c; c = c->next)
+        ok = buf_append(out, c->data, strlen(c->data)) && buf_append(out, "\n", 1);
+    curl_slist_free_all(lines);
+    return ok;
+}
+
+static bool jar_import(struct tjar *j, const char *line)
+{
+    return curl_easy_setopt(j->io, CURLOPT_COOKIELIST, line) == CURLE_OK;
+}
+
+static void jar_clear(struct tjar *j)
+{
+    curl_easy_setopt(j->io, CURLOPT_COOKIELIST, "ALL");
 }
 
 const struct transport_ops curl_transport = {
@@ -660,6 +725,9 @@ const struct transport_ops curl_transport = {
     .jar_new = jar_new,
     .jar_leave = jar_leave,
     .jar_free = jar_free,
+    .jar_export = jar_export,
+    .jar_import = jar_import,
+    .jar_clear = jar_clear,
 };
 
 /* libcurl is the only transport yet, so it is the default (transport.h). */

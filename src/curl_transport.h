@@ -3,7 +3,8 @@
 #include "transport.h"
 
 /* Requests on libcurl easy handles, on the shards' multi handles (shard.c):
- * every scheme, TLS, redirects and cookies libcurl handles. */
+ * every scheme, TLS and cookies libcurl handles (one hop at a time: tide.http
+ * follows redirects itself). */
 extern const struct transport_ops curl_transport;
 
 #endif

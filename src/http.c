@@ -2,14 +2,17 @@
 #include "block.h"
 #include "buf.h"
 #include "clock.h"
+#include "cookies.h"
 #include "duration.h"
 #include "metrics.h"
+#include "redact.h"
 #include "hist.h"
 #include "vu.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
 #include <strings.h>
+#include <time.h>
 
 #include "req.h"
 
@@ -41,6 +44,7 @@ static struct req *req_new(struct tctx *ctx)
     }
     r->ctx = ctx;
     req_opts_init(r);
+    r->sent = &r->q;
     r->retry_timer.fire = on_retry_timer;
     r->tagset = -1;
     r->next_all = ctx->all;
@@ -58,6 +62,10 @@ static void req_destroy(struct req *r)
     buf_free(&r->body);
     buf_free(&r->res.head);
     buf_free(&r->res.body);
+    buf_free(&r->hop.url);
+    buf_free(&r->hop.headers);
+    buf_free(&r->cookie);
+    buf_free(&r->jar_lines);
     free(r);
 }
 
@@ -117,14 +125,228 @@ static void pool_put(struct tctx *ctx, struct req *r)
     ctx->pool = r;
 }
 
+/* ---------------- what goes out: cookies and redirects ---------------- */
+
+/* hop starts as q: its method, body, limits and jar, and copies of its URL
+ * and header lines. */
+static bool hop_from_q(struct req *r)
+{
+    struct treq *h = &r->hop;
+    struct buf url = h->url, headers = h->headers;
+    *h = r->q;
+    h->url = url;
+    h->headers = headers;
+    h->url.len = h->headers.len = 0;
+    h->own_cookies = false;
+    r->hop_base_len = r->q.headers.len;
+    return buf_append(&h->url, r->q.url.data, r->q.url.len) &&
+           buf_append(&h->headers, r->q.headers.data, r->q.headers.len);
+}
+
+/* hop's Cookie header, when the script gave cookies: its pairs, then the
+ * jar's for hop's URL whose names they do not have. The transport then
+ * adds none of the jar's (it would in a second Cookie header). */
+static enum terr add_cookie_header(struct req *r)
+{
+    struct treq *h = &r->hop;
+    struct buf *lines = &h->headers;
+    lines->len = r->hop_base_len;
+    h->own_cookies = false;
+    bool pairs = r->hop_cookies; /* the script's pairs; Cookie = false holds past another origin too */
+    if (!pairs && r->cookie_jar)
+        return TERR_NONE; /* the jar's alone: the transport's */
+    r->jar_lines.len = 0;
+    if (r->cookie_jar && h->jar && !r->tp->jar_export(h->jar, &r->jar_lines))
+        return TERR_NOMEM;
+    h->own_cookies = !r->cookie_jar || r->jar_lines.len > 0;
+    size_t at = lines->len;
+    if (!buf_append(lines, "Cookie: ", 8) ||
+        !cookie_header(lines, pairs ? r->cookie.data : NULL, pairs ? r->cookie.len : 0, r->jar_lines.data,
+                       r->jar_lines.len, h->url.data, &h->parts, (int64_t)time(NULL)))
+        return TERR_NOMEM;
+    if (lines->len - at + 1 > HEADER_LINE_MAX) {
+        lines->len = at;
+        r->res.detail = "Cookie header over 8 KB";
+        return TERR_OTHER;
+    }
+    if (lines->len == at + 8 && !(pairs && r->cookie_header)) { /* no cookie at all: no header */
+        lines->len = at;
+        return TERR_NONE;
+    }
+    return buf_append(lines, "\r\n", 2) ? TERR_NONE : TERR_NOMEM;
+}
+
+/* The request from its first URL (its first attempt or a retry): q, or hop
+ * made from it when the script's cookies go in one header with the jar's. */
+static enum terr first_hop(struct req *r)
+{
+    r->hops = 0;
+    r->chain_us = 0;
+    r->hop_cookies = r->cookie_own;
+    r->sent = &r->q;
+    if (r->renamed && !r->named) /* a retry: the hops took their own names */
+        req_default_name(r, r->q.url.data);
+    r->renamed = false;
+    if (r->moved && r->tp->set_url(r->x, &r->q) != TERR_NONE)
+        return TERR_BAD_URL;
+    r->moved = false;
+    if (!r->cookie_own) {
+        if (r->dirty && r->tp->prepare(r->x, &r->q) != TERR_NONE)
+            return TERR_NOMEM;
+        r->dirty = false;
+        return TERR_NONE;
+    }
+    if (!hop_from_q(r))
+        return TERR_NOMEM;
+    enum terr e = add_cookie_header(r);
+    if (e != TERR_NONE)
+        return e;
+    r->sent = &r->hop;
+    r->dirty = true;
+    return r->tp->prepare(r->x, &r->hop);
+}
+
+static bool is_redirect(long status)
+{
+    return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+static bool http_url(const char *url)
+{
+    return strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0;
+}
+
+/* Whether the response just in is a redirect to follow. One past the
+ * request's limits is not followed and says why: more redirects than
+ * `redirects` allows, its `timeout` spent (it covers them all), or a
+ * Location that is not http(s). */
+static bool wants_redirect(struct req *r)
+{
+    struct tres *res = &r->res;
+    r->chain_us += res->t.total;
+    if (!res->location || res->err != TERR_NONE || r->redirects == 0 || !is_redirect(res->status))
+        return false;
+    if (r->hops >= r->redirects)
+        res->err = TERR_REDIRECTS;
+    else if (r->chain_us >= (uint64_t)r->q.timeout_ms * 1000)
+        res->err = TERR_TIMEOUT;
+    else if (!http_url(res->location))
+        res->err = TERR_BAD_URL;
+    else
+        return true;
+    return false;
+}
+
+/* The method a redirect makes of hop's, by the fetch standard (browsers;
+ * k6 and requests agree for GET, HEAD and POST): 303 makes anything but
+ * HEAD a GET, 301 and 302 a POST; any other stays as it was, body and all.
+ * True when the body goes. */
+static bool redirect_method(struct treq *h, long status)
+{
+    bool to_get = status == 303 ? h->kind != TM_HEAD : (status == 301 || status == 302) && h->kind == TM_POST;
+    if (to_get) {
+        h->method = "GET";
+        h->kind = TM_GET;
+        h->idempotent = true;
+    }
+    return status == 303 || to_get;
+}
+
+/* Removes the lines of hop's headers (before its Cookie header) whose names are listed. */
+static void drop_headers(struct req *r, const char *const *names)
+{
+    struct buf *h = &r->hop.headers;
+    size_t in = 0, out = 0, end = r->hop_base_len;
+    while (in < end) {
+        const char *line = h->data + in, *eol = memchr(line, '\r', end - in);
+        size_t n = eol ? (size_t)(eol - line) + 2 : end - in;
+        const char *colon = memchr(line, ':', n);
+        size_t nlen = colon ? (size_t)(colon - line) : 0;
+        bool drop = false;
+        for (const char *const *name = names; *name && !drop; name++)
+            drop = strlen(*name) == nlen && strncasecmp(line, *name, nlen) == 0;
+        if (!drop) {
+            memmove(h->data + out, line, n);
+            out += n;
+        }
+        in += n;
+    }
+    h->len = r->hop_base_len = out;
+}
+
+/* Another scheme, host or port: credentials stay with the origin they were for. */
+static bool same_origin(const char *a, const struct turl *ua, const char *b, const struct turl *ub)
+{
+    return ua->host_len && ua->host_len == ub->host_len && ua->tls == ub->tls && ua->port == ub->port &&
+           strncasecmp(a + ua->host, b + ub->host, ua->host_len) == 0;
+}
+
+static const char *const origin_headers[] = {"authorization", "proxy-authorization", NULL};
+static const char *const body_headers[] = {"content-type", "content-length", "content-encoding",
+                                           "content-language", "content-location", "transfer-encoding", NULL};
+
+/* Prepares hop as the request a redirect (status, to an absolute http(s)
+ * location) asks for. Call after the response was recorded: its method
+ * and name change. */
+static enum terr redirect_to(struct req *r, const char *location, long status)
+{
+    struct treq *h = &r->hop;
+    if (r->sent != h && !hop_from_q(r))
+        return TERR_NOMEM;
+    size_t len = strlen(location);
+    struct turl to;
+    if (!turl_parse(location, len, &to))
+        to = (struct turl){0};
+    bool cross = !same_origin(h->url.data, &h->parts, location, &to);
+    h->url.len = 0;
+    if (!buf_append(&h->url, location, len + 1))
+        return TERR_NOMEM;
+    h->parts = to;
+    h->headers.len = r->hop_base_len;
+    if (cross) {
+        drop_headers(r, origin_headers);
+        h->auth = TAUTH_NONE; /* `auth` credentials too, which the transport sends itself */
+        h->user = h->password = NULL;
+        r->hop_cookies = false; /* the script's cookies too; the jar's go by their domains */
+    }
+    if (redirect_method(h, status)) {
+        h->has_body = false;
+        h->body = "";
+        h->body_len = 0;
+        h->multipart = NULL;
+        h->nmultipart = 0;
+        drop_headers(r, body_headers);
+    }
+    uint64_t left_us = (uint64_t)r->q.timeout_ms * 1000 - r->chain_us; /* > 0: wants_redirect */
+    h->timeout_ms = (long)((left_us + 999) / 1000);
+    if (r->tp->set_url(r->x, h) != TERR_NONE)
+        return TERR_BAD_URL;
+    r->moved = r->dirty = true;
+    if (!r->named) {
+        req_default_name(r, h->url.data);
+        r->renamed = true;
+    }
+    enum terr e = add_cookie_header(r);
+    if (e != TERR_NONE)
+        return e;
+    if (r->tp->prepare(r->x, h) != TERR_NONE)
+        return TERR_NOMEM;
+    r->hops++;
+    return TERR_NONE;
+}
+
 /* ---------------- running and finishing ---------------- */
 
-static bool launch(struct req *r, struct shard *s)
+/* Sends the request from its first URL: its first attempt, or a retry. */
+static enum terr launch(struct req *r, struct shard *s)
 {
     r->finished = false;
     r->attempts++;
     r->shard = s;
-    return r->tp->start(r->x, s, &r->res);
+    enum terr e = first_hop(r);
+    if (e != TERR_NONE)
+        return e;
+    return r->tp->start(r->x, s, &r->res) ? TERR_NONE : TERR_NOMEM;
 }
 
 static size_t put_tag(char *dst, const char *k, const char *v, bool last)
@@ -181,7 +403,7 @@ static int req_tagset(struct req *r, long status_code, const char *err)
         n += put_tag(own, "error", err, false);
     if (r->vu && r->vu->group_len)
         n += put_tag(own + n, "group", r->vu->group, false);
-    n += put_tag(own + n, "method", r->q.method, false);
+    n += put_tag(own + n, "method", r->sent->method, false);
     n += put_tag(own + n, "name", r->name, false);
     n += put_tag(own + n, "status", status, true);
     char merged[TAGS_MAX * 2];
@@ -283,11 +505,28 @@ static void finish(struct req *r)
     }
 }
 
+/* The next hop of a redirect, after its response was recorded. */
+static void follow(struct req *r)
+{
+    enum terr e = redirect_to(r, r->res.location, r->res.status);
+    if (e == TERR_NONE) {
+        r->sent = &r->hop;
+        if (r->tp->start(r->x, r->shard, &r->res))
+            return;
+        e = TERR_NOMEM;
+    }
+    r->res.err = e;
+    finish(r);
+}
+
 static void on_done(void *ud)
 {
     struct req *r = ud;
+    bool redirect = wants_redirect(r);
     record(r);
-    if (wants_retry(r))
+    if (redirect)
+        follow(r);
+    else if (wants_retry(r))
         timer_start(r->ctx->loop, &r->retry_timer, loop_now(r->ctx->loop) + r->retry_every_ns);
     else
         finish(r);
@@ -296,8 +535,9 @@ static void on_done(void *ud)
 static void on_retry_timer(struct timer *t)
 {
     struct req *r = (struct req *)((char *)t - offsetof(struct req, retry_timer));
-    if (!launch(r, r->shard)) {
-        r->res.err = TERR_NOMEM;
+    enum terr e = launch(r, r->shard);
+    if (e != TERR_NONE) {
+        r->res.err = e;
         finish(r);
     }
 }
@@ -351,8 +591,14 @@ static int do_request(lua_State *L, const char *fn, const char *method, int url_
     own_connections(L, ag, r);
     r->vu = vu;
     r->batch = NULL;
-    if (!launch(r, vu ? vu->shard : ctx->shards[0]))
-        return luaL_error(L, "http.%s: could not start the transfer", fn);
+    if (r->cookie_own && !ag->jar) { /* the script's cookies go with the jar's: a jar to read */
+        if (!agent_jar(ag))
+            return luaL_error(L, "http.%s: out of memory (cookie jar)", fn);
+        r->q.jar = ag->jar;
+    }
+    enum terr e = launch(r, vu ? vu->shard : ctx->shards[0]);
+    if (e != TERR_NONE)
+        return luaL_error(L, "http.%s: could not start the transfer (%s)", fn, terr_name(e, r->res.detail));
     if (vu)
         return vu_suspend(L, vu, cancel_one, r);
     if (!block_until(ctx, &r->finished)) {
@@ -477,11 +723,14 @@ static int l_batch(lua_State *L)
     }
     struct shard *s = vu ? vu->shard : ctx->shards[0];
     b->pending = b->n;
-    for (unsigned i = 0; i < b->n; i++)
-        if (!launch(b->reqs[i], s)) {
+    for (unsigned i = 0; i < b->n; i++) {
+        enum terr e = launch(b->reqs[i], s);
+        if (e != TERR_NONE) {
+            const char *why = terr_name(e, b->reqs[i]->res.detail);
             batch_release(b);
-            return luaL_error(L, "http.batch: could not start transfer #%d", (int)i + 1);
+            return luaL_error(L, "http.batch: could not start transfer #%d (%s)", (int)i + 1, why);
         }
+    }
     if (b->n == 0) {
         lua_newtable(L);
         return 1;
@@ -500,12 +749,156 @@ static int l_batch(lua_State *L)
     return 1;
 }
 
+/* ---------------- the user's cookie jar ---------------- */
+
+static struct tjar *caller_jar(lua_State *L, const char *fn)
+{
+    struct tctx *ctx = tctx_get(L);
+    struct agent *ag = caller_agent(L, ctx, vu_current(L), fn);
+    if (!agent_jar(ag))
+        luaL_error(L, "http.%s: out of memory (cookie jar)", fn);
+    return ag->jar;
+}
+
+/* The http(s) URL at idx, split into u; raises naming it otherwise. */
+static const char *check_url(lua_State *L, int idx, const char *fn, struct turl *u)
+{
+    size_t len;
+    const char *url = luaL_checklstring(L, idx, &len);
+    if (!turl_parse(url, len, u)) {
+        char clean[2048];
+        redact_password(url, url, clean, sizeof clean);
+        luaL_error(L, "http.%s: bad argument #%d: '%s' is not an http:// or https:// URL", fn, idx, clean);
+    }
+    return url;
+}
+
+/* name -> value into the table on top; of two with one name, the first sent (the longer path). */
+static bool push_cookie(void *ud, const struct jar_cookie *c)
+{
+    lua_State *L = ud;
+    lua_pushlstring(L, c->name, c->name_len);
+    if (lua_rawget(L, -2) == LUA_TNIL) {
+        lua_pushlstring(L, c->name, c->name_len);
+        lua_pushlstring(L, c->value, c->value_len);
+        lua_rawset(L, -4);
+    }
+    lua_pop(L, 1);
+    return true;
+}
+
+/* http.cookies(url): what the caller's jar would send to url, name -> value. */
+static int l_cookies(lua_State *L)
+{
+    struct turl u;
+    const char *url = check_url(L, 1, "cookies", &u);
+    struct tjar *j = caller_jar(L, "cookies");
+    struct buf lines = {0};
+    bool ok = transport_default->jar_export(j, &lines);
+    lua_pushlstring(L, lines.len ? lines.data : "", lines.len); /* Lua's from here: an error frees it */
+    buf_free(&lines);
+    size_t len;
+    const char *text = lua_tolstring(L, -1, &len);
+    lua_newtable(L);
+    if (!ok || !cookies_for_url(text, len, url, &u, (int64_t)time(NULL), push_cookie, L))
+        return luaL_error(L, "http.cookies: out of memory");
+    return 1;
+}
+
+static const char *string_attr(lua_State *L, int t, const char *key)
+{
+    int type = lua_getfield(L, t, key);
+    if (type != LUA_TNIL && type != LUA_TSTRING)
+        luaL_error(L, "http.set_cookie: attribute '%s': string expected, got %s", key, luaL_typename(L, -1));
+    return lua_tostring(L, -1);
+}
+
+static bool bool_attr(lua_State *L, int t, const char *key)
+{
+    int type = lua_getfield(L, t, key);
+    if (type != LUA_TNIL && type != LUA_TBOOLEAN)
+        luaL_error(L, "http.set_cookie: attribute '%s': boolean expected, got %s", key, luaL_typename(L, -1));
+    return lua_toboolean(L, -1);
+}
+
+/* Reads -1 as seconds; false when absent. */
+static bool number_attr(lua_State *L, int t, const char *key, int64_t *out)
+{
+    int type = lua_getfield(L, t, key);
+    if (type == LUA_TNIL)
+        return false;
+    if (type != LUA_TNUMBER)
+        luaL_error(L, "http.set_cookie: attribute '%s': number (seconds) expected, got %s", key, luaL_typename(L, -1));
+    double v = lua_tonumber(L, -1);
+    *out = v > 9e15 ? (int64_t)9e15 : v < -9e15 ? (int64_t)-9e15 : (int64_t)v;
+    return true;
+}
+
+/* { domain, path, secure, http_only, expires (Unix time), max_age (seconds; wins, <= 0 removes) } */
+static void read_cookie_attrs(lua_State *L, int t, struct cookie_set *c)
+{
+    static const char *const known[] = {"domain", "path", "secure", "http_only", "expires", "max_age", NULL};
+    luaL_checktype(L, t, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        lua_pop(L, 1);
+        const char *key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
+        int i = 0;
+        while (known[i] && strcmp(known[i], key) != 0)
+            i++;
+        if (!known[i])
+            luaL_error(L, "http.set_cookie: unknown attribute '%s' (valid: domain, path, secure, http_only, "
+                          "expires, max_age)", key);
+    }
+    c->domain = string_attr(L, t, "domain");
+    c->path = string_attr(L, t, "path");
+    c->secure = bool_attr(L, t, "secure");
+    c->http_only = bool_attr(L, t, "http_only");
+    int64_t v;
+    if (number_attr(L, t, "expires", &v)) {
+        if (v <= 0)
+            luaL_error(L, "http.set_cookie: attribute 'expires': a Unix time (seconds) expected");
+        c->expires = v;
+    }
+    if (number_attr(L, t, "max_age", &v))
+        c->expires = v > 0 ? (int64_t)time(NULL) + v : 1; /* 1: long past, so the jar drops it */
+}
+
+/* http.set_cookie(url, name, value [, attrs]): into the caller's jar, as if url's response had set it. */
+static int l_set_cookie(lua_State *L)
+{
+    struct turl u;
+    const char *url = check_url(L, 1, "set_cookie", &u);
+    size_t nlen, vlen;
+    struct cookie_set c = {.name = luaL_checklstring(L, 2, &nlen), .value = luaL_checklstring(L, 3, &vlen)};
+    if (nlen != strlen(c.name) || vlen != strlen(c.value))
+        return luaL_error(L, "http.set_cookie: cookie name and value cannot hold NUL");
+    if (!lua_isnoneornil(L, 4))
+        read_cookie_attrs(L, 4, &c);
+    struct tjar *j = caller_jar(L, "set_cookie");
+    struct buf line = {0};
+    const char *why = cookie_line(&line, url, &u, &c);
+    if (!why && !transport_default->jar_import(j, line.data))
+        why = "out of memory";
+    buf_free(&line);
+    if (why)
+        return luaL_error(L, "http.set_cookie: cookie '%s': %s", c.name, why);
+    return 0;
+}
+
+static int l_clear_cookies(lua_State *L)
+{
+    transport_default->jar_clear(caller_jar(L, "clear_cookies"));
+    return 0;
+}
+
 int luaopen_tide_http(lua_State *L)
 {
     static const luaL_Reg fns[] = {
         {"get", l_get}, {"head", l_head}, {"post", l_post}, {"put", l_put},
         {"patch", l_patch}, {"delete", l_delete}, {"options", l_options},
-        {"request", l_request}, {"batch", l_batch}, {NULL, NULL},
+        {"request", l_request}, {"batch", l_batch}, {"cookies", l_cookies},
+        {"set_cookie", l_set_cookie}, {"clear_cookies", l_clear_cookies}, {NULL, NULL},
     };
     response_open(L);
     luaL_newmetatable(L, BATCH_MT);

@@ -1,5 +1,6 @@
 /* tide.http: turning (url, opts) from Lua into a request (treq) its transport takes. */
 #include "clock.h"
+#include "cookies.h"
 #include "duration.h"
 #include "redact.h"
 #include "req.h"
@@ -11,7 +12,7 @@
 
 
 struct opts {
-    int headers, query, json, form, retry;  /* stack indexes, 0 = absent */
+    int headers, query, json, form, retry, cookies;  /* stack indexes, 0 = absent */
     const char *body, *bearer, *name;
     size_t body_len, bearer_len;
     double timeout;
@@ -55,7 +56,9 @@ static const char *const opt_names[] = {"headers", "query", "body", "json", "for
                                         "timeout", "redirects", "name", "retry", "discard",
                                         /* read by request_opts.c */
                                         "compression", "auth", "files", "insecure", "ca", "cert", "key",
-                                        "http_version", "tags", "expect", NULL};
+                                        "http_version", "tags", "expect",
+                                        /* read by http.c */
+                                        "cookies", NULL};
 
 static void opt_fail(lua_State *L, const char *fn, const char *key, const char *want, int idx)
 {
@@ -122,6 +125,7 @@ static void read_opts(lua_State *L, int idx, const char *fn, struct opts *o)
     o->query = table_opt(L, idx, fn, "query");
     o->form = table_opt(L, idx, fn, "form");
     o->retry = table_opt(L, idx, fn, "retry");
+    o->cookies = table_opt(L, idx, fn, "cookies");
     if (lua_getfield(L, idx, "json") != LUA_TNIL)
         o->json = lua_gettop(L);
     o->body = string_opt(L, idx, fn, "body", &o->body_len);
@@ -145,7 +149,7 @@ static bool has_prefix_ci(const char *s, const char *prefix)
 }
 
 /* The default metric name: the URL's path without query or fragment. */
-static void default_name(struct req *r, const char *url)
+void req_default_name(struct req *r, const char *url)
 {
     const char *p = strstr(url, "://");
     p = p ? strchr(p + 3, '/') : NULL;
@@ -355,6 +359,99 @@ static void build_headers(lua_State *L, struct buf *list, const char *fn, const 
         luaL_error(L, "http.%s: header too long or out of memory", fn);
 }
 
+/* A Cookie header the script gives leaves the header lines: its pairs go
+ * into r->cookie, for http.c to send in one header with the jar's (libcurl
+ * would send the jar's in a second one). "Cookie:" (false) sends no cookies,
+ * the jar's neither. */
+static void take_cookie_header(lua_State *L, struct req *r, const char *fn)
+{
+    struct buf *h = &r->q.headers;
+    r->cookie.len = 0;
+    r->cookie_own = r->cookie_header = false;
+    r->cookie_jar = true;
+    size_t in = 0, out = 0;
+    while (in < h->len) {
+        const char *line = h->data + in, *eol = memchr(line, '\r', h->len - in);
+        size_t n = eol ? (size_t)(eol - line) + 2 : h->len - in;
+        in += n;
+        if (n < 9 || strncasecmp(line, "cookie:", 7) != 0) {
+            memmove(h->data + out, line, n);
+            out += n;
+            continue;
+        }
+        r->cookie_own = true;
+        if (n == 9) { /* "Cookie:\r\n": false */
+            r->cookie_jar = false;
+            continue;
+        }
+        r->cookie_header = true;
+        if (!(r->cookie.len == 0 || buf_append(&r->cookie, "; ", 2)) || !buf_append(&r->cookie, line + 8, n - 10))
+            luaL_error(L, "http.%s: out of memory", fn);
+    }
+    h->len = out;
+}
+
+/* Keeps the pairs of r->cookie (a Cookie header's) that table t does not
+ * name: written after the old text, then moved down over it. */
+static bool drop_named_pairs(lua_State *L, struct req *r, int t)
+{
+    struct buf *c = &r->cookie;
+    size_t old = c->len, in = 0;
+    if (old == 0)
+        return true;
+    while (in < old) {
+        size_t at = in, n = 0;
+        while (at < old && (c->data[at] == ' ' || c->data[at] == '\t'))
+            at++;
+        while (at + n < old && c->data[at + n] != ';')
+            n++;
+        in = at + n + 1;
+        const char *eq = memchr(c->data + at, '=', n);
+        lua_pushlstring(L, c->data + at, eq ? (size_t)(eq - (c->data + at)) : n);
+        bool named = lua_rawget(L, t) != LUA_TNIL;
+        lua_pop(L, 1);
+        if (named || n == 0)
+            continue;
+        if ((c->len > old && !buf_append(c, "; ", 2)) || !buf_reserve(c, n))
+            return false;
+        memcpy(c->data + c->len, c->data + at, n); /* after buf_reserve: data may have moved */
+        c->len += n;
+    }
+    memmove(c->data, c->data + old, c->len - old);
+    c->len -= old;
+    return true;
+}
+
+/* cookies = { name = value }: this request's, as a Cookie header's are, and
+ * winning over a Cookie header's of the same name. */
+static void add_cookie_opt(lua_State *L, struct req *r, const char *fn, int t)
+{
+    if (!t)
+        return;
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        if (lua_type(L, -2) != LUA_TSTRING || (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER))
+            luaL_error(L, "http.%s: option 'cookies': string names and string values expected", fn);
+        size_t nlen, vlen;
+        const char *n = lua_tolstring(L, -2, &nlen), *v = lua_tolstring(L, -1, &vlen), *why;
+        if ((why = cookie_bad_name(n, nlen)) || (why = cookie_bad_value(v, vlen)))
+            luaL_error(L, "http.%s: option 'cookies': cookie '%s' %s", fn, n, why);
+        lua_pop(L, 1);
+    }
+    bool ok = drop_named_pairs(L, r, t);
+    lua_pushnil(L);
+    while (ok && lua_next(L, t)) {
+        size_t nlen, vlen;
+        const char *n = lua_tolstring(L, -2, &nlen), *v = lua_tolstring(L, -1, &vlen);
+        ok = (r->cookie.len == 0 || buf_append(&r->cookie, "; ", 2)) && buf_append(&r->cookie, n, nlen) &&
+             buf_append(&r->cookie, "=", 1) && buf_append(&r->cookie, v, vlen);
+        lua_pop(L, 1);
+    }
+    if (!ok)
+        luaL_error(L, "http.%s: out of memory", fn);
+    r->cookie_own = true;
+}
+
 static bool set_body(lua_State *L, struct req *r, const char *fn, const struct opts *o)
 {
     r->body.len = 0;
@@ -429,7 +526,7 @@ void req_configure(lua_State *L, struct req *r, const char *fn, const char *meth
     if (o.name) {
         snprintf(r->name, sizeof r->name, "%s", o.name);
     } else {
-        default_name(r, url);
+        req_default_name(r, url);
     }
     set_retry(L, r, fn, o.retry);
     int multipart_form = 0;
@@ -440,12 +537,16 @@ void req_configure(lua_State *L, struct req *r, const char *fn, const char *meth
         luaL_error(L, "out of memory");
     bool has_body = o.body || o.json || o.form || multipart;
     build_headers(L, &r->q.headers, fn, &o);
+    take_cookie_header(L, r, fn);
+    add_cookie_opt(L, r, fn, o.cookies);
     set_method(&r->q, method, has_body, &r->body);
     r->q.timeout_ms = (long)(o.timeout * 1000 + 0.5);
-    r->q.redirects = (long)o.redirects;
+    r->redirects = (long)o.redirects;
+    r->named = o.name != NULL;
     r->q.max_body = r->ctx->max_body;
     r->q.discard = o.discard;
     req_opts_configure(L, r, fn, opts_idx ? lua_absindex(L, opts_idx) : 0, multipart_form);
-    if (r->tp->prepare(r->x, &r->q) != TERR_NONE)
+    /* with cookies of the script's, http.c prepares q with its Cookie header added */
+    if (!r->cookie_own && r->tp->prepare(r->x, &r->q) != TERR_NONE)
         luaL_error(L, "http.%s: out of memory", fn);
 }

@@ -14,6 +14,7 @@
  * header table are made only if the script asks (user values 1 and 2). */
 struct response {
     long status;
+    int redirects;              /* followed to get here */
     const char *error;          /* static text */
     const char *proto;          /* static text, NULL: no response */
     bool truncated;
@@ -38,14 +39,15 @@ void response_push(lua_State *L, struct req *r)
 {
     const struct tres *res = &r->res;
     const struct buf *head = &res->head, *body = &res->body;
-    const char *url = res->url; /* after redirects */
+    const char *url = res->url; /* the last hop's */
     if (!url)
-        url = r->q.url.len ? r->q.url.data : "";
+        url = r->sent->url.len ? r->sent->url.data : "";
     size_t ulen = strlen(url);
     bool secret = has_userinfo(url);   /* r.url never shows a password or token */
     size_t room = ulen + (secret ? 4 : 0);
     struct response *p = lua_newuserdatauv(L, sizeof *p + room + head->len + body->len + 16, 2);
     p->status = res->status;
+    p->redirects = r->hops;
     p->error = terr_name(res->err, res->detail);
     p->truncated = res->truncated;
     p->proto = res->proto;
@@ -65,8 +67,8 @@ void response_push(lua_State *L, struct req *r)
     if (body->len)
         memcpy(d + ulen + head->len, body->data, body->len);
     char *m = d + ulen + head->len + body->len;
-    size_t mlen = strnlen(r->q.method, 15);
-    memcpy(m, r->q.method, mlen);
+    size_t mlen = strnlen(r->sent->method, 15);
+    memcpy(m, r->sent->method, mlen);
     m[mlen] = '\0';
     p->method = m;
     luaL_setmetatable(L, RESPONSE_MT);
@@ -192,6 +194,8 @@ static int response_index(lua_State *L)
         lua_pushlstring(L, p->data, p->url_len);
     else if (strcmp(k, "proto") == 0)
         p->proto ? (void)lua_pushstring(L, p->proto) : lua_pushnil(L);
+    else if (strcmp(k, "redirects") == 0)
+        lua_pushinteger(L, p->redirects);
     else if (strcmp(k, "truncated") == 0)
         lua_pushboolean(L, p->truncated);
     else if (strcmp(k, "ok") == 0)

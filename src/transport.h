@@ -121,8 +121,7 @@ struct treq {
     bool has_body;              /* a body was given (a POST without one sends an empty one) */
     const char *body;           /* body_len bytes, never NULL */
     size_t body_len;
-    long timeout_ms;            /* the whole transfer, redirects included */
-    long redirects;             /* at most this many followed; 0: none */
+    long timeout_ms;            /* the whole transfer */
     size_t max_body;            /* body bytes kept; the rest is read and dropped */
     bool discard;               /* keep no body at all */
     struct tjar *jar;           /* shared cookies; NULL: the transfer's own */
@@ -138,6 +137,11 @@ struct treq {
     size_t nmultipart;
     struct ttls tls;            /* for https:// URLs (redirects included) */
     enum thttp version;
+    /* The headers carry the whole Cookie header (the script's cookies and the
+     * jar's merged), or none when the script said so: add none of the jar's
+     * cookies to this request, but keep in the jar what its response sets.
+     * Only with a jar. */
+    bool own_cookies;
 };
 
 /* Microseconds from the transfer's start, or durations (µs) of its phases. */
@@ -150,7 +154,9 @@ struct ttimes {
     uint64_t total;             /* from the start to the end, lookup and connect included */
 };
 
-/* What came back from one attempt. Its buffers are the binding's and are
+/* What came back from one request. A transport does one hop: a redirect is
+ * a response like any other, its Location reported, and the binding decides
+ * whether and how to follow it. Its buffers are the binding's and are
  * reused: the transport empties them when a transfer starts. */
 struct tres {
     long status;                /* the final response's, 0 when none came */
@@ -159,7 +165,10 @@ struct tres {
     bool truncated;             /* body bytes were dropped (max_body) */
     enum terr err;
     const char *detail;         /* TERR_OTHER: the transport's text */
-    const char *url;            /* after redirects; NULL: treq.url. Valid until the next start */
+    const char *url;            /* the URL asked; NULL: treq.url. Valid until the next start */
+    /* A 3xx's Location, made absolute against the URL asked; NULL when
+     * none. Valid until the next start. */
+    const char *location;
     struct ttimes t;
     uint64_t bytes_sent, bytes_received;   /* on the wire, heads included */
     unsigned resets;            /* attempts that died unanswered and were sent again */
@@ -197,6 +206,16 @@ struct transport_ops {
     /* x stops using j if it does; a jar is freed after all its transfers left it. */
     void (*jar_leave)(struct txfer *x, struct tjar *j);
     void (*jar_free)(struct tjar *j);
+    /* The jar in Netscape cookie-file lines, each ending in '\n':
+     * domain, TRUE/FALSE (subdomains too), path, TRUE/FALSE (secure), expiry
+     * (Unix time, 0: the session's), name, value, tab-separated; the domain
+     * prefixed with "#HttpOnly_" for an HttpOnly cookie. Expired cookies may
+     * be among them. Appended to out; false when out of memory. */
+    bool (*jar_export)(struct tjar *j, struct buf *out);
+    /* Adds one cookie given as such a line (without the '\n'), replacing one
+     * of the same domain, path and name; an expiry in the past removes it. */
+    bool (*jar_import)(struct tjar *j, const char *line);
+    void (*jar_clear)(struct tjar *j);
 };
 
 /* The transport a request takes (for now libcurl's for every request; defined

@@ -11,6 +11,9 @@ slow_server.SlowServer, test_celery.StatusServer, test_results.TaskServer).
     RecordingServer a ServerThread that records every request (method, path,
                     headers, body) in .seen and answers 200 with the body it
                     read (as application/json), whatever the method
+    HopServer       a ServerThread that records every request (repeated
+                    headers kept) and redirects, sets cookies or fails on
+                    request (tests of redirects and cookies)
 
 A server subclasses ServerThread, keeps its own state, and passes the class
 of its QuietHandler (whose do_GET reads and updates that state).
@@ -19,7 +22,9 @@ of its QuietHandler (whose do_GET reads and updates that state).
 import json
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
 
 LOOPBACK = "127.0.0.1"
 
@@ -112,3 +117,82 @@ class RecordingServer(ServerThread):
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_PURGE = _record
 
         super().__init__(Handler, name="recording-server")
+
+
+class Seen:
+    """One request a HopServer received: method, path (with the query),
+    headers (a list of (name, value), repeats kept), body (bytes)."""
+
+    def __init__(self, method, path, headers, body):
+        self.method, self.path, self.headers, self.body = method, path, headers, body
+
+    def all(self, name):
+        """Every value of header name (any case), in the order received."""
+        return [v for k, v in self.headers if k.lower() == name.lower()]
+
+    def __repr__(self):
+        return f"<{self.method} {self.path} {self.headers} {self.body!r}>"
+
+
+class HopServer(ServerThread):
+    """Any method, HEAD included: records every request (a Seen) in .seen
+    and answers by its path:
+
+      [/PATH]/redirect/STATUS?to=URL[&delay=MS][&cookie=NAME=VALUE]
+                        STATUS with Location: URL (after MS milliseconds,
+                        setting the cookie if asked)
+      /set-cookie?NAME=VALUE&...   200, a Set-Cookie (Path=/) for each; an
+                        empty value expires the cookie (Max-Age=0)
+      /flaky/N/KEY      503 for the first N requests of KEY, then 200
+      anything else     200 with {"method", "path", "cookie": [each Cookie
+                        header], "body"} as JSON (no body for HEAD)
+    """
+
+    def __init__(self):
+        self.seen = []
+        self.lock = threading.Lock()
+        self.flaky = {}
+        outer = self
+
+        class Handler(QuietHandler):
+            def _answer(self):
+                n = int(self.headers.get("Content-Length", 0) or 0)
+                body = self.rfile.read(n) if n else b""
+                seen = Seen(self.command, self.path, list(self.headers.items()), body)
+                with outer.lock:
+                    outer.seen.append(seen)
+                url = urlsplit(self.path)
+                query = dict(parse_qsl(url.query, keep_blank_values=True))
+                parts = url.path.strip("/").split("/")
+                status, extra = 200, []
+                answer = {"method": self.command, "path": self.path, "cookie": seen.all("Cookie"),
+                          "body": body.decode(errors="replace")}
+                if len(parts) >= 2 and parts[-2] == "redirect":
+                    time.sleep(int(query.get("delay", 0)) / 1000)
+                    status = int(parts[-1])
+                    extra.append(("Location", query["to"]))
+                    if "cookie" in query:
+                        extra.append(("Set-Cookie", query["cookie"] + "; Path=/"))
+                    answer = "moved"
+                elif parts[0] == "set-cookie":
+                    for k, v in parse_qsl(url.query, keep_blank_values=True):
+                        extra.append(("Set-Cookie", f"{k}={v}; Path=/" + ("; Max-Age=0" if v == "" else "")))
+                elif parts[0] == "flaky" and len(parts) == 3:
+                    with outer.lock:
+                        left = outer.flaky.get(parts[2], int(parts[1]))
+                        outer.flaky[parts[2]] = left - 1
+                    if left > 0:
+                        status = 503
+                data = (answer if isinstance(answer, str) else json.dumps(answer)).encode()
+                self.send_response(status)
+                for k, v in extra:
+                    self.send_header(k, v)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _answer
+
+        super().__init__(Handler, name="hop-server")

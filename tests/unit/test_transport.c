@@ -86,6 +86,10 @@ static void respond(int c, const char *req)
             return;
         shutdown(c, SHUT_RDWR);
         return;
+    } else if (strncmp(req, "GET /redirect ", 14) == 0) {
+        n = snprintf(out, sizeof out, "HTTP/1.1 302 Found\r\nLocation: ../hello?x=1\r\nContent-Length: 0\r\n\r\n");
+    } else if (strncmp(req, "GET /setcookie ", 15) == 0) {
+        n = snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\nSet-Cookie: s=1; Path=/\r\nContent-Length: 0\r\n\r\n");
     } else {
         n = snprintf(out, sizeof out, "HTTP/1.1 201 Created\r\nX-Test: yes\r\nContent-Length: 5\r\n\r\nhello");
     }
@@ -93,33 +97,62 @@ static void respond(int c, const char *req)
         return;
 }
 
-/* Serves connections one after another, requests one after another on each. */
+struct conn {
+    struct server *s;
+    int fd;
+};
+
+/* Requests one after another on one connection. */
+static void *serve_conn(void *ud)
+{
+    struct conn *k = ud;
+    struct server *s = k->s;
+    int c = k->fd;
+    free(k);
+    char buf[4096];
+    size_t have = 0;
+    ssize_t n;
+    while ((n = read(c, buf + have, sizeof buf - 1 - have)) > 0) {
+        have += (size_t)n;
+        buf[have] = '\0';
+        char *end = strstr(buf, "\r\n\r\n");
+        if (!end)
+            continue;
+        const char *cl = strcasestr(buf, "content-length:");
+        size_t body = cl && cl < end ? (size_t)atoi(cl + 15) : 0;
+        size_t need = (size_t)(end + 4 - buf) + body;
+        if (have < need)
+            continue;
+        memcpy(s->last, buf, need); /* the client waits for the answer before reading it */
+        s->last[need] = '\0';
+        respond(c, buf);
+        memmove(buf, buf + need, have - need);
+        have -= need;
+    }
+    close(c);
+    return NULL;
+}
+
+/* Connections side by side: a client may leave one idle and open another
+ * (a handle moving onto a share with its own connection pool). */
 static void *serve(void *ud)
 {
     struct server *s = ud;
     int c;
     while ((c = accept(s->fd, NULL, NULL)) >= 0) {
-        char buf[4096];
-        size_t have = 0;
-        ssize_t n;
-        while ((n = read(c, buf + have, sizeof buf - 1 - have)) > 0) {
-            have += (size_t)n;
-            buf[have] = '\0';
-            char *end = strstr(buf, "\r\n\r\n");
-            if (!end)
-                continue;
-            const char *cl = strcasestr(buf, "content-length:");
-            size_t body = cl && cl < end ? (size_t)atoi(cl + 15) : 0;
-            size_t need = (size_t)(end + 4 - buf) + body;
-            if (have < need)
-                continue;
-            memcpy(s->last, buf, need);
-            s->last[need] = '\0';
-            respond(c, buf);
-            memmove(buf, buf + need, have - need);
-            have -= need;
+        struct conn *k = malloc(sizeof *k);
+        pthread_t t;
+        if (!k) {
+            close(c);
+            continue;
         }
-        close(c);
+        *k = (struct conn){s, c};
+        if (pthread_create(&t, NULL, serve_conn, k) != 0) {
+            free(k);
+            close(c);
+            continue;
+        }
+        pthread_detach(t);
     }
     return NULL;
 }
@@ -204,7 +237,6 @@ static bool fetch(struct client *c, const char *method, enum tmethod kind, const
     q->body = body ? body : "";
     q->body_len = body ? strlen(body) : 0;
     q->timeout_ms = 5000;
-    q->redirects = 0;
     if (!q->max_body)
         q->max_body = 1 << 20;
     if (c->tp->prepare(c->x, q) != TERR_NONE || !c->tp->start(c->x, c->shard, &c->res))
@@ -217,6 +249,58 @@ static bool fetch(struct client *c, const char *method, enum tmethod kind, const
 static bool has(const struct buf *b, const char *s)
 {
     return b->len && memmem(b->data, b->len, s, strlen(s)) != NULL;
+}
+
+static bool exported(const struct transport_ops *tp, struct tjar *j, const char *text)
+{
+    struct buf b = {0};
+    bool ok = tp->jar_export(j, &b) && buf_append(&b, "", 1) && strstr(b.data, text) != NULL;
+    buf_free(&b);
+    return ok;
+}
+
+static size_t count(const char *haystack, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = haystack; (p = strstr(p, needle)); p++)
+        n++;
+    return n;
+}
+
+/* A jar: lines in and out, its cookies on requests, and a request that
+ * carries its own Cookie header (own_cookies) getting none of the jar's
+ * while the jar still keeps what its response set. */
+static void check_jar(const struct transport_ops *tp, struct client *c, unsigned port, const char *last)
+{
+    char url[128];
+    struct tjar *j = tp->jar_new(NULL);
+    if (!CHECK(j))
+        return;
+    CHECK(tp->jar_import(j, "127.0.0.1\tFALSE\t/\tFALSE\t0\tjar\t1"));
+    CHECK(exported(tp, j, "127.0.0.1\tFALSE\t/\tFALSE\t0\tjar\t1\n"));
+    c->q.jar = j;
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/hello", port);
+    CHECK(fetch(c, "GET", TM_GET, url, "User-Agent: unit\r\n", NULL));
+    if (!CHECK(strstr(last, "\r\nCookie: jar=1\r\n")))
+        fprintf(stderr, "  %s: jar cookie\n%s", tp->name, last);
+
+    c->q.own_cookies = true;
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/setcookie", port);
+    CHECK(fetch(c, "GET", TM_GET, url, "User-Agent: unit\r\nCookie: mine=2\r\n", NULL));
+    if (!CHECK(count(last, "Cookie:") == 1 && strstr(last, "\r\nCookie: mine=2\r\n")))
+        fprintf(stderr, "  %s: own cookies sent\n%s", tp->name, last);
+    CHECK(exported(tp, j, "\ts\t1\n") && exported(tp, j, "\tjar\t1\n"));
+    c->q.own_cookies = false;
+
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/hello", port);
+    CHECK(fetch(c, "GET", TM_GET, url, "User-Agent: unit\r\n", NULL));
+    CHECK(count(last, "Cookie:") == 1 && strstr(last, "s=1") && strstr(last, "jar=1"));
+    tp->jar_clear(j);
+    CHECK(!exported(tp, j, "jar"));
+    CHECK(fetch(c, "GET", TM_GET, url, "User-Agent: unit\r\n", NULL) && !strstr(last, "Cookie:"));
+    tp->jar_leave(c->x, j);
+    tp->jar_free(j);
+    c->q.jar = NULL;
 }
 
 static void check_transport(const struct transport_ops *tp)
@@ -266,6 +350,17 @@ static void check_transport(const struct transport_ops *tp)
     CHECK(fetch(&c, "GET", TM_GET, url, "User-Agent: unit\r\n", NULL));
     if (!CHECK(c.res.err == TERR_REFUSED && c.res.status == 0))
         fprintf(stderr, "  %s: closed port gave %s\n", tp->name, terr_name(c.res.err, c.res.detail));
+
+    /* one hop: a redirect comes back with its Location made absolute, not followed */
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/redirect", srv.port);
+    CHECK(fetch(&c, "GET", TM_GET, url, "User-Agent: unit\r\n", NULL));
+    CHECK(c.res.err == TERR_NONE && c.res.status == 302 && strstr(srv.last, "GET /redirect "));
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/hello?x=1", srv.port);
+    if (!CHECK(c.res.location && strcmp(c.res.location, url) == 0))
+        fprintf(stderr, "  %s: location %s\n", tp->name, c.res.location ? c.res.location : "(none)");
+    CHECK(fetch(&c, "GET", TM_GET, url, "User-Agent: unit\r\n", NULL) && c.res.location == NULL);
+
+    check_jar(tp, &c, srv.port, srv.last);
 
     set_text(&c.q.url, "http://exa mple.com/", true);
     CHECK(tp->set_url(c.x, &c.q) == TERR_BAD_URL);
