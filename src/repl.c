@@ -11,6 +11,7 @@
 #include "xmalloc.h"
 
 #include <lauxlib.h>
+#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -288,7 +289,8 @@ int cmd_repl(int argc, char **argv, const struct signals *sig)
     if (!rc && !help) {
         char buf[4096];
         r->tty = isatty(0) && isatty(1);
-        r->in = reader_open(r->tty, r->tty ? history_path(buf, sizeof buf) : NULL, complete, r);
+        r->in = reader_open(r->tty, r->tty ? history_path(buf, sizeof buf) : NULL, complete, r, r->sig->interrupts);
+        setlocale(LC_CTYPE, "");
         if (r->tty)
             printf("tide %s: a Lua prompt (help() lists the helpers; Ctrl-D leaves)\n", TIDE_VERSION);
         read_eval_print(r);

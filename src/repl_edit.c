@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <wchar.h>
 
 struct line_reader {
     EditLine *el;               /* NULL off a terminal */
@@ -17,6 +18,9 @@ struct line_reader {
     const char *prompt;
     complete_fn complete;
     void *ud;
+    int (*presses)(void);       /* Ctrl-C presses so far */
+    int presses_before;         /* as the current line began */
+    bool cut;                   /* Ctrl-C ended the current line */
     char *line;                 /* getline's buffer, or a copy of libedit's line */
     size_t cap;
 };
@@ -95,6 +99,34 @@ static unsigned char on_tab(EditLine *el, int ch)
     return rc;
 }
 
+/* libedit's own reader reads again after a signal; this one gives up the
+ * line when Ctrl-C was pressed. Multibyte input decoded as the locale says. */
+static int read_char(EditLine *el, wchar_t *wc)
+{
+    struct line_reader *r;
+    el_get(el, EL_CLIENTDATA, &r);
+    mbstate_t st;
+    memset(&st, 0, sizeof st);
+    for (;;) {
+        char c;
+        ssize_t got = read(STDIN_FILENO, &c, 1);
+        if (got < 0 && errno == EINTR) {
+            if (r->presses() == r->presses_before)
+                continue;
+            r->cut = true;
+            return -1;
+        }
+        if (got <= 0)
+            return (int)got;
+        size_t n = mbrtowc(wc, &c, 1, &st);
+        if (n == (size_t)-2)
+            continue;
+        if (n == (size_t)-1)
+            *wc = (unsigned char)c;
+        return 1;
+    }
+}
+
 static void load_history(struct line_reader *r)
 {
     HistEvent ev;
@@ -116,14 +148,17 @@ static void open_editor(struct line_reader *r)
     el_set(r->el, EL_CLIENTDATA, r);
     el_set(r->el, EL_EDITOR, "emacs");
     el_set(r->el, EL_PROMPT, prompt_of);
+    el_set(r->el, EL_GETCFN, read_char);
     el_set(r->el, EL_HIST, history, r->hist);
     el_set(r->el, EL_ADDFN, "tide-complete", "complete a name", on_tab);
     el_set(r->el, EL_BIND, "^I", "tide-complete", NULL);
 }
 
-struct line_reader *reader_open(bool tty, const char *history_path, complete_fn complete, void *ud)
+struct line_reader *reader_open(bool tty, const char *history_path, complete_fn complete, void *ud,
+                                int (*presses)(void))
 {
     struct line_reader *r = xcalloc(1, sizeof *r);
+    r->presses = presses;
     r->complete = complete;
     r->ud = ud;
     r->history = history_path ? xstrdup(history_path) : NULL;
@@ -160,12 +195,13 @@ const char *reader_line(struct line_reader *r, const char *prompt, bool *interru
     if (!r->el)
         return plain_line(r, interrupted);
     r->prompt = prompt;
+    r->presses_before = r->presses();
+    r->cut = false;
     int n = 0;
-    errno = 0;
     const char *s = el_gets(r->el, &n);
-    if (s && n > 0)
+    if (s && n > 0 && !r->cut)
         return keep(r, s, (size_t)n);
-    if (n < 0 && errno == EINTR) { /* Ctrl-C: a fresh, empty line */
+    if (r->cut) { /* Ctrl-C: a fresh, empty line */
         *interrupted = true;
         el_reset(r->el);
         fputs("^C\n", stdout);
