@@ -289,7 +289,7 @@ int cmd_repl(int argc, char **argv, const struct signals *sig)
     if (!rc && !help) {
         char buf[4096];
         r->tty = isatty(0) && isatty(1);
-        r->in = reader_open(r->tty, r->tty ? history_path(buf, sizeof buf) : NULL, complete, r, r->sig->interrupts);
+        r->in = reader_open(r->tty, r->tty ? history_path(buf, sizeof buf) : NULL, complete, r, r->sig->interrupts, r->sig->fd);
         setlocale(LC_CTYPE, "");
         if (r->tty)
             printf("tide %s: a Lua prompt (help() lists the helpers; Ctrl-D leaves)\n", TIDE_VERSION);

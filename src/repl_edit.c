@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <histedit.h>
+#include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +22,7 @@ struct line_reader {
     void *ud;
     int (*presses)(void);       /* Ctrl-C presses so far */
     int presses_before;         /* as the current line began */
+    int wake_fd;                /* readable after a press; -1: none */
     bool cut;                   /* Ctrl-C ended the current line */
     char *line;                 /* getline's buffer, or a copy of libedit's line */
     size_t cap;
@@ -108,14 +111,24 @@ static int read_char(EditLine *el, wchar_t *wc)
     mbstate_t st;
     memset(&st, 0, sizeof st);
     for (;;) {
-        char c;
-        ssize_t got = read(STDIN_FILENO, &c, 1);
-        if (got < 0 && errno == EINTR) {
-            if (r->presses() == r->presses_before)
-                continue;
+        if (r->presses() != r->presses_before) {
             r->cut = true;
             return -1;
         }
+        /* the eventfd closes the gap between looking at the count and reading */
+        struct pollfd p[2] = {{.fd = STDIN_FILENO, .events = POLLIN}, {.fd = r->wake_fd, .events = POLLIN}};
+        if (poll(p, r->wake_fd >= 0 ? 2 : 1, -1) < 0)
+            continue;
+        uint64_t drained;
+        if (p[1].revents && read(r->wake_fd, &drained, sizeof drained) < 0) {
+            /* drained elsewhere: the count above decides */
+        }
+        if (!p[0].revents)
+            continue;
+        char c;
+        ssize_t got = read(STDIN_FILENO, &c, 1);
+        if (got < 0 && errno == EINTR)
+            continue;
         if (got <= 0)
             return (int)got;
         size_t n = mbrtowc(wc, &c, 1, &st);
@@ -155,10 +168,11 @@ static void open_editor(struct line_reader *r)
 }
 
 struct line_reader *reader_open(bool tty, const char *history_path, complete_fn complete, void *ud,
-                                int (*presses)(void))
+                                int (*presses)(void), int wake_fd)
 {
     struct line_reader *r = xcalloc(1, sizeof *r);
     r->presses = presses;
+    r->wake_fd = wake_fd;
     r->complete = complete;
     r->ud = ud;
     r->history = history_path ? xstrdup(history_path) : NULL;

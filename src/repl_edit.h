@@ -14,9 +14,10 @@ typedef char **(*complete_fn)(void *ud, const char *before, size_t *word_len);
 struct line_reader;
 
 /* history: the file to read now and write at close (NULL: none); presses:
- * the count of Ctrl-C presses, which end the line being edited. */
+ * the count of Ctrl-C presses, which end the line being edited; wake_fd:
+ * an eventfd each press makes readable (-1: none). */
 struct line_reader *reader_open(bool tty, const char *history, complete_fn complete, void *ud,
-                                int (*presses)(void));
+                                int (*presses)(void), int wake_fd);
 /* The next line without its newline (valid until the next call), or NULL:
  * at the end of input, or (with *interrupted set) when Ctrl-C cleared the line. */
 const char *reader_line(struct line_reader *r, const char *prompt, bool *interrupted);
