@@ -138,6 +138,7 @@ struct repl_life *life_open(lua_State *L, struct tctx *ctx, const struct repl_cl
 {
     struct repl_life *life = xcalloc(1, sizeof *life);
     *life = (struct repl_life){.L = L, .ctx = ctx, .cli = cli, .sig = sig, .mod_ref = LUA_NOREF,
+                               .bg_ref = LUA_NOREF,
                                .env = load_env(cli->env, cli->nenv)};
     if (cli->target)
         snprintf(life->target, sizeof life->target, "%s", cli->target);
@@ -154,7 +155,9 @@ struct repl_life *life_open(lua_State *L, struct tctx *ctx, const struct repl_cl
     }
     set_function(L, life, "setup", l_setup);
     set_function(L, life, "teardown", l_teardown);
+    life_open_loads(L);
     set_function(L, life, "run", life_run);
+    set_function(L, life, "start", life_start);
     return life;
 }
 
@@ -162,6 +165,7 @@ void life_close(struct repl_life *life)
 {
     if (!life)
         return;
+    life_stop_background(life->L, life);
     if (life->has_data)
         fprintf(stderr, "tide: leaving with the data of setup() not torn down (teardown() was not called "
                         "after it; tide does not run it unasked)\n");

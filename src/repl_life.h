@@ -30,6 +30,7 @@ struct repl_life {
     char **env;                 /* environ, then --env */
     char target[2048];          /* --target, else the scenario's options.target */
     bool has_data;              /* setup() ran, and teardown() not since */
+    int bg_ref;                 /* start{}'s load until waited for, or LUA_NOREF */
 };
 
 /* Loads the scenario (when the command line names one) into L and defines
@@ -40,7 +41,13 @@ struct repl_life *life_open(lua_State *L, struct tctx *ctx, const struct repl_cl
 /* Says so when data from setup() was not torn down; frees life. */
 void life_close(struct repl_life *life);
 
-/* run{...} (repl_load.c): the load, watched until it ends; pushes the result. */
+/* repl_load.c: run{...} (the load, watched until it ends; pushes the
+ * result), start{...} (the load in the background; pushes its handle). */
 int life_run(lua_State *L);
+int life_start(lua_State *L);
+/* The handles' metatable; call once before run/start. */
+void life_open_loads(lua_State *L);
+/* Cuts a background load short (the prompt ends). */
+void life_stop_background(lua_State *L, struct repl_life *life);
 
 #endif

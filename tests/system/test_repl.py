@@ -313,3 +313,63 @@ def test_bad_command_line_is_exit_2(tmp_path):
                  ["no-such-scenario-here"]):
         res = piped(tmp_path, "", *args)
         assert res.returncode == 2, (args, res.stderr.decode())
+
+
+# ------------------------------------------------------------------ results and background loads
+
+
+def test_results_compare_merge_html_and_pg(crud, tmp_path, pg):
+    dsn = pg.fresh_db()
+    session = f"""setup()
+a = run{{vus = 2, iterations = 2}}
+b = run{{vus = 3, iterations = 3, thresholds = {{http_req_duration = "p(95) < 0.001"}}}}
+b.ok
+c = a + b
+c:metric("iterations").count
+c:metric("http_reqs", {{method = "POST", status = "201"}}).count
+a:compare(b, "100000%")
+a:html("report.html")
+a:save("pg:{dsn}")
+teardown()
+"""
+    res = piped(tmp_path, session, API_CRUD, "--target", crud.url)
+    out = res.stdout.decode()
+    assert res.returncode == 0, res.stderr.decode()
+    lines = out.splitlines()
+    assert "false" in lines  # b's threshold failed
+    assert "13" in lines or "13.0" in lines  # merged exactly: 4 + 9 iterations
+    assert "no regression beyond the tolerance" in out
+    assert "<svg" in (tmp_path / "report.html").read_text()
+    stored = pg.query(dsn, "SELECT run_id FROM tide.runs")
+    assert len(stored) == 1
+    check_server(crud, 13)
+
+
+def test_start_scale_stop(prompt, tmp_path, request):
+    from httpserver import RecordingServer
+    server = RecordingServer().start()
+    request.addfinalizer(server.stop)
+    p = prompt("--target", server.url, timeout=30)
+    p.do('h = start{executor = "constant-vus", vus = 4, duration = "60s", '
+         'fn = function(vu) http.get(target .. "/vu/" .. vu.id); tide.sleep(0.05) end}')
+    time.sleep(1.5)
+    first = re.search(r"(\d+) requests", p.do("h")).group(1)
+    time.sleep(1)
+    live = p.do("h")
+    assert int(re.search(r"(\d+) requests", live).group(1)) > int(first) and "4 VUs" in live
+    assert "a background load is running" in p.do("run{iterations = 1, fn = function() end}")
+    n = len(server.seen)
+    time.sleep(0.5)
+    assert {s[1] for s in server.seen[n:]} == {f"/vu/{i}" for i in range(1, 5)}
+    p.do("h:scale(1)")
+    time.sleep(0.5)
+    n = len(server.seen)
+    time.sleep(1)
+    assert {s[1] for s in server.seen[n:]} == {"/vu/1"}
+    assert "vus must be 0..4" in p.do("h:scale(9)")
+    t0 = time.monotonic()
+    p.do("res = h:stop()")
+    assert time.monotonic() - t0 < 5
+    count = float(p.do('res:metric("http_reqs").count').strip().splitlines()[-1])
+    assert count == len(server.seen)
+    assert p.leave() == 0
