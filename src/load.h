@@ -5,7 +5,8 @@
 #include <stddef.h>
 
 #include "options.h"
-#include "run.h"
+#include "exitcodes.h"
+#include "signals.h"
 #include "runner.h"
 
 /* One load on the run API, watched from the main thread until it ends: the

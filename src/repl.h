@@ -1,7 +1,8 @@
 #ifndef TIDE_REPL_H
 #define TIDE_REPL_H
 
-#include "run.h"
+#include "exitcodes.h"
+#include "signals.h"
 
 /* `tide repl [SCENARIO] [--target URL] [--env KEY=VALUE]... [--threads N]`:
  * a Lua prompt on the main thread. 0, or 1 when off a terminal some chunk

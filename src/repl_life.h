@@ -4,7 +4,8 @@
 
 #include "ctx.h"
 #include "scenario.h"
-#include "run.h"
+#include "exitcodes.h"
+#include "signals.h"
 
 #define REPL_MAX_ENV 256
 
