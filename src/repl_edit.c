@@ -163,8 +163,10 @@ static void open_editor(struct line_reader *r)
     el_set(r->el, EL_PROMPT, prompt_of);
     el_set(r->el, EL_GETCFN, read_char);
     el_set(r->el, EL_HIST, history, r->hist);
-    el_set(r->el, EL_ADDFN, "tide-complete", "complete a name", on_tab);
-    el_set(r->el, EL_BIND, "^I", "tide-complete", NULL);
+    /* the wide calls: libedit's narrow EL_ADDFN keeps wide copies of the
+     * names that el_end never frees */
+    el_wset(r->el, EL_ADDFN, L"tide-complete", L"complete a name", on_tab);
+    el_wset(r->el, EL_BIND, L"^I", L"tide-complete", NULL);
 }
 
 struct line_reader *reader_open(bool tty, const char *history_path, complete_fn complete, void *ud,
