@@ -311,10 +311,13 @@ def test_leaving_with_data_not_torn_down_says_so(crud, tmp_path):
 
 
 def test_bad_command_line_is_exit_2(tmp_path):
-    for args in (["--target", "ftp://x"], ["--threads", "0"], ["--env", "NOEQUALS"], ["--bogus", "1"],
-                 ["no-such-scenario-here"]):
+    for args, named in ((["--target", "ftp://x"], "ftp://x"), (["--threads", "0"], "threads"),
+                        (["--env", "NOEQUALS"], "NOEQUALS"), (["--bogus", "1"], "--bogus"),
+                        (["no-such-scenario-here"], "no scenario 'no-such-scenario-here'")):
         res = piped(tmp_path, "", *args)
-        assert res.returncode == 2, (args, res.stderr.decode())
+        assert res.returncode == 2 and named in res.stderr.decode(), (args, res.stderr.decode())
+    res = piped(tmp_path, "", "--help")
+    assert res.returncode == 0 and "usage: tide repl" in res.stdout.decode()
 
 
 # ------------------------------------------------------------------ results and background loads
