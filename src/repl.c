@@ -265,6 +265,10 @@ static int open_state(struct repl *r)
     r->ctx.interrupts = r->sig->interrupts;
     block_watch_cancel(&r->ctx, r->sig->fd);
     r->ctx.once = once_new();
+    struct options *defaults = xcalloc(1, sizeof *defaults);
+    options_init(defaults);
+    r->ctx.mem_limit = defaults->lua_memory; /* as for setup in `tide run` */
+    free(defaults);
     int rc;
     if (!(r->life = life_open(r->L, &r->ctx, &r->cli, r->sig, &rc)))
         return rc;

@@ -1,41 +1,21 @@
-/* run{} and start{} at the prompt: a load on the run API with the
- * scenario's functions (or an inline one), the kept `data` and options over
- * the scenario's; start{}'s handle shows, scales, stops and waits for it. */
-#include "hist.h"
-#include "live.h"
+/* run{} (and start{}) at the prompt: a load on the run API with the
+ * scenario's functions (or an inline one), the kept `data` and options
+ * over the scenario's, watched to its end into a result. */
+#include "repl_load.h"
 #include "load.h"
 #include "metrics.h"
+#include "once.h"
 #include "options.h"
 #include "report.h"
-#include "repl_life.h"
-#include "runner.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-#define JOB_MT "tide.repl.load"
-
-/* One load, as a userdata so that an error raised while it is planned
- * frees what it holds (__gc); start{} hands it out as the handle. User
- * values: 1 the inline source's text, 2 data as JSON, 3 { options = ... }
- * for the thresholds, 4 the result once the load ended. */
-struct load_job {
-    struct repl_life *life;
-    struct options opt;
-    struct scenario_source inline_src;
-    const struct scenario_source *src;
-    const char *path;
-    int mod_ref;                /* user value 3, referenced for report.c */
-    bool snapshots;             /* threads hand over metrics (abort_on_fail) */
-    struct runner *runner;
-    char run_id[128];
-};
-
 static int job_gc(lua_State *L)
 {
-    struct load_job *job = luaL_checkudata(L, 1, JOB_MT);
+    struct load_job *job = luaL_checkudata(L, 1, LOAD_MT);
     runner_free(job->runner);
     job->runner = NULL;
     if (job->mod_ref != LUA_NOREF)
@@ -49,7 +29,7 @@ static struct load_job *new_job(lua_State *L)
     struct load_job *job = lua_newuserdatauv(L, sizeof *job, 4);
     memset(job, 0, sizeof *job);
     job->mod_ref = LUA_NOREF;
-    luaL_setmetatable(L, JOB_MT);
+    luaL_setmetatable(L, LOAD_MT);
     return job;
 }
 
@@ -125,6 +105,7 @@ static void read_options(lua_State *L, struct repl_life *life, struct load_job *
         !options_finish(&job->opt, (unsigned)sysconf(_SC_NPROCESSORS_ONLN), err))
         luaL_error(L, "run{}: %s", err);
     lua_pop(L, 1);
+    once_limit_names(life->ctx->once, job->opt.max_names);
     lua_pushvalue(L, mod);
     job->mod_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_setiuservalue(L, j, 3);
@@ -231,8 +212,7 @@ static void push_result(lua_State *L, struct load_job *job, const struct load_wa
     lua_call(L, 1, 1);
 }
 
-/* The background load, if one is running (not yet waited for). */
-static struct load_job *background(lua_State *L, struct repl_life *life)
+struct load_job *load_background(lua_State *L, struct repl_life *life)
 {
     if (life->bg_ref == LUA_NOREF)
         return NULL;
@@ -242,12 +222,10 @@ static struct load_job *background(lua_State *L, struct repl_life *life)
     return job && job->runner ? job : NULL;
 }
 
-/* Plans and starts the load of run{}/start{}; leaves the job on the stack. */
-static struct load_job *start(lua_State *L, const char *what, bool snapshots_allowed)
+struct load_job *load_begin(lua_State *L, struct repl_life *life, const char *what, bool snapshots_allowed)
 {
-    struct repl_life *life = lua_touserdata(L, lua_upvalueindex(1));
     luaL_checktype(L, 1, LUA_TTABLE);
-    if (background(L, life))
+    if (load_background(L, life))
         luaL_error(L, "%s: a background load is running: h:stop() or h:wait() first", what);
     struct load_job *job = plan(L, life, 1);
     bool snapshots = snapshots_allowed && report_can_abort(L, job->mod_ref, life->ctx->metrics);
@@ -264,9 +242,7 @@ static struct load_job *start(lua_State *L, const char *what, bool snapshots_all
     return job;
 }
 
-/* Watches the job (at idx) to its end (progress, Ctrl-C) and pushes its
- * result, made once. */
-static void finish(lua_State *L, int idx)
+void load_end(lua_State *L, int idx)
 {
     struct load_job *job = lua_touserdata(L, idx);
     struct repl_life *life = job->life;
@@ -288,123 +264,20 @@ static void finish(lua_State *L, int idx)
 
 int life_run(lua_State *L)
 {
-    start(L, "run{}", true);
-    finish(L, lua_gettop(L));
+    load_begin(L, lua_touserdata(L, lua_upvalueindex(1)), "run{}", true);
+    load_end(L, lua_gettop(L));
     return 1;
 }
 
-int life_start(lua_State *L)
+void load_open(lua_State *L, const luaL_Reg *methods, lua_CFunction tostring)
 {
-    struct repl_life *life = lua_touserdata(L, lua_upvalueindex(1));
-    start(L, "start{}", false);
-    lua_pushvalue(L, -1);
-    if (life->bg_ref != LUA_NOREF)
-        luaL_unref(L, LUA_REGISTRYINDEX, life->bg_ref);
-    life->bg_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    return 1;
-}
-
-static struct load_job *check_job(lua_State *L)
-{
-    return luaL_checkudata(L, 1, JOB_MT);
-}
-
-/* The seconds every thread handed over: the latest one's users. */
-static unsigned long long active_vus(const struct points *pts)
-{
-    for (size_t i = pts->nsecs; i > 0; i--)
-        if (pts->secs[i - 1].reported >= pts->threads)
-            return (unsigned long long)pts->secs[i - 1].vus;
-    return 0;
-}
-
-/* h: the live figures so far. */
-static int job_tostring(lua_State *L)
-{
-    struct load_job *job = check_job(L);
-    if (!job->runner)
-        return lua_pushliteral(L, "<load ended: h:wait() gives its result>"), 1;
-    bool over = runner_wait(job->runner, 0);
-    const struct points *pts = runner_points(job->runner);
-    double elapsed = runner_elapsed(job->runner);
-    char text[512];
-    snprintf(text, sizeof text, "<load %s %.1fs: %llu requests (%.1f/s), %llu failed, %llu iterations, "
-                                "p50 %.2f ms, p95 %.2f ms, %llu VUs>",
-             over ? "ended after" : "running", elapsed, (unsigned long long)pts->reqs,
-             elapsed > 0 ? (double)pts->reqs / elapsed : 0.0, (unsigned long long)pts->failed,
-             (unsigned long long)pts->iterations, hist_percentile(pts->total, 50) / 1e3,
-             hist_percentile(pts->total, 95) / 1e3, active_vus(pts));
-    lua_pushstring(L, text);
-    return 1;
-}
-
-/* h:scale(n [, scenario]): a constant-vus load loops with n of its users. */
-static int job_scale(lua_State *L)
-{
-    struct load_job *job = check_job(L);
-    lua_Integer n = luaL_checkinteger(L, 2);
-    const char *scen = luaL_optstring(L, 3, job->opt.scen[0].name);
-    char err[512];
-    if (!job->runner)
-        return luaL_error(L, "h:scale: the load has ended");
-    if (!runner_set_vus(job->runner, scen, (long long)n, err, sizeof err))
-        return luaL_error(L, "h:scale: %s", err);
-    return 0;
-}
-
-static void forget_background(lua_State *L, struct load_job *job)
-{
-    struct repl_life *life = job->life;
-    if (life->bg_ref == LUA_NOREF)
-        return;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, life->bg_ref);
-    bool same = lua_touserdata(L, -1) == job;
-    lua_pop(L, 1);
-    if (same) {
-        luaL_unref(L, LUA_REGISTRYINDEX, life->bg_ref);
-        life->bg_ref = LUA_NOREF;
-    }
-}
-
-/* h:wait(): the result, once the load ends (Ctrl-C stops it as for run{}). */
-static int job_wait(lua_State *L)
-{
-    struct load_job *job = check_job(L);
-    finish(L, 1);
-    forget_background(L, job);
-    return 1;
-}
-
-/* h:stop(): no new iterations, running ones get graceful_stop; the result. */
-static int job_stop(lua_State *L)
-{
-    struct load_job *job = check_job(L);
-    if (job->runner)
-        runner_stop(job->runner, 1);
-    return job_wait(L);
-}
-
-void life_open_loads(lua_State *L)
-{
-    static const luaL_Reg methods[] = {
-        {"scale", job_scale}, {"stop", job_stop}, {"wait", job_wait}, {NULL, NULL},
-    };
-    luaL_newmetatable(L, JOB_MT);
+    luaL_newmetatable(L, LOAD_MT);
     lua_pushcfunction(L, job_gc);
     lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, job_tostring);
+    lua_pushcfunction(L, tostring);
     lua_setfield(L, -2, "__tostring");
-    luaL_newlib(L, methods);
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
-}
-
-void life_stop_background(lua_State *L, struct repl_life *life)
-{
-    struct load_job *job = background(L, life);
-    if (!job)
-        return;
-    fprintf(stderr, "tide: the background load is cut short: the prompt ends\n");
-    runner_free(job->runner);
-    job->runner = NULL;
 }
