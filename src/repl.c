@@ -157,14 +157,21 @@ static void show(lua_State *L, int first)
     int n = lua_gettop(L) - first + 1;
     lua_getglobal(L, "require");
     lua_pushliteral(L, "tide.repl");
-    lua_call(L, 1, 1);
-    lua_getfield(L, -1, "show");
-    lua_remove(L, -2);
-    lua_insert(L, first);
-    if (lua_pcall(L, n, 1, 0) != LUA_OK)
+    size_t len = 0;
+    const char *text = NULL;
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+        lua_getfield(L, -1, "show");
+        lua_remove(L, -2);
+        lua_insert(L, first);
+        if (lua_pcall(L, n, 1, 0) == LUA_OK)
+            text = lua_tolstring(L, -1, &len);
+    }
+    if (text) {
+        fwrite(text, 1, len, stdout);
+        fputc('\n', stdout);
+    } else {
         fprintf(stderr, "tide repl: cannot print the result: %s\n", lua_tostring(L, -1));
-    else
-        printf("%s\n", lua_tostring(L, -1));
+    }
     fflush(stdout);
 }
 
