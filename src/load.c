@@ -6,6 +6,7 @@
 #include "xmalloc.h"
 
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -97,4 +98,24 @@ void load_run_id(char *id, size_t len)
     strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
     unsigned tail = (unsigned)(ts.tv_nsec ^ ((unsigned)getpid() << 16)) & 0xffffff;
     snprintf(id, len, "%s-%06x", stamp, tail);
+}
+
+bool load_check_fds(const struct options *o, char *err, size_t errlen)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return true;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    long long vus = options_total_vus(o);
+    unsigned long long need = (unsigned long long)vus + 64 + 8ull * o->threads;
+    if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur) {
+        snprintf(err, errlen, "%lld VUs need about %llu file descriptors, but the limit is %llu "
+                              "(raise it with ulimit -n, or run fewer VUs)",
+                 vus, need, (unsigned long long)rl.rlim_cur);
+        return false;
+    }
+    return true;
 }

@@ -35,4 +35,9 @@ char **load_env(char *const *extra, int nextra);
  * timestamp and a random tail. */
 void load_run_id(char *id, size_t len);
 
+/* Each VU holds a socket (more in batches): false, with why in err, when
+ * the file descriptor limit (raised to its hard limit first) is too low,
+ * said before the load rather than as failed connections under it. */
+bool load_check_fds(const struct options *o, char *err, size_t errlen);
+
 #endif

@@ -133,6 +133,9 @@ static void check_exec(lua_State *L, struct repl_life *life, struct load_job *jo
     }
     if (report_check_thresholds(L, job->mod_ref, life->ctx->metrics))
         luaL_error(L, "run{}: the thresholds are wrong (said above)");
+    char fds[256];
+    if (!load_check_fds(&job->opt, fds, sizeof fds))
+        luaL_error(L, "run{}: %s", fds);
 }
 
 /* Global `data` as JSON for the engine threads (user value 2), or nothing. */

@@ -24,7 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -120,28 +119,6 @@ static int check_exec_functions(struct session *s)
             fprintf(stderr, "tide run: %s%s%sexec: the scenario has no function '%s' (got %s)\n",
                     s->opt.named ? "options.scenarios." : "options.", s->opt.named ? sc->name : "",
                     s->opt.named ? "." : "", sc->exec, lua_typename(s->L, t));
-        return EXIT_USAGE;
-    }
-    return 0;
-}
-
-/* Each VU holds a socket (more in batches): say so now rather than failing
- * connections one by one under load. */
-static int check_fd_limit(const struct options *o)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return 0;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    long long vus = options_total_vus(o);
-    unsigned long long need = (unsigned long long)vus + 64 + 8ull * o->threads;
-    if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur) {
-        fprintf(stderr, "tide run: %lld VUs need about %llu file descriptors, but the limit is %llu "
-                        "(raise it with ulimit -n, or run fewer VUs)\n",
-                vus, need, (unsigned long long)rl.rlim_cur);
         return EXIT_USAGE;
     }
     return 0;
@@ -260,8 +237,11 @@ static int run_session(struct session *s, int argc, char **argv)
         rc = check_exec_functions(s);
     if (!rc)
         rc = report_check_thresholds(s->L, s->mod_ref, s->ctx.metrics);
-    if (!rc)
-        rc = check_fd_limit(&s->opt);
+    char fds[256];
+    if (!rc && !load_check_fds(&s->opt, fds, sizeof fds)) {
+        fprintf(stderr, "tide run: %s\n", fds);
+        rc = EXIT_USAGE;
+    }
     if (rc)
         return rc;
     char **env = load_env(s->cli.env, s->cli.nenv);

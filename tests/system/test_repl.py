@@ -378,3 +378,17 @@ def test_start_scale_stop(prompt, tmp_path, request):
     count = float(p.do('res:metric("http_reqs").count').strip().splitlines()[-1])
     assert count == len(server.seen)
     assert p.leave() == 0
+
+
+def test_run_beyond_the_fd_limit_is_a_message(tmp_path):
+    import resource
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))
+
+    session = 'run{vus = 500, iterations = 500, fn = function() end}\n"alive"\n'
+    res = subprocess.run([TIDE, "repl"], input=session.encode(), capture_output=True, cwd=tmp_path,
+                         timeout=60, preexec_fn=low_limit)
+    assert res.returncode == 1
+    assert "500 VUs need about 580 file descriptors, but the limit is 200" in res.stderr.decode()
+    assert '"alive"' in res.stdout.decode()
