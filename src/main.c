@@ -2,6 +2,7 @@
 #include "exitcodes.h"
 #include "list.h"
 #include "luacmd.h"
+#include "repl.h"
 #include "run.h"
 
 #include <curl/curl.h>
@@ -40,6 +41,8 @@ static void usage(FILE *f)
             "usage:\n"
             "  tide run SCENARIO [options]   run a scenario (a file, or scenarios/NAME.lua)\n"
             "  tide run --help               the run options\n"
+            "  tide repl [SCENARIO] [--target URL] [--env KEY=VALUE]... [--threads N]\n"
+            "                                a Lua prompt: setup(), run{...}, teardown() step by step\n"
             "  tide list                     the named scenarios\n"
             "  tide report SOURCE... [--html FILE] [--json FILE]\n"
             "                                print a stored run again (merging several exactly);\n"
@@ -96,8 +99,8 @@ int main(int argc, char **argv)
         curl_global_cleanup();
         return rc;
     }
-    if (strcmp(cmd, "run") != 0) {
-        fprintf(stderr, "tide: unknown command '%s' (valid: run, list, report, compare, db, --help, "
+    if (strcmp(cmd, "run") != 0 && strcmp(cmd, "repl") != 0) {
+        fprintf(stderr, "tide: unknown command '%s' (valid: run, repl, list, report, compare, db, --help, "
                         "--version)\n", cmd);
         return EXIT_USAGE;
     }
@@ -117,7 +120,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     init_curl();
     struct signals sig = {.interrupts = interrupt_count, .fd = interrupt_fd};
-    int rc = cmd_run(argc - 2, argv + 2, &sig);
+    int rc = strcmp(cmd, "run") == 0 ? cmd_run(argc - 2, argv + 2, &sig) : cmd_repl(argc - 2, argv + 2, &sig);
     curl_global_cleanup();
     return rc;
 }

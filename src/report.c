@@ -212,3 +212,13 @@ int report_finish(lua_State *L, int scenario_ref, const struct report_in *in, co
     lua_pop(L, 2);
     return verdict;
 }
+
+int report_document(lua_State *L, int scenario_ref, const struct report_in *in)
+{
+    push_report(L, scenario_ref, in);
+    if (!call_summary(L, "document", 1, 2))
+        return -1;
+    int verdict = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    return verdict;
+}

@@ -45,5 +45,9 @@ bool report_abort_check(lua_State *L, int scenario_ref, const struct metrics *m,
  * when a threshold failed) and sets *store to 4 when an output could not be
  * written where asked (0 otherwise). */
 int report_finish(lua_State *L, int scenario_ref, const struct report_in *in, const struct outputs *out, int *store);
+/* Pushes the results document (what --out json writes) without printing or
+ * writing anything; returns the verdict (0, or 1 when a threshold failed),
+ * or -1 with nothing pushed when the summary code failed (said on stderr). */
+int report_document(lua_State *L, int scenario_ref, const struct report_in *in);
 
 #endif

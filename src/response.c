@@ -190,6 +190,8 @@ static int response_index(lua_State *L)
         lua_pushcfunction(L, response_json);
     else if (strcmp(k, "timings") == 0)
         push_timings(L, p);
+    else if (strcmp(k, "method") == 0)
+        lua_pushstring(L, p->method);
     else if (strcmp(k, "url") == 0)
         lua_pushlstring(L, p->data, p->url_len);
     else if (strcmp(k, "proto") == 0)

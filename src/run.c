@@ -7,6 +7,7 @@
 #include "guard.h"
 #include "live.h"
 #include "list.h"
+#include "load.h"
 #include "metrics.h"
 #include "once.h"
 #include "redact.h"
@@ -23,12 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-extern char **environ;
 
 struct session {
     struct run_args cli;
@@ -49,17 +47,6 @@ struct session {
     struct runner *runner;
     struct points no_points;    /* the seconds of a load that never started */
 };
-
-static char **build_env(const struct run_args *c)
-{
-    size_t n = 0;
-    while (environ && environ[n])
-        n++;
-    char **env = xcalloc(n + (size_t)c->nenv + 1, sizeof *env);
-    memcpy(env, environ, n * sizeof *env);
-    memcpy(env + n, c->env, (size_t)c->nenv * sizeof *env);
-    return env;
-}
 
 static int open_scenario(struct session *s)
 {
@@ -138,28 +125,6 @@ static int check_exec_functions(struct session *s)
     return 0;
 }
 
-/* Each VU holds a socket (more in batches): say so now rather than failing
- * connections one by one under load. */
-static int check_fd_limit(const struct options *o)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return 0;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    long long vus = options_total_vus(o);
-    unsigned long long need = (unsigned long long)vus + 64 + 8ull * o->threads;
-    if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur) {
-        fprintf(stderr, "tide run: %lld VUs need about %llu file descriptors, but the limit is %llu "
-                        "(raise it with ulimit -n, or run fewer VUs)\n",
-                vus, need, (unsigned long long)rl.rlim_cur);
-        return EXIT_USAGE;
-    }
-    return 0;
-}
-
 /* ctx for setup and teardown: target, env, vus, options. */
 static void push_ctx(struct session *s, char *const *env)
 {
@@ -230,65 +195,6 @@ static void to_stderr(void *ud, enum sink_kind kind, const char *text)
     fprintf(stderr, "tide: %s\n", text);
 }
 
-/* What the progress line counts towards: seconds, or iterations when every
- * scenario is bounded by iterations. */
-static void plan_progress(const struct session *s, struct progress *pr)
-{
-    const struct options *o = &s->opt;
-    *pr = (struct progress){.out = s->cli.out.quiet ? NULL : stderr, .tty = isatty(2),
-                            .every = s->cli.progress_every};
-    if (!pr->tty && pr->every <= 0)
-        pr->out = NULL;
-    for (int i = 0; i < o->nscen; i++) {
-        const struct scen *sc = &o->scen[i];
-        if (sc->executor == EXEC_PER_VU_ITERATIONS)
-            pr->iterations_total += (uint64_t)(sc->iterations * sc->vus);
-        else if (sc->executor == EXEC_SHARED_ITERATIONS)
-            pr->iterations_total += (uint64_t)sc->iterations;
-        else if (sc->start_time + sc->duration > pr->total)
-            pr->total = sc->start_time + sc->duration;
-    }
-}
-
-/* abort_on_fail: evaluate the aborting thresholds on the threads' latest copies. */
-static void check_abort(struct session *s, struct runner *r, double elapsed)
-{
-    struct metrics *m = runner_snapshot(r);
-    if (m && report_abort_check(s->L, s->mod_ref, m, elapsed, s->aborted, sizeof s->aborted)) {
-        fprintf(stderr, "\ntide: threshold %s failed: aborting the run\n", s->aborted);
-        runner_stop(r, 2);
-    }
-    metrics_free(m);
-}
-
-/* Watches the load to its end: the progress line, abort_on_fail thresholds,
- * and Ctrl-C turned into stop levels (1: finish, 2: cut). */
-static void watch_load(struct session *s, struct runner *r, bool snapshots)
-{
-    double next_abort_check = 1;
-    int seen = 0;
-    struct progress pr;
-    plan_progress(s, &pr);
-    while (!runner_wait(r, 20)) {
-        double elapsed = runner_elapsed(r);
-        progress_show(&pr, runner_points(r), elapsed, false);
-        if (snapshots && !s->aborted[0] && elapsed >= next_abort_check) {
-            next_abort_check = elapsed + 1;
-            check_abort(s, r, elapsed);
-        }
-        int now = s->sig->interrupts();
-        if (now == seen)
-            continue;
-        seen = now;
-        if (seen == 1)
-            fprintf(stderr, "\ntide: stopping: running iterations get their graceful_stop "
-                            "(%gs) to finish (Ctrl-C again to stop now)\n", s->opt.scen[0].graceful_stop);
-        runner_stop(r, seen >= 2 ? 2 : 1);
-    }
-    progress_show(&pr, runner_points(r), 0, true);
-    s->interrupted = seen;
-}
-
 /* The load itself, on the run API: its metrics merged into results. */
 static int run_load_phase(struct session *s, const char *json, size_t json_len, char **env,
                           struct metrics *results)
@@ -303,33 +209,17 @@ static int run_load_phase(struct session *s, const char *json, size_t json_len, 
         fprintf(stderr, "tide: %s\n", err);
         return EXIT_SCRIPT;
     }
-    watch_load(s, s->runner, snapshots);
+    struct load_watch w = {.L = s->L, .scenario_ref = s->mod_ref, .opt = &s->opt, .sig = s->sig,
+                           .quiet = s->cli.out.quiet, .progress_every = s->cli.progress_every};
+    load_watch(&w, s->runner, snapshots);
+    s->interrupted = w.interrupted;
+    snprintf(s->aborted, sizeof s->aborted, "%s", w.aborted);
     struct run_result res;
     bool ok = runner_finish(s->runner, results, &res);
     s->started = res.started;
     s->finished = res.finished;
     s->elapsed = res.elapsed;
     return ok ? 0 : EXIT_SCRIPT;
-}
-
-/* --run-id, else $GITHUB_RUN_ID, else a UTC timestamp and a random tail. */
-static void choose_run_id(struct outputs *out)
-{
-    const char *gh = getenv("GITHUB_RUN_ID");
-    if (out->run_id[0])
-        return;
-    if (gh && *gh && strlen(gh) < sizeof out->run_id) {
-        snprintf(out->run_id, sizeof out->run_id, "%s", gh);
-        return;
-    }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    char stamp[32];
-    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
-    unsigned tail = (unsigned)(ts.tv_nsec ^ ((unsigned)getpid() << 16)) & 0xffffff;
-    snprintf(out->run_id, sizeof out->run_id, "%s-%06x", stamp, tail);
 }
 
 static int run_session(struct session *s, int argc, char **argv)
@@ -339,7 +229,7 @@ static int run_session(struct session *s, int argc, char **argv)
         run_usage();
         return EXIT_PASS;
     }
-    choose_run_id(&s->cli.out);
+    load_run_id(s->cli.out.run_id, sizeof s->cli.out.run_id);
     if (!rc)
         rc = open_scenario(s);
     if (!rc)
@@ -348,11 +238,14 @@ static int run_session(struct session *s, int argc, char **argv)
         rc = check_exec_functions(s);
     if (!rc)
         rc = report_check_thresholds(s->L, s->mod_ref, s->ctx.metrics);
-    if (!rc)
-        rc = check_fd_limit(&s->opt);
+    char fds[256];
+    if (!rc && !load_check_fds(&s->opt, fds, sizeof fds)) {
+        fprintf(stderr, "tide run: %s\n", fds);
+        rc = EXIT_USAGE;
+    }
     if (rc)
         return rc;
-    char **env = build_env(&s->cli);
+    char **env = load_env(s->cli.env, s->cli.nenv);
     push_ctx(s, env);
     int ctx_idx = lua_gettop(s->L);
     const char *json;

@@ -3,12 +3,7 @@
 #include <stdbool.h>
 
 #include "exitcodes.h"
-
-/* What main owns and the run reads: how many times Ctrl-C was pressed. */
-struct signals {
-    int (*interrupts)(void);
-    int fd;                     /* an eventfd each press makes readable; -1: none */
-};
+#include "signals.h"
 
 int cmd_run(int argc, char **argv, const struct signals *sig);
 

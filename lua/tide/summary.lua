@@ -46,14 +46,20 @@ end
 -- report: what the run handed over; out: { quiet, json, csv, html, pg, run_id }.
 -- Returns the verdict (0, or 1 when a threshold failed) and the exit code
 -- of the outputs (0, or 4 when results could not be stored where asked).
-function M.finish(report, out)
+-- Judges the thresholds and builds the results document: the document and
+-- the verdict (0, or 1 when a threshold failed).
+function M.document(report)
   local list = assert(thresholds.parse(report.thresholds, report.metrics))
   local all
   report.threshold_results, all = thresholds.evaluate(list, report.metrics,
     series.values_for(report.metrics, report.elapsed))
   local verdict = (all and not report.aborted) and 0 or 1
   report.exit_code = report.status ~= 0 and report.status or verdict
-  local doc = results.from_report(report)
+  return results.from_report(report), verdict
+end
+
+function M.finish(report, out)
+  local doc, verdict = M.document(report)
   if not out.quiet then io.stdout:write(text.render(doc)) end
   io.stdout:flush()
   return verdict, outputs.write(doc, out)

@@ -1,0 +1,121 @@
+/* Watching a load on the run API: progress, aborting thresholds, Ctrl-C. */
+#include "load.h"
+#include "live.h"
+#include "metrics.h"
+#include "report.h"
+#include "xmalloc.h"
+
+#include <stdio.h>
+#include <sys/resource.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+char **load_env(char *const *extra, int nextra)
+{
+    size_t n = 0;
+    while (environ && environ[n])
+        n++;
+    char **env = xcalloc(n + (size_t)nextra + 1, sizeof *env);
+    memcpy(env, environ, n * sizeof *env);
+    memcpy(env + n, extra, (size_t)nextra * sizeof *env);
+    return env;
+}
+
+/* What the progress line counts towards: seconds, or iterations when every
+ * scenario is bounded by iterations. */
+static void plan_progress(const struct load_watch *w, struct progress *pr)
+{
+    const struct options *o = w->opt;
+    *pr = (struct progress){.out = w->quiet ? NULL : stderr, .tty = isatty(2), .every = w->progress_every};
+    if (!pr->tty && pr->every <= 0)
+        pr->out = NULL;
+    for (int i = 0; i < o->nscen; i++) {
+        const struct scen *sc = &o->scen[i];
+        if (sc->executor == EXEC_PER_VU_ITERATIONS)
+            pr->iterations_total += (uint64_t)(sc->iterations * sc->vus);
+        else if (sc->executor == EXEC_SHARED_ITERATIONS)
+            pr->iterations_total += (uint64_t)sc->iterations;
+        else if (sc->start_time + sc->duration > pr->total)
+            pr->total = sc->start_time + sc->duration;
+    }
+}
+
+/* abort_on_fail: evaluate the aborting thresholds on the threads' latest copies. */
+static void check_abort(struct load_watch *w, struct runner *r, double elapsed)
+{
+    struct metrics *m = runner_snapshot(r);
+    if (m && report_abort_check(w->L, w->scenario_ref, m, elapsed, w->aborted, sizeof w->aborted)) {
+        fprintf(stderr, "\ntide: threshold %s failed: aborting the run\n", w->aborted);
+        runner_stop(r, 2);
+    }
+    metrics_free(m);
+}
+
+void load_watch(struct load_watch *w, struct runner *r, bool snapshots)
+{
+    double next_abort_check = 1;
+    int seen = 0;
+    struct progress pr;
+    plan_progress(w, &pr);
+    while (!runner_wait(r, 20)) {
+        double elapsed = runner_elapsed(r);
+        progress_show(&pr, runner_points(r), elapsed, false);
+        if (snapshots && !w->aborted[0] && elapsed >= next_abort_check) {
+            next_abort_check = elapsed + 1;
+            check_abort(w, r, elapsed);
+        }
+        int now = w->sig->interrupts() - w->presses_before;
+        if (now == seen)
+            continue;
+        seen = now;
+        if (seen == 1)
+            fprintf(stderr, "\ntide: stopping: running iterations get their graceful_stop "
+                            "(%gs) to finish (Ctrl-C again to stop now)\n", w->opt->scen[0].graceful_stop);
+        runner_stop(r, seen >= 2 ? 2 : 1);
+    }
+    progress_show(&pr, runner_points(r), 0, true);
+    w->interrupted = seen;
+}
+
+void load_run_id(char *id, size_t len)
+{
+    const char *gh = getenv("GITHUB_RUN_ID");
+    if (id[0])
+        return;
+    if (gh && *gh && strlen(gh) < len) {
+        snprintf(id, len, "%s", gh);
+        return;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char stamp[32];
+    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+    unsigned tail = (unsigned)(ts.tv_nsec ^ ((unsigned)getpid() << 16)) & 0xffffff;
+    snprintf(id, len, "%s-%06x", stamp, tail);
+}
+
+bool load_check_fds(const struct options *o, char *err, size_t errlen)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return true;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    long long vus = options_total_vus(o);
+    unsigned long long need = (unsigned long long)vus + 64 + 8ull * o->threads;
+    if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur) {
+        snprintf(err, errlen, "%lld VUs need about %llu file descriptors, but the limit is %llu "
+                              "(raise it with ulimit -n, or run fewer VUs)",
+                 vus, need, (unsigned long long)rl.rlim_cur);
+        return false;
+    }
+    return true;
+}
