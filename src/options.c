@@ -311,7 +311,7 @@ static bool unknown_key(char *err, const char *prefix, const char *key)
                 "graceful_stop, start_vus, stages, graceful_ramp_down, rate, start_rate, time_unit, "
                 "pre_allocated_vus, max_vus, start_time, exec, tags, threads, target, max_body, "
                 "lua_memory, max_names, thresholds, scenarios, compression, insecure, ca, cert, key, "
-                "expect)", NULL);
+                "expect, env (in scenarios.NAME))", NULL);
 }
 
 /* ---------------- tide.http's defaults: compression, TLS, expect ---------------- */
@@ -372,21 +372,26 @@ static bool set_http_key(struct options *o, const char *prefix, const char *key,
     return false;
 }
 
+bool options_status_list(lua_State *L, int idx, int out[MAX_EXPECT], int *n)
+{
+    lua_Integer len = luaL_len(L, idx);
+    bool ok = len >= 1 && len <= MAX_EXPECT;
+    idx = lua_absindex(L, idx);
+    *n = 0;
+    for (lua_Integer i = 1; ok && i <= len; i++, lua_pop(L, 1)) {
+        lua_Integer st = 0;
+        ok = lua_geti(L, idx, i) == LUA_TNUMBER && lua_isinteger(L, -1) &&
+             (st = lua_tointeger(L, -1)) >= 100 && st <= 999;
+        out[(*n)++] = (int)st;
+    }
+    return ok;
+}
+
 /* options.expect: the statuses counted as a success in http_req_failed. */
 static bool read_expect(lua_State *L, int idx, struct http_defaults *h, char *err)
 {
     int t = lua_getfield(L, idx, "expect");
-    bool ok = t == LUA_TNIL;
-    if (t == LUA_TTABLE) {
-        lua_Integer n = luaL_len(L, -1);
-        ok = n >= 1 && n <= MAX_EXPECT;
-        for (lua_Integer i = 1; ok && i <= n; i++, lua_pop(L, 1)) {
-            lua_Integer st = 0;
-            ok = lua_geti(L, -1, i) == LUA_TNUMBER && lua_isinteger(L, -1) &&
-                 (st = lua_tointeger(L, -1)) >= 100 && st <= 999;
-            h->expect[h->nexpect++] = (int)st;
-        }
-    }
+    bool ok = t == LUA_TNIL || (t == LUA_TTABLE && options_status_list(L, -1, h->expect, &h->nexpect));
     lua_settop(L, idx);
     return ok ? true : fail(err, "options.", "expect", "expected a list of 1 to 32 statuses (100 to 999), "
                             "like { 200, 404 }", NULL);

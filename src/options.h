@@ -79,4 +79,8 @@ long long options_total_vus(const struct options *o);
 const char *executor_name(enum executor e);
 bool url_valid(const char *url);
 
+/* The list of statuses at idx (expect = { 200, 404 }): 1 to MAX_EXPECT
+ * integers from 100 to 999 into out; false when it is not one. */
+bool options_status_list(lua_State *L, int idx, int out[MAX_EXPECT], int *n);
+
 #endif

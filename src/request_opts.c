@@ -4,6 +4,7 @@
  * can honour; nothing here knows libcurl. */
 #include "guard.h"
 #include "metrics_lua.h"
+#include "options.h"
 #include "req.h"
 #include "scenario.h" /* SCENARIO_DIR_KEY: where relative paths start (absent at the prompt) */
 
@@ -378,17 +379,7 @@ static void read_expect(lua_State *L, struct req *r, const char *fn, int opts)
         m->expect_fn = luaL_ref(L, LUA_REGISTRYINDEX);
         return;
     }
-    bool ok = t == LUA_TNIL;
-    if (t == LUA_TTABLE) {
-        lua_Integer n = luaL_len(L, -1);
-        ok = n >= 1 && n <= MAX_EXPECT;
-        for (lua_Integer i = 1; ok && i <= n; i++, lua_pop(L, 1)) {
-            lua_Integer st = 0;
-            ok = lua_geti(L, -1, i) == LUA_TNUMBER && lua_isinteger(L, -1) &&
-                 (st = lua_tointeger(L, -1)) >= 100 && st <= 999;
-            m->expect[m->nexpect++] = (int)st;
-        }
-    }
+    bool ok = t == LUA_TNIL || (t == LUA_TTABLE && options_status_list(L, -1, m->expect, &m->nexpect));
     if (!ok)
         luaL_error(L, "http.%s: option 'expect': a list of 1 to 32 statuses (100 to 999), like { 200, 404 }, "
                       "or a function of the response expected", fn);

@@ -31,6 +31,28 @@ def port_open(port, timeout=0.2):
         return False
 
 
+def stop_process(p, signals=(signal.SIGQUIT, signal.SIGTERM, signal.SIGKILL), wait=5):
+    """Ends a server this module started (by its Popen), politely first."""
+    if p is None or p.poll() is not None:
+        return
+    for sig in signals:
+        try:
+            os.kill(p.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            p.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def truncate_log(path):
+    """Empties a log nginx writes (it opens it O_APPEND: it goes on at 0)."""
+    with open(path, "r+") as f:
+        f.truncate(0)
+
+
 # --------------------------------------------------------------------- nginx
 
 LOG_RE = re.compile(r'^(\d+) (\d+) "([^"]*)" "([^"]*)" "([^"]*)"$')
@@ -101,26 +123,12 @@ class Nginx:
         raise RuntimeError(f"could not start nginx: {last_err}")
 
     def stop(self):
-        p = self.proc
-        if p is None or p.poll() is not None:
-            return
-        for sig, wait in ((signal.SIGQUIT, 5), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
-            try:
-                os.kill(p.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                p.wait(timeout=wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        stop_process(self.proc)
 
     # ---- access log
 
     def reset_log(self):
-        """Truncates the access log (nginx opens it O_APPEND: it goes on at 0)."""
-        with open(self.access_log, "r+") as f:
-            f.truncate(0)
+        truncate_log(self.access_log)
 
     def log_lines(self):
         text = self.access_log.read_text(errors="replace")
@@ -256,20 +264,10 @@ class NginxTls:
         raise RuntimeError(f"could not start nginx over TLS: {last}")
 
     def stop(self):
-        p = self.proc
-        if p is None or p.poll() is not None:
-            return
-        for sig in (signal.SIGQUIT, signal.SIGTERM, signal.SIGKILL):
-            os.kill(p.pid, sig)
-            try:
-                p.wait(timeout=5)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        stop_process(self.proc)
 
     def reset_log(self):
-        with open(self.access_log, "r+") as f:
-            f.truncate(0)
+        truncate_log(self.access_log)
 
     def wait_log(self, count, timeout=5.0):
         """The access log once it has at least count entries (nginx logs just after answering)."""
@@ -320,16 +318,7 @@ class Httpbin:
         raise RuntimeError(f"could not start httpbin: {log.read_text(errors='replace')}")
 
     def stop(self):
-        p = self.proc
-        if p is None or p.poll() is not None:
-            return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            os.kill(p.pid, sig)
-            try:
-                p.wait(timeout=10)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        stop_process(self.proc, (signal.SIGTERM, signal.SIGKILL), wait=10)
 
 
 # ------------------------------------------------------- raw socket servers
