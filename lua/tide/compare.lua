@@ -14,9 +14,9 @@ local M = {}
 local function usage(msg) error({ usage = msg }, 0) end
 
 M.DEFAULT_TOLERANCE = "10%"
--- The floor for times, measured: runs of one unchanged load against nginx on
--- a 2-core machine shared with other work moved p95/p99 up by as much as 6 ms
--- (scheduler time slices); see the README's compare section.
+-- The floor for times, measured: 2-second runs of one unchanged load against
+-- nginx on a 2-core machine shared with other work moved p95/p99 by up to
+-- 8 ms (the load generator waiting for a CPU); see the README's compare section.
 M.DEFAULT_MIN_DELTA = "10ms"
 -- Error and pass rates must move by at least this much (0.1 point), so that
 -- 0% -> 0.01% is not a regression.
@@ -201,7 +201,7 @@ local DEFAULT = { "http_req_duration", "http_reqs", "http_req_failed", "checks",
 
 local function default_selectors(base, cur)
   local list = {}
-  for i, n in ipairs(DEFAULT) do list[i] = { text = n, name = n, filter = {}, default = true } end
+  for i, n in ipairs(DEFAULT) do list[i] = { text = n, name = n, filter = {} } end
   local own = {}
   for _, doc in ipairs({ base, cur }) do
     for key, m in pairs(doc.metrics) do
@@ -211,7 +211,7 @@ local function default_selectors(base, cur)
   local names = {}
   for n in pairs(own) do names[#names + 1] = n end
   table.sort(names)
-  for _, n in ipairs(names) do list[#list + 1] = { text = n, name = n, filter = {}, default = true } end
+  for _, n in ipairs(names) do list[#list + 1] = { text = n, name = n, filter = {} } end
   return list
 end
 
@@ -257,25 +257,31 @@ end
 
 local function present(doc, s) return lookup(doc, s.name, s.filter) end
 
-local function add_rows(rows, s, bm, cm, order, base, cur)
-  for i, f in ipairs(figures(s.name, cm, next(s.filter) ~= nil)) do
-    rows[#rows + 1] = { label = s.label, aspect = f[1], base = f[2](bm.values, base),
-                        cur = f[2](cm.values, cur), worse = f.worse, kind = f.kind,
-                        request = s.request, order = order, fig = i }
+-- A figure chosen twice (--metric checks --metric 'checks{check:x}') is
+-- one row.
+local function add_rows(rows, seen, s, bm, cm, base, cur)
+  for _, f in ipairs(figures(s.name, cm, next(s.filter) ~= nil)) do
+    local id = s.label .. "\0" .. f[1]
+    if not seen[id] then
+      seen[id] = true
+      rows[#rows + 1] = { label = s.label, aspect = f[1], base = f[2](bm.values, base),
+                          cur = f[2](cm.values, cur), worse = f.worse, kind = f.kind,
+                          request = s.request }
+    end
   end
 end
 
 -- Rows for every subject found in both runs; the ones found in only one run
 -- go to `only` instead (request names and metrics alike).
 local function collect(selectors, base, cur, explicit)
-  local rows, only = {}, {}
-  for order, sel in ipairs(selectors) do
+  local rows, only, seen = {}, {}, {}
+  for _, sel in ipairs(selectors) do
     local any = false
     for _, s in ipairs(subjects(sel, base, cur)) do
       local bm, cm = present(base, s), present(cur, s)
       if bm or cm then any = true end
       if bm and cm and bm.type == cm.type then
-        add_rows(rows, s, bm, cm, order, base, cur)
+        add_rows(rows, seen, s, bm, cm, base, cur)
       elseif bm or cm then
         only[#only + 1] = { label = s.label, request = s.request, gone = bm ~= nil }
       end
@@ -299,7 +305,7 @@ local function sort_rows(rows)
   local first = {}
   for i, r in ipairs(rows) do
     r.pos = i
-    if r.rank == nil then r.rank = row_rank(r) end
+    r.rank = row_rank(r)
     first[r.label] = first[r.label] or i
   end
   table.sort(rows, function(a, b)
@@ -312,8 +318,8 @@ local function sort_rows(rows)
   end)
 end
 
--- A request name may have rows while the overall one of its metric is gone:
--- a name in only one run is listed once, as a request name.
+-- The request names (and chosen sub-metrics) found in one run only, request
+-- names first; with --require-names a name gone from CURRENT fails.
 local function only_lines(only, require_names)
   local lines, failed = {}, 0
   table.sort(only, function(a, b)
@@ -336,7 +342,8 @@ local function fmt(r, v)
   if v == nil then return "-" end
   if r.kind == "ratio" then return ("%.2f%%"):format(100 * v) end
   if r.kind == "time" then return ("%.2fms"):format(v) end
-  return ("%.1f"):format(v)
+  if math.abs(v) >= 1000 then return ("%.1f"):format(v) end
+  return ("%.4g"):format(v)
 end
 
 local function change(b, c)
@@ -347,10 +354,9 @@ end
 
 local MARK = { worse = "✗ worse", noise = "~ within floor" }
 
--- Unique request names across both runs' only-lists: a name gone from the
--- current run shows under http_req_duration, http_reqs and http_req_failed
--- alike.
-local function dedupe_requests(only)
+-- Each thing once: a request name gone from the current run turns up under
+-- http_req_duration, http_reqs and http_req_failed alike.
+local function dedupe_only(only)
   local out, seen = {}, {}
   for _, o in ipairs(only) do
     local key = o.request and "request:" .. o.request or "metric:" .. o.label
@@ -362,20 +368,23 @@ local function dedupe_requests(only)
   return out
 end
 
--- settings: { tolerance = fraction, min_delta = ms, selectors = list or
--- empty (defaults), require_names = bool, base_source, cur_source }.
--- Returns the report text and the exit code (0, or 1 on a regression).
-function M.run(base, cur, settings)
-  local explicit = #settings.selectors > 0
-  local selectors = explicit and settings.selectors or default_selectors(base, cur)
-  local rows, only = collect(selectors, base, cur, explicit)
-  only = dedupe_requests(only)
-  if #rows == 0 then
-    usage(("%s and %s have no %smetrics in common (different scenarios?)"):format(
-      settings.base_source, settings.cur_source, explicit and "chosen " or ""))
+local function summary_line(bad, gone, noise)
+  local line = "no regression beyond the tolerance and min-delta"
+  if bad + gone > 0 then
+    local parts = {}
+    if bad > 0 then parts[#parts + 1] = ("%d figure%s worse"):format(bad, bad == 1 and "" or "s") end
+    if gone > 0 then parts[#parts + 1] = ("%d request name%s gone"):format(gone, gone == 1 and "" or "s") end
+    line = "regression: " .. table.concat(parts, ", ")
   end
-  sort_rows(rows)
-  local ctx = { users_base = users(base), users_cur = users(cur) }
+  if noise > 0 then
+    line = line .. ("; %d figure%s beyond the tolerance but within the floor"):format(noise, noise == 1 and "" or "s")
+  end
+  return line
+end
+
+-- The table of rows with their verdicts; returns its lines and the counts
+-- of figures worse and within the floor.
+local function judged_table(rows, settings, ctx)
   local out = { { "metric", "", "base", "current", "change", "" } }
   local bad, noise = 0, 0
   for _, r in ipairs(rows) do
@@ -383,6 +392,22 @@ function M.run(base, cur, settings)
     if v == "worse" then bad = bad + 1 elseif v == "noise" then noise = noise + 1 end
     out[#out + 1] = { r.label, r.aspect, fmt(r, r.base), fmt(r, r.cur), change(r.base, r.cur), MARK[v] or "" }
   end
+  return text.table_lines(out), bad, noise
+end
+
+-- settings: { tolerance = fraction, min_delta = ms, selectors = list (empty:
+-- the defaults), require_names = bool, base_source, cur_source }.
+-- Returns the report text and the exit code (0, or 1 on a regression).
+function M.run(base, cur, settings)
+  local explicit = #settings.selectors > 0
+  local selectors = explicit and settings.selectors or default_selectors(base, cur)
+  local rows, only = collect(selectors, base, cur, explicit)
+  if #rows == 0 then
+    usage(("%s and %s have no %smetrics in common (different scenarios?)"):format(
+      settings.base_source, settings.cur_source, explicit and "chosen " or ""))
+  end
+  sort_rows(rows)
+  local table_text, bad, noise = judged_table(rows, settings, { users_base = users(base), users_cur = users(cur) })
   local lines = {
     ("base %s (%s), current %s (%s)"):format(tostring(base.run_id), tostring(base.tide.scenario),
       tostring(cur.run_id), tostring(cur.tide.scenario)),
@@ -390,30 +415,15 @@ function M.run(base, cur, settings)
       settings.tolerance * 100, settings.min_delta),
     "",
   }
-  for _, l in ipairs(text.table_lines(out)) do lines[#lines + 1] = l end
-  local only_text, gone = only_lines(only, settings.require_names)
+  for _, l in ipairs(table_text) do lines[#lines + 1] = l end
+  local only_text, gone = only_lines(dedupe_only(only), settings.require_names)
   if #only_text > 0 then
     lines[#lines + 1] = ""
     lines[#lines + 1] = "in only one run (not compared):"
     for _, l in ipairs(only_text) do lines[#lines + 1] = l end
   end
   lines[#lines + 1] = ""
-  local verdict_line
-  if bad + gone == 0 then
-    verdict_line = "no regression beyond the tolerance and min-delta"
-  else
-    local parts = {}
-    if bad > 0 then parts[#parts + 1] = ("%d figure%s worse"):format(bad, bad == 1 and "" or "s") end
-    if gone > 0 then
-      parts[#parts + 1] = ("%d request name%s gone"):format(gone, gone == 1 and "" or "s")
-    end
-    verdict_line = "regression: " .. table.concat(parts, ", ")
-  end
-  if noise > 0 then
-    verdict_line = verdict_line .. ("; %d figure%s beyond the tolerance but within the floor"):format(
-      noise, noise == 1 and "" or "s")
-  end
-  lines[#lines + 1] = verdict_line
+  lines[#lines + 1] = summary_line(bad, gone, noise)
   return table.concat(lines, "\n") .. "\n", (bad + gone) > 0 and 1 or 0
 end
 
