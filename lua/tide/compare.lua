@@ -68,7 +68,13 @@ end
 -- applies to the time per request per user, VUs / rate), "plain".
 local function pick(field) return function(v) return v[field] end end
 
-local TREND = { { "p50", pick("med") }, { "p95", pick("p(95)") }, { "p99", pick("p(99)") } }
+local TREND = { { "p50", pick("med"), 0.50 }, { "p95", pick("p(95)"), 0.95 }, { "p99", pick("p(99)"), 0.99 } }
+
+-- A percentile with fewer than this many samples above it in either run
+-- (p99 of 300 samples is their third largest, which one hiccup of the load
+-- generator's machine moves by milliseconds) is judged against BASE's
+-- maximum instead: worse only when it is past everything BASE saw.
+local MIN_TAIL = 10
 
 local HIGHER_PER_S = { dropped_iterations = true, iterations_interrupted = true, http_body_truncated = true }
 
@@ -82,7 +88,7 @@ local function figures(name, m, filtered)
   if m.type == "trend" then
     local out = {}
     for i, f in ipairs(TREND) do
-      out[i] = { f[1], f[2], worse = "higher", kind = m.contains == "time" and "time" or "plain" }
+      out[i] = { f[1], f[2], worse = "higher", kind = m.contains == "time" and "time" or "plain", pct = f[3] }
     end
     return out
   elseif m.type == "counter" then
@@ -246,11 +252,20 @@ local function beyond_floor(row, min_delta, ctx)
   return true
 end
 
--- "worse", "noise" (beyond the tolerance, within the floor) or nil.
+local function too_few(row)
+  return row.pct ~= nil and row.samples * (1 - row.pct) < MIN_TAIL
+end
+
+-- "worse", "noise" (beyond the tolerance, within the floor), "few" (beyond
+-- both, but a percentile of too few samples, not past BASE's maximum) or nil.
 local function verdict(row, tol, min_delta, ctx)
   if not row.worse or type(row.base) ~= "number" or type(row.cur) ~= "number" then return nil end
   if not beyond_tolerance(row, tol) then return nil end
-  return beyond_floor(row, min_delta, ctx) and "worse" or "noise"
+  if not beyond_floor(row, min_delta, ctx) then return "noise" end
+  if not too_few(row) then return "worse" end
+  local past_max = { base = math.max(row.base, row.base_max or row.base), cur = row.cur,
+                     worse = row.worse, kind = row.kind }
+  return beyond_tolerance(past_max, tol) and beyond_floor(past_max, min_delta, ctx) and "worse" or "few"
 end
 
 -- ---------------------------------------------------------------- rows
@@ -266,7 +281,8 @@ local function add_rows(rows, seen, s, bm, cm, base, cur)
       seen[id] = true
       rows[#rows + 1] = { label = s.label, aspect = f[1], base = f[2](bm.values, base),
                           cur = f[2](cm.values, cur), worse = f.worse, kind = f.kind,
-                          request = s.request }
+                          request = s.request, pct = f.pct, base_max = bm.values.max,
+                          samples = math.min(bm.values.count or 0, cm.values.count or 0) }
     end
   end
 end
@@ -352,7 +368,7 @@ local function change(b, c)
   return ("%+.1f%%"):format(100 * (c - b) / b)
 end
 
-local MARK = { worse = "✗ worse", noise = "~ within floor" }
+local MARK = { worse = "✗ worse", noise = "~ within floor", few = "~ few samples" }
 
 -- Each thing once: a request name gone from the current run turns up under
 -- http_req_duration, http_reqs and http_req_failed alike.
@@ -368,7 +384,7 @@ local function dedupe_only(only)
   return out
 end
 
-local function summary_line(bad, gone, noise)
+local function summary_line(bad, gone, noise, few)
   local line = "no regression beyond the tolerance and min-delta"
   if bad + gone > 0 then
     local parts = {}
@@ -379,20 +395,24 @@ local function summary_line(bad, gone, noise)
   if noise > 0 then
     line = line .. ("; %d figure%s beyond the tolerance but within the floor"):format(noise, noise == 1 and "" or "s")
   end
+  if few > 0 then
+    line = line .. ("; %d percentile%s of too few samples to judge (fewer than %d above it)"):format(
+      few, few == 1 and "" or "s", MIN_TAIL)
+  end
   return line
 end
 
--- The table of rows with their verdicts; returns its lines and the counts
--- of figures worse and within the floor.
+-- The table of rows with their verdicts; returns its lines and how many
+-- figures got each verdict.
 local function judged_table(rows, settings, ctx)
   local out = { { "metric", "", "base", "current", "change", "" } }
-  local bad, noise = 0, 0
+  local count = { worse = 0, noise = 0, few = 0 }
   for _, r in ipairs(rows) do
     local v = verdict(r, settings.tolerance, settings.min_delta, ctx)
-    if v == "worse" then bad = bad + 1 elseif v == "noise" then noise = noise + 1 end
+    if v then count[v] = count[v] + 1 end
     out[#out + 1] = { r.label, r.aspect, fmt(r, r.base), fmt(r, r.cur), change(r.base, r.cur), MARK[v] or "" }
   end
-  return text.table_lines(out), bad, noise
+  return text.table_lines(out), count
 end
 
 -- settings: { tolerance = fraction, min_delta = ms, selectors = list (empty:
@@ -407,7 +427,7 @@ function M.run(base, cur, settings)
       settings.base_source, settings.cur_source, explicit and "chosen " or ""))
   end
   sort_rows(rows)
-  local table_text, bad, noise = judged_table(rows, settings, { users_base = users(base), users_cur = users(cur) })
+  local table_text, count = judged_table(rows, settings, { users_base = users(base), users_cur = users(cur) })
   local lines = {
     ("base %s (%s), current %s (%s)"):format(tostring(base.run_id), tostring(base.tide.scenario),
       tostring(cur.run_id), tostring(cur.tide.scenario)),
@@ -423,8 +443,8 @@ function M.run(base, cur, settings)
     for _, l in ipairs(only_text) do lines[#lines + 1] = l end
   end
   lines[#lines + 1] = ""
-  lines[#lines + 1] = summary_line(bad, gone, noise)
-  return table.concat(lines, "\n") .. "\n", (bad + gone) > 0 and 1 or 0
+  lines[#lines + 1] = summary_line(count.worse, gone, count.noise, count.few)
+  return table.concat(lines, "\n") .. "\n", (count.worse + gone) > 0 and 1 or 0
 end
 
 return M

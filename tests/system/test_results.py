@@ -670,10 +670,11 @@ return {
 # --------------------------------------------------------------- 9. compare
 
 
+# 200 requests: enough for compare to judge p95 (ten samples above it)
 API = """
 local http = require "tide.http"
 return {
-  options = { executor = "per-vu-iterations", vus = 2, iterations = 15 },
+  options = { executor = "per-vu-iterations", vus = 2, iterations = 100 },
   run = function(vu) http.get(vu.target .. vu.env.API_PATH, { name = "api" }) end,
 }
 """
