@@ -18,7 +18,7 @@ local USAGE = {
     .. "  BASE, CURRENT: as SOURCE for tide report. A figure is a regression (exit 1) when it got\n"
     .. "  worse by more than the tolerance AND by more than --min-delta (times; error rates: 0.1 point).\n"
     .. "  --metric NAME or NAME{tag:value} (repeatable): compare only these (default: request\n"
-    .. "  durations, req/s and errors per request name, checks, iteration errors, the scenario's own\n"
+    .. "  durations and errors per request name, req/s, checks, iteration errors, the scenario's own\n"
     .. "  trends). --require-names: a request name of BASE missing from CURRENT is a regression.",
   db = "usage: tide db init DSN | tide db runs DSN [--scenario NAME] [--last N] | tide db import DSN FILE\n"
     .. "  DSN may be left out when $DATABASE_URL is set (init, runs).",

@@ -118,10 +118,31 @@ local function absent_means_zero(doc, name, m)
   return nil
 end
 
-local function same_filter(a, b)
-  for k, v in pairs(a) do if b[k] ~= v then return false end end
-  for k in pairs(b) do if a[k] == nil then return false end end
-  return true
+-- One spelling per metric and tag set ("name{a:1,b:2}", tags sorted), so
+-- that a selector finds its sub-metric however its tags were ordered.
+local function canonical(name, filter)
+  local tags = {}
+  for k, v in pairs(filter) do tags[#tags + 1] = k .. ":" .. v end
+  if #tags == 0 then return name end
+  table.sort(tags)
+  return name .. "{" .. table.concat(tags, ",") .. "}"
+end
+
+-- A document's metrics by canonical key, built once per document: a run
+-- may have tens of thousands of request names.
+local indexes = setmetatable({}, { __mode = "k" })
+
+local function index_of(doc)
+  local idx = indexes[doc]
+  if not idx then
+    idx = {}
+    for key, m in pairs(doc.metrics) do
+      local n, f = results.parse_key(key)
+      idx[canonical(n, f)] = m
+    end
+    indexes[doc] = idx
+  end
+  return idx
 end
 
 -- A sub-metric the document does not carry as such (e.g. {method:POST}):
@@ -145,13 +166,14 @@ local function from_registry(doc, name, filter)
   return out
 end
 
-local function lookup(doc, name, filter)
-  if next(filter) == nil then return absent_means_zero(doc, name, doc.metrics[name]) end
-  for key, m in pairs(doc.metrics) do
-    local n, f = results.parse_key(key)
-    if n == name and same_filter(f, filter) then return m end
-  end
-  return from_registry(doc, name, filter)
+-- The metric a subject means in one document, or nil. Only a sub-metric
+-- the user named is looked for in the registry: one found by splitting
+-- (a request name of the other run) is simply absent here.
+local function lookup(doc, s)
+  if next(s.filter) == nil then return absent_means_zero(doc, s.name, doc.metrics[s.name]) end
+  local m = index_of(doc)[canonical(s.name, s.filter)]
+  if m == nil and s.named then m = from_registry(doc, s.name, s.filter) end
+  return m
 end
 
 -- The sub-metrics NAME{tag:value} with one tag a document carries (request
@@ -183,8 +205,13 @@ end
 -- Subjects of a selector: NAME alone means NAME overall and each of its
 -- one-tag sub-metrics either run carries; NAME{...} means just that.
 local function subjects(sel, base, cur)
-  if next(sel.filter) then return { subject(sel.name, sel.filter, sel.text) } end
+  if next(sel.filter) then
+    local one = subject(sel.name, sel.filter, sel.text)
+    one.named = true
+    return { one }
+  end
   local out = { subject(sel.name, {}, nil) }
+  if sel.overall then return out end
   local keys = {}
   split_keys(base, sel.name, keys)
   split_keys(cur, sel.name, keys)
@@ -203,11 +230,15 @@ end
 -- bookkeeping (vus, iteration_start_delay, dropped_iterations, ...) and the
 -- sums of what is already compared (iteration_duration, group_duration)
 -- only when asked for by --metric.
-local DEFAULT = { "http_req_duration", "http_reqs", "http_req_failed", "checks", "iteration_errors" }
+-- Throughput only overall: a request name's share follows the scenario's
+-- mix (a random product page per iteration), so its own req/s moves with
+-- chance; `--metric http_reqs` shows it per name.
+local DEFAULT = { { "http_req_duration" }, { "http_reqs", overall = true }, { "http_req_failed" }, { "checks" },
+                  { "iteration_errors" } }
 
 local function default_selectors(base, cur)
   local list = {}
-  for i, n in ipairs(DEFAULT) do list[i] = { text = n, name = n, filter = {} } end
+  for i, d in ipairs(DEFAULT) do list[i] = { text = d[1], name = d[1], filter = {}, overall = d.overall } end
   local own = {}
   for _, doc in ipairs({ base, cur }) do
     for key, m in pairs(doc.metrics) do
@@ -270,8 +301,6 @@ end
 
 -- ---------------------------------------------------------------- rows
 
-local function present(doc, s) return lookup(doc, s.name, s.filter) end
-
 -- A figure chosen twice (--metric checks --metric 'checks{check:x}') is
 -- one row.
 local function add_rows(rows, seen, s, bm, cm, base, cur)
@@ -294,7 +323,7 @@ local function collect(selectors, base, cur, explicit)
   for _, sel in ipairs(selectors) do
     local any = false
     for _, s in ipairs(subjects(sel, base, cur)) do
-      local bm, cm = present(base, s), present(cur, s)
+      local bm, cm = lookup(base, s), lookup(cur, s)
       if bm or cm then any = true end
       if bm and cm and bm.type == cm.type then
         add_rows(rows, seen, s, bm, cm, base, cur)

@@ -148,8 +148,9 @@ def test_ten_pairs_of_an_unchanged_load_pass_with_the_defaults(tide, nginx):
     # what was compared: request durations, req/s and errors per name
     seen = labels(verdicts[-1].stdout)
     for name in ("http (all)", "home", "json", "hello"):
-        for aspect in ("p50", "p95", "p99", "req/s", "errors"):
+        for aspect in ("p50", "p95", "p99", "errors"):
             assert (name, aspect) in seen, f"no {name} {aspect} row\n{verdicts[-1]}"
+    assert ("http (all)", "req/s") in seen, str(verdicts[-1])
     # tide's own bookkeeping is left out by default
     for internal in ("vus", "vus_max", "iteration_duration", "iteration_start_delay", "dropped_iterations",
                      "http_req_waiting", "data_received"):
@@ -200,6 +201,11 @@ def test_metric_chooses_what_is_compared(slowdown):
     # failures did not change
     failed = runs.compare(base, worse, "--metric=http_req_failed")
     assert failed.rc == 0, str(failed)
+
+    # req/s per request name only when asked for (by default: overall)
+    assert not row(runs.compare(base, worse).stdout, "orders", "req/s")
+    rates = runs.compare(base, worse, "--metric", "http_reqs")
+    assert rates.rc == 1 and "✗ worse" in (row(rates.stdout, "orders", "req/s") or ""), str(rates)
 
     # an internal metric, when asked for, is compared (and slower here)
     it = runs.compare(base, worse, "--metric", "iteration_duration")
