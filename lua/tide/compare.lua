@@ -132,13 +132,20 @@ end
 -- may have tens of thousands of request names.
 local indexes = setmetatable({}, { __mode = "k" })
 
+-- idx.by_key: canonical key -> metric; idx.splits[NAME]: NAME's one-tag
+-- sub-metrics as { key, tag, value }.
 local function index_of(doc)
   local idx = indexes[doc]
   if not idx then
-    idx = {}
+    idx = { by_key = {}, splits = {} }
     for key, m in pairs(doc.metrics) do
       local n, f = results.parse_key(key)
-      idx[canonical(n, f)] = m
+      idx.by_key[canonical(n, f)] = m
+      local tag, value = next(f)
+      if tag and next(f, tag) == nil then
+        idx.splits[n] = idx.splits[n] or {}
+        table.insert(idx.splits[n], { key = key, tag = tag, value = value })
+      end
     end
     indexes[doc] = idx
   end
@@ -171,7 +178,7 @@ end
 -- (a request name of the other run) is simply absent here.
 local function lookup(doc, s)
   if next(s.filter) == nil then return absent_means_zero(doc, s.name, doc.metrics[s.name]) end
-  local m = index_of(doc)[canonical(s.name, s.filter)]
+  local m = index_of(doc).by_key[canonical(s.name, s.filter)]
   if m == nil and s.named then m = from_registry(doc, s.name, s.filter) end
   return m
 end
@@ -179,11 +186,7 @@ end
 -- The sub-metrics NAME{tag:value} with one tag a document carries (request
 -- names for http_*, checks per check, group_duration per group).
 local function split_keys(doc, name, into)
-  for key in pairs(doc.metrics) do
-    local n, f = results.parse_key(key)
-    local tag, value = next(f)
-    if n == name and tag and next(f, tag) == nil then into[key] = { tag = tag, value = value } end
-  end
+  for _, k in ipairs(index_of(doc).splits[name] or {}) do into[k.key] = k end
 end
 
 -- What a row is called: request names stand alone, as in the summary;
