@@ -14,9 +14,12 @@ local USAGE = {
   report = "usage: tide report SOURCE... [--html FILE] [--json FILE]\n"
     .. "  SOURCE: a results JSON file, or pg:DSN#RUN (RUN: a run id, latest or latest~N;\n"
     .. "  an empty DSN means $DATABASE_URL). Several sources are merged into one report.",
-  compare = "usage: tide compare BASE CURRENT [--tolerance 10%]\n"
-    .. "  BASE, CURRENT: as SOURCE for tide report. Exit 1 when a figure got worse\n"
-    .. "  by more than the tolerance.",
+  compare = "usage: tide compare BASE CURRENT [--tolerance 10%] [--min-delta 10ms] [--metric NAME]... [--require-names]\n"
+    .. "  BASE, CURRENT: as SOURCE for tide report. A figure is a regression (exit 1) when it got\n"
+    .. "  worse by more than the tolerance AND by more than --min-delta (times; error rates: 0.1 point).\n"
+    .. "  --metric NAME or NAME{tag:value} (repeatable): compare only these (default: request\n"
+    .. "  durations and errors per request name, req/s, checks, iteration errors, the scenario's own\n"
+    .. "  trends). --require-names: a request name of BASE missing from CURRENT is a regression.",
   db = "usage: tide db init DSN | tide db runs DSN [--scenario NAME] [--last N] | tide db import DSN FILE\n"
     .. "  DSN may be left out when $DATABASE_URL is set (init, runs).",
 }
@@ -36,6 +39,8 @@ local function help_asked(name, args)
 end
 
 -- Splits args into positionals and --flag values (--flag=V or --flag V).
+-- flags[name]: true (one value, the last wins), "list" (repeatable: a list of
+-- values) or "switch" (no value: true).
 local function parse(args, flags)
   local pos, opt = {}, {}
   local i = 1
@@ -45,12 +50,20 @@ local function parse(args, flags)
     if not name then name = a:match("^%-%-([%w-]+)$") end
     if name then
       if not flags[name] then usage(("unknown option '%s'"):format(a)) end
-      if not value then
+      if flags[name] == "switch" then
+        if value then usage(("--%s takes no value, got '%s'"):format(name, value)) end
+        value = true
+      elseif not value then
         i = i + 1
         value = args[i]
         if value == nil then usage(("--%s needs a value"):format(name)) end
       end
-      opt[name] = value
+      if flags[name] == "list" then
+        opt[name] = opt[name] or {}
+        table.insert(opt[name], value)
+      else
+        opt[name] = value
+      end
     else
       pos[#pos + 1] = a
     end
@@ -95,94 +108,25 @@ end
 
 -- ---------------------------------------------------------------- compare
 
-local function tolerance(s)
-  local n = tonumber((s or "10%"):match("^(%d+%.?%d*)%%?$"))
-  if not n or n == math.huge then
-    usage(("--tolerance: expected a (finite) percentage like 10%%, got '%s'"):format(s))
-  end
-  return n / 100
-end
-
--- Rows: { label, aspect, base, current, worse_when } for every request name
--- and trend both runs have.
-local LATENCY = { { "p50", "med" }, { "p95", "p(95)" }, { "p99", "p(99)" }, { "avg", "avg" } }
-
-local function latency_rows(base, cur, key, label, rows)
-  local b, c = base.metrics[key], cur.metrics[key]
-  if not (b and c and b.type == "trend" and c.type == "trend") then return end
-  for _, l in ipairs(LATENCY) do
-    rows[#rows + 1] = { label, l[1], b.values[l[2]], c.values[l[2]], "higher", time = b.contains == "time" }
-  end
-end
-
-local function request_rows(base, cur, suffix, label, rows)
-  latency_rows(base, cur, "http_req_duration" .. suffix, label, rows)
-  local br, cr = base.metrics["http_reqs" .. suffix], cur.metrics["http_reqs" .. suffix]
-  if br and cr then rows[#rows + 1] = { label, "req/s", br.values.rate, cr.values.rate, "lower" } end
-  local bf, cf = base.metrics["http_req_failed" .. suffix], cur.metrics["http_req_failed" .. suffix]
-  if bf and cf then rows[#rows + 1] = { label, "errors", bf.values.rate, cf.values.rate, "higher", rate = true } end
-end
-
-local function compare_rows(base, cur)
-  local rows = {}
-  request_rows(base, cur, "", "http (all)", rows)
-  for _, n in ipairs(text.split(cur, "http_reqs", "name")) do
-    request_rows(base, cur, results.key("", "name", n), n, rows)
-  end
-  local trends = {}
-  for key, m in pairs(cur.metrics) do
-    if m.type == "trend" and not key:match("^http_") and base.metrics[key] then trends[#trends + 1] = key end
-  end
-  table.sort(trends)
-  for _, key in ipairs(trends) do latency_rows(base, cur, key, key, rows) end
-  return rows
-end
-
--- Worse beyond the tolerance? Error rates also need to move by 0.1 point,
--- so 0% -> 0.01% is not a regression.
-local function worse(r, tol)
-  local b, c = r[3] or 0, r[4] or 0
-  if r[5] == "lower" then return c < b * (1 - tol) end
-  if r.rate then return c > b * (1 + tol) and c - b > 0.001 end
-  return c > b * (1 + tol)
-end
-
-local function fmt(r, v)
-  if v == nil then return "-" end
-  if r.rate then return ("%.2f%%"):format(100 * v) end
-  if r.time then return ("%.2fms"):format(v) end
-  return ("%.1f"):format(v)
-end
-
-local function change(b, c)
-  if not b or b == 0 then return c and c ~= 0 and "new" or "0%" end
-  return ("%+.1f%%"):format(100 * (c - b) / b)
-end
-
--- tide compare BASE CURRENT [--tolerance 10%]: exit 1 when something got worse.
+-- tide compare BASE CURRENT [options]: exit 1 when something got worse
+-- (lua/tide/compare.lua). Option values are checked before any file is read.
 function M.compare(args)
   if help_asked("compare", args) then return 0 end
-  local pos, opt = parse(args, { tolerance = true })
+  local pos, opt = parse(args, { tolerance = true, ["min-delta"] = true, metric = "list",
+                                 ["require-names"] = "switch" })
   if #pos ~= 2 then usage(usage_line("compare")) end
-  local tol = tolerance(opt.tolerance)
+  local compare = require "tide.compare"
+  local settings = {
+    tolerance = compare.tolerance(opt.tolerance),
+    min_delta = compare.min_delta(opt["min-delta"]),
+    selectors = compare.selectors(opt.metric),
+    require_names = opt["require-names"] == true,
+    base_source = pos[1], cur_source = pos[2],
+  }
   local base, cur = load(pos[1]), load(pos[2])
-  local rows = compare_rows(base, cur)
-  if #rows == 0 then
-    usage(("%s and %s have no metrics in common (different scenarios?)"):format(pos[1], pos[2]))
-  end
-  local out, bad = { { "metric", "", "base", "current", "change", "" } }, 0
-  for _, r in ipairs(rows) do
-    local w = worse(r, tol)
-    if w then bad = bad + 1 end
-    out[#out + 1] = { r[1], r[2], fmt(r, r[3]), fmt(r, r[4]), change(r[3], r[4]), w and "✗ worse" or "" }
-  end
-  io.stdout:write(("base %s (%s), current %s (%s), tolerance %g%%\n\n"):format(
-    tostring(base.run_id), tostring(base.tide.scenario), tostring(cur.run_id),
-    tostring(cur.tide.scenario), tol * 100))
-  io.stdout:write(table.concat(text.table_lines(out), "\n"), "\n\n")
-  io.stdout:write(bad == 0 and "no regression beyond the tolerance\n"
-    or ("%d figure%s worse beyond the tolerance\n"):format(bad, bad == 1 and "" or "s"))
-  return bad == 0 and 0 or 1
+  local report, code = compare.run(base, cur, settings)
+  io.stdout:write(report)
+  return code
 end
 
 -- ---------------------------------------------------------------- db
