@@ -392,3 +392,37 @@ def test_run_beyond_the_fd_limit_is_a_message(tmp_path):
     assert res.returncode == 1
     assert "500 VUs need about 580 file descriptors, but the limit is 200" in res.stderr.decode()
     assert '"alive"' in res.stdout.decode()
+
+
+# ------------------------------------------------- the demo service, step by step
+
+from demo_stack import normal_stack  # noqa: E402,F401  (a module-scoped fixture)
+
+DEMO_USERS = "SELECT count(*) FROM users"
+
+
+def test_demo_service_walked_at_the_prompt(prompt, normal_stack, tmp_path):  # noqa: F811
+    """The workflow the tool tide replaces was used for, against the demo
+    service: set up, a small run, look at it, save it into PostgreSQL, tear
+    down; the service's user table ends as it began."""
+    users_before = normal_stack.scalar(DEMO_USERS)
+    p = prompt("webserver", *normal_stack.tide_args(), timeout=120)
+    p.do("setup()")
+    assert normal_stack.scalar(DEMO_USERS) == users_before + 20  # the scenario's 20 load-test users
+    p.do("res = run{vus = 5, iterations = 2}")
+    summary = p.do("res")
+    assert "per-vu-iterations, 5 VUs × 2 iterations" in summary, summary
+    assert "✓ assign accepted  (10)" in summary and "✓ task succeeded  (10)" in summary, summary
+    # the scenario checks for doubly assigned containers in teardown, which has not run yet
+    assert "checks{check:no container assigned twice}: rate == 1  (observed no data)" in summary, summary
+    p95 = float(p.do('res:percentile("http_req_duration", 95)').strip().splitlines()[-1])
+    assert 0 < p95 < 10000
+    assert "10" in p.do('res:metric("iterations").count')
+    assert "true" in p.do(f'res:save("pg:{normal_stack.database_url}")')
+    run_id = re.search(r"run (\S+-[0-9a-f]{6})", summary).group(1)
+    stored = normal_stack.query("SELECT run_id FROM tide.runs WHERE run_id = %s", (run_id,))
+    assert len(stored) == 1, (run_id, stored)
+    assert normal_stack.scalar("SELECT count(*) FROM analytics.load_testing") >= 1
+    p.do("teardown()")
+    assert normal_stack.scalar(DEMO_USERS) == users_before
+    assert p.leave() == 0
