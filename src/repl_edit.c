@@ -4,6 +4,7 @@
 #include "xmalloc.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <histedit.h>
 #include <poll.h>
 #include <stdint.h>
@@ -102,6 +103,21 @@ static unsigned char on_tab(EditLine *el, int ch)
     return rc;
 }
 
+/* One byte of what poll said is there, without waiting: a Ctrl-C between
+ * the poll and the read flushes the terminal's input, and a blocking read
+ * would then wait for the next key with the press unseen. */
+static ssize_t read_now(char *c)
+{
+    int flags = fcntl(STDIN_FILENO, F_GETFL);
+    if (flags < 0 || fcntl(STDIN_FILENO, F_SETFL, flags | O_NONBLOCK) < 0)
+        return read(STDIN_FILENO, c, 1);
+    ssize_t got = read(STDIN_FILENO, c, 1);
+    int saved = errno;
+    fcntl(STDIN_FILENO, F_SETFL, flags); /* the terminal is the shell's too */
+    errno = saved;
+    return got;
+}
+
 /* libedit's own reader reads again after a signal; this one gives up the
  * line when Ctrl-C was pressed. Multibyte input decoded as the locale says. */
 static int read_char(EditLine *el, wchar_t *wc)
@@ -126,8 +142,8 @@ static int read_char(EditLine *el, wchar_t *wc)
         if (!p[0].revents)
             continue;
         char c;
-        ssize_t got = read(STDIN_FILENO, &c, 1);
-        if (got < 0 && errno == EINTR)
+        ssize_t got = read_now(&c);
+        if (got < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (got <= 0)
             return (int)got;

@@ -51,9 +51,13 @@ function methods.percentile(self, name, p)
   return m.contains == "time" and v / 1e3 or v
 end
 
+local COUNTS = { count = true, passes = true, fails = true, clamped = true }
+
+-- A copy of values whose counts are integers (2, not 2.0: JSON numbers
+-- and sums come back as floats), so they print and concatenate as counts.
 local function copy(t)
   local out = {}
-  for k, v in pairs(t) do out[k] = v end
+  for k, v in pairs(t) do out[k] = COUNTS[k] and math.tointeger(v) or v end
   return out
 end
 
@@ -70,7 +74,7 @@ local function from_registry(self, name, tags)
   local v, h = series.values(m, self.doc.state.testRunDurationMs / 1e3, pick)
   if h then h:free() end
   for _, s in ipairs(m.series) do if s.hist then s.hist:free() end end
-  return v
+  return v and copy(v)
 end
 
 -- res:metric(name [, tags]): the k6-shaped values, as in the JSON output.

@@ -342,7 +342,7 @@ teardown()
     assert res.returncode == 0, res.stderr.decode()
     lines = out.splitlines()
     assert "false" in lines  # b's threshold failed
-    assert "13" in lines or "13.0" in lines  # merged exactly: 4 + 9 iterations
+    assert "13" in lines  # merged exactly: 4 + 9 iterations, printed as a count
     assert "no regression beyond the tolerance" in out
     assert "<svg" in (tmp_path / "report.html").read_text()
     stored = pg.query(dsn, "SELECT run_id FROM tide.runs")
