@@ -62,8 +62,11 @@ static void req_destroy(struct req *r)
     buf_free(&r->body);
     buf_free(&r->res.head);
     buf_free(&r->res.body);
-    buf_free(&r->hop.url);
-    buf_free(&r->hop.headers);
+    if (r->hop) {
+        buf_free(&r->hop->url);
+        buf_free(&r->hop->headers);
+        free(r->hop);
+    }
     buf_free(&r->cookie);
     buf_free(&r->jar_lines);
     free(r);
@@ -131,7 +134,9 @@ static void pool_put(struct tctx *ctx, struct req *r)
  * and header lines. */
 static bool hop_from_q(struct req *r)
 {
-    struct treq *h = &r->hop;
+    if (!r->hop && !(r->hop = calloc(1, sizeof *r->hop))) /* most users never need one */
+        return false;
+    struct treq *h = r->hop;
     struct buf url = h->url, headers = h->headers;
     *h = r->q;
     h->url = url;
@@ -148,7 +153,7 @@ static bool hop_from_q(struct req *r)
  * adds none of the jar's (it would in a second Cookie header). */
 static enum terr add_cookie_header(struct req *r)
 {
-    struct treq *h = &r->hop;
+    struct treq *h = r->hop;
     struct buf *lines = &h->headers;
     lines->len = r->hop_base_len;
     h->own_cookies = false;
@@ -201,9 +206,9 @@ static enum terr first_hop(struct req *r)
     enum terr e = add_cookie_header(r);
     if (e != TERR_NONE)
         return e;
-    r->sent = &r->hop;
+    r->sent = r->hop;
     r->dirty = true;
-    return r->tp->prepare(r->x, &r->hop);
+    return r->tp->prepare(r->x, r->hop);
 }
 
 static bool is_redirect(long status)
@@ -255,7 +260,7 @@ static bool redirect_method(struct treq *h, long status)
 /* Removes the lines of hop's headers (before its Cookie header) whose names are listed. */
 static void drop_headers(struct req *r, const char *const *names)
 {
-    struct buf *h = &r->hop.headers;
+    struct buf *h = &r->hop->headers;
     size_t in = 0, out = 0, end = r->hop_base_len;
     while (in < end) {
         const char *line = h->data + in, *eol = memchr(line, '\r', end - in);
@@ -290,9 +295,9 @@ static const char *const body_headers[] = {"content-type", "content-length", "co
  * and name change. */
 static enum terr redirect_to(struct req *r, const char *location, long status)
 {
-    struct treq *h = &r->hop;
-    if (r->sent != h && !hop_from_q(r))
+    if ((!r->hop || r->sent != r->hop) && !hop_from_q(r))
         return TERR_NOMEM;
+    struct treq *h = r->hop;
     size_t len = strlen(location);
     struct turl to;
     if (!turl_parse(location, len, &to))
@@ -510,7 +515,7 @@ static void follow(struct req *r)
 {
     enum terr e = redirect_to(r, r->res.location, r->res.status);
     if (e == TERR_NONE) {
-        r->sent = &r->hop;
+        r->sent = r->hop;
         if (r->tp->start(r->x, r->shard, &r->res))
             return;
         e = TERR_NOMEM;

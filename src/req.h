@@ -37,7 +37,7 @@ struct req {
     /* What goes out when it is not q itself: a redirect's request, or q
      * with the Cookie header made of the script's cookies and the jar's.
      * Its URL and header lines are its own buffers. */
-    struct treq hop;
+    struct treq *hop;               /* NULL until a request needs one */
     const struct treq *sent;        /* q or hop: the request in flight or answered last */
     size_t hop_base_len;            /* hop's header lines before its Cookie header */
     struct tres res;
@@ -51,7 +51,7 @@ struct req {
     bool finished;
     char method_buf[16];
     struct buf body;                /* q.body points here */
-    struct req_more more;           /* request_opts.c's */
+    struct req_more *more;          /* request_opts.c's; NULL until a request needs it */
     char name[NAME_MAX_LEN];
     int retry_status[MAX_RETRY_STATUS], nretry, retry_max, attempts;
     uint64_t retry_every_ns;

@@ -12,6 +12,7 @@
 #include <lauxlib.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
@@ -49,9 +50,22 @@ static int get_opt(lua_State *L, int opts, const char *key)
 
 /* Strings are stored as offsets + 1 (0: NULL) until every one is in:
  * appending may move the store. */
+/* Most requests name none of these options and use no default that needs
+ * it: a user's request then carries 8 bytes for them, not 700. */
+static struct req_more *more_of(lua_State *L, struct req *r)
+{
+    if (!r->more) {
+        r->more = calloc(1, sizeof *r->more);
+        if (!r->more)
+            luaL_error(L, "out of memory");
+        r->more->expect_fn = LUA_NOREF;
+    }
+    return r->more;
+}
+
 static uintptr_t keep(lua_State *L, struct req *r, const char *s, size_t len)
 {
-    struct buf *b = &r->more.store;
+    struct buf *b = &more_of(L, r)->store;
     uintptr_t off = b->len + 1;
     if (!buf_append(b, s, len) || !buf_append(b, "", 1))
         luaL_error(L, "out of memory");
@@ -60,7 +74,7 @@ static uintptr_t keep(lua_State *L, struct req *r, const char *s, size_t len)
 
 static const char *at(const struct req *r, uintptr_t off)
 {
-    return off ? r->more.store.data + off - 1 : NULL;
+    return off ? r->more->store.data + off - 1 : NULL; /* off: keep made more */
 }
 
 /* A path as the transport opens it: relative to the scenario's directory.
@@ -176,7 +190,7 @@ static uintptr_t file_field(lua_State *L, struct req *r, const char *fn, int spe
 
 static void add_part(lua_State *L, struct req *r, const struct tpart *p)
 {
-    if (!buf_append(&r->more.parts, p, sizeof *p))
+    if (!buf_append(&more_of(L, r)->parts, p, sizeof *p))
         luaL_error(L, "out of memory");
 }
 
@@ -244,8 +258,8 @@ static void add_form_fields(lua_State *L, struct req *r, const char *fn, int for
 
 static void resolve_parts(struct req *r)
 {
-    struct tpart *p = (struct tpart *)r->more.parts.data;
-    size_t n = r->more.parts.len / sizeof *p;
+    struct tpart *p = r->more ? (struct tpart *)r->more->parts.data : NULL;
+    size_t n = r->more ? r->more->parts.len / sizeof *p : 0;
     for (size_t i = 0; i < n; i++) {
         p[i].name = at(r, (uintptr_t)p[i].name);
         p[i].data = at(r, (uintptr_t)p[i].data);
@@ -259,7 +273,8 @@ static void resolve_parts(struct req *r)
 
 static void read_files(lua_State *L, struct req *r, const char *fn, int opts, int form)
 {
-    r->more.parts.len = 0;
+    if (r->more)
+        r->more->parts.len = 0;
     if (get_opt(L, opts, "files") == LUA_TNIL) {
         lua_pop(L, 1);
         return;
@@ -279,7 +294,7 @@ static void read_files(lua_State *L, struct req *r, const char *fn, int opts, in
         add_file(L, r, fn, lua_gettop(L) - 1, lua_gettop(L));
         lua_pop(L, 1);
     }
-    if (r->more.parts.len == 0)
+    if (!r->more || r->more->parts.len == 0)
         luaL_error(L, "http.%s: option 'files' is empty", fn);
     lua_settop(L, files - 1);
 }
@@ -338,7 +353,8 @@ static const char *const reserved_tags[] = {"name", "method", "status", "error",
 
 static void read_tags(lua_State *L, struct req *r, const char *fn, int opts)
 {
-    r->more.tags_len = 0;
+    if (r->more)
+        r->more->tags_len = 0;
     if (get_opt(L, opts, "tags") == LUA_TNIL) {
         lua_pop(L, 1);
         return;
@@ -352,7 +368,8 @@ static void read_tags(lua_State *L, struct req *r, const char *fn, int opts)
                        strcmp(reserved_tags[i], "name") == 0 ? " (use the option 'name')" : "");
         else
             lua_pop(L, 1);
-    const char *why = metrics_lua_tagkey(L, t, r->more.tags, sizeof r->more.tags, &r->more.tags_len);
+    struct req_more *m = more_of(L, r);
+    const char *why = metrics_lua_tagkey(L, t, m->tags, sizeof m->tags, &m->tags_len);
     if (why)
         luaL_error(L, "http.%s: option 'tags': %s", fn, why);
     lua_pop(L, 1);
@@ -360,25 +377,27 @@ static void read_tags(lua_State *L, struct req *r, const char *fn, int opts)
 
 const char *req_opts_tags(const struct req *r, size_t *len)
 {
-    *len = r->more.tags_len;
-    return r->more.tags;
+    *len = r->more ? r->more->tags_len : 0;
+    return r->more ? r->more->tags : "";
 }
 
 /* ---------------- expect ---------------- */
 
 static void read_expect(lua_State *L, struct req *r, const char *fn, int opts)
 {
-    struct req_more *m = &r->more;
-    m->nexpect = 0;
-    if (m->expect_fn != LUA_NOREF) {
-        luaL_unref(L, LUA_REGISTRYINDEX, m->expect_fn);
+    struct req_more *m = r->more;
+    if (m) {
+        m->nexpect = 0;
+        luaL_unref(L, LUA_REGISTRYINDEX, m->expect_fn); /* LUA_NOREF: nothing */
         m->expect_fn = LUA_NOREF;
     }
     int t = get_opt(L, opts, "expect");
     if (t == LUA_TFUNCTION) {
-        m->expect_fn = luaL_ref(L, LUA_REGISTRYINDEX);
+        more_of(L, r)->expect_fn = luaL_ref(L, LUA_REGISTRYINDEX);
         return;
     }
+    if (t == LUA_TTABLE)
+        m = more_of(L, r);
     bool ok = t == LUA_TNIL || (t == LUA_TTABLE && options_status_list(L, -1, m->expect, &m->nexpect));
     if (!ok)
         luaL_error(L, "http.%s: option 'expect': a list of 1 to 32 statuses (100 to 999), like { 200, 404 }, "
@@ -396,10 +415,10 @@ static bool listed(const int *list, int n, long status)
 
 bool req_opts_expected(const struct req *r, long status)
 {
-    const struct req_more *m = &r->more;
-    if (m->expect_fn != LUA_NOREF)
+    const struct req_more *m = r->more;
+    if (m && m->expect_fn != LUA_NOREF)
         return m->verdict;
-    if (m->nexpect)
+    if (m && m->nexpect)
         return listed(m->expect, m->nexpect, status);
     const struct http_defaults *h = &r->ctx->http;
     if (h->nexpect)
@@ -411,8 +430,8 @@ bool req_opts_expected(const struct req *r, long status)
  * suspended); an error in it, or in its result, fails the request. */
 void req_opts_judge(struct req *r)
 {
-    struct req_more *m = &r->more;
-    if (m->expect_fn == LUA_NOREF || r->res.err != TERR_NONE)
+    struct req_more *m = r->more;
+    if (!m || m->expect_fn == LUA_NOREF || r->res.err != TERR_NONE)
         return;
     lua_State *L = r->ctx->L;
     int top = lua_gettop(L);
@@ -442,7 +461,7 @@ void req_opts_judge(struct req *r)
 
 void req_opts_init(struct req *r)
 {
-    r->more.expect_fn = LUA_NOREF;
+    r->more = NULL;
 }
 
 /* Whether the options table names any option of this file: most requests
@@ -468,7 +487,8 @@ void req_opts_configure(lua_State *L, struct req *r, const char *fn, int opts, i
 {
     if (opts && (!lua_istable(L, opts) || !names_any(L, opts)))
         opts = 0;
-    r->more.store.len = 0;
+    if (r->more)
+        r->more->store.len = 0;
     set_compression(L, r, fn, opts);
     uintptr_t user, pass, tls[3];
     read_auth(L, r, fn, opts, &user, &pass);
@@ -488,6 +508,10 @@ void req_opts_configure(lua_State *L, struct req *r, const char *fn, int opts, i
 
 void req_opts_free(struct req *r)
 {
-    buf_free(&r->more.store);
-    buf_free(&r->more.parts);
+    if (!r->more)
+        return;
+    buf_free(&r->more->store);
+    buf_free(&r->more->parts);
+    free(r->more);
+    r->more = NULL;
 }
