@@ -32,7 +32,8 @@ struct txfer {
     struct tjar *jar;               /* the share the handle is on; NULL: its own cookies */
     bool off_jar;                   /* left jar for this transfer: treq.own_cookies */
     long timeout_ms;                /* what the handle has now */
-    struct xopts *more;             /* what set_more gave the handle (compression, auth, ...) */
+    struct xopts *more;             /* what set_more gave the handle (auth, TLS, ...); NULL: libcurl's defaults */
+    bool no_decode;                 /* the handle sends no Accept-Encoding (compression = false) */
     enum terr fail;                 /* tide's own reason, over libcurl's code */
     uint64_t sent_ns;               /* when the request last went out */
     bool sent;                      /* a request went out and no answer began yet */
@@ -283,6 +284,7 @@ static struct txfer *xfer_new(struct loop *l, const struct tcalls *calls, void *
     curl_easy_setopt(e, CURLOPT_PROXY, "");
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* compression on, as treq.decode is by default */
     if (buffer_size)
         curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)buffer_size);
     return x;
@@ -401,7 +403,7 @@ static void set_jar(struct txfer *x, struct tjar *j)
 /* What the handle was given last, so a user repeating a request sets nothing again. */
 struct xopts {
     bool set;                       /* anything was set at all */
-    bool decode, insecure;
+    bool insecure;
     enum tauth auth;
     enum thttp version;
     bool tls_url;                   /* the version was chosen for an https:// URL */
@@ -410,13 +412,21 @@ struct xopts {
     curl_mime *mime;                /* the multipart body the handle has */
 };
 
+/* A new handle decodes (xfer_new); "": every coding this libcurl decodes
+ * (gzip, deflate, br, zstd as built). */
 static void set_decode(struct txfer *x, const struct treq *q)
 {
-    if (x->more->set && x->more->decode == q->decode)
+    if (x->no_decode == !q->decode)
         return;
-    /* "": every coding this libcurl decodes (gzip, deflate, br, zstd as built) */
     curl_easy_setopt(x->x.easy, CURLOPT_ACCEPT_ENCODING, q->decode ? "" : NULL);
-    x->more->decode = q->decode;
+    x->no_decode = !q->decode;
+}
+
+/* A request naming none of auth, TLS settings, an HTTP version or files. */
+static bool at_defaults(const struct treq *q)
+{
+    return q->auth == TAUTH_NONE && q->version == THTTP_DEFAULT && !q->tls.insecure && !q->tls.ca &&
+           !q->tls.cert && !q->tls.key && !q->nmultipart;
 }
 
 static bool same_text(const char *a, const char *b)
@@ -550,9 +560,11 @@ static struct xopts *new_more(CURL *e)
 
 static enum terr set_more(struct txfer *x, const struct treq *q)
 {
+    set_decode(x, q);
+    if (!x->more && at_defaults(q)) /* most users: no copies to keep */
+        return TERR_NONE;
     if (!x->more && !(x->more = new_more(x->x.easy)))
         return TERR_NOMEM;
-    set_decode(x, q);
     set_version(x, q);
     bool ok = set_auth(x, q) && set_tls(x, q) && set_mime(x, q);
     x->more->set = true;

@@ -10,9 +10,14 @@
 # pair is printed too, and so is libcurl alone (tests/bench/bare-curl.c: the
 # same transport in plain C, no Lua): the ceiling of any libcurl generator.
 # Exits 1 when a target is missed, so it can gate a release by hand.
+# Both send the same request: wrk sends no Accept-Encoding, so tide runs with
+# --no-compression (its default adds the header and libcurl's handling of it,
+# ~10% more instructions per request with libcurl 7.88; TIDE_ARGS="" to
+# measure the default).
 #
 # Knobs: DURATION (seconds per run, 10), ROUNDS (3), TIDE (binary; default:
-# `make -s tide` and ./tide), WRK (wrk), NGINX (nginx), KEEP=1 keeps the temp dir.
+# `make -s tide` and ./tide), TIDE_ARGS (--no-compression), WRK (wrk), NGINX
+# (nginx), KEEP=1 keeps the temp dir.
 # Targets: TARGET_CPU (0.45), TARGET_RPS (0.6), TARGET_KB_PER_VU (25).
 set -euo pipefail
 
@@ -98,6 +103,8 @@ run_wrk() { # CONNS TAG [THREADS]
 run_tide() { # VUS THREADS(or "") TAG
     local v=$1 th=$2 js=$TMP/tide-$3.json tf=$TMP/tide-$3.time out=$TMP/tide-$3.txt
     local args=(run "$BENCH" --vus "$v" --duration "${DURATION}s" --graceful-stop 5s --quiet --out "json=$js")
+    # shellcheck disable=SC2206
+    args+=(${TIDE_ARGS---no-compression})
     [ -n "$th" ] && args+=(--threads "$th")
     rm -f "$js"
     /usr/bin/time -f '%U %S %M' -o "$tf" \
