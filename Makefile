@@ -23,7 +23,7 @@ UNIT    := $(patsubst tests/unit/%.c,$(BUILD)/%,$(wildcard tests/unit/test_*.c))
 
 DEBS = gcc make pkg-config liblua5.4-dev libcurl4-openssl-dev libssl-dev lua-cjson-dev libpq-dev \
        libedit-dev nginx wrk postgresql redis-server python3-flask python3-celery \
-       python3-redis python3-psycopg2 python3-pytest python3-pexpect gunicorn python3-httpbin valgrind \
+       python3-redis python3-psycopg2 python3-pytest python3-pexpect gunicorn python3-httpbin openssh-server openssh-client valgrind \
        chromium python3-websocket time
 
 .PHONY: all deps test unit systest depcheck asan run bench clean

@@ -63,6 +63,19 @@ def nginx_tls(tmp_path_factory, request):
     return server
 
 
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory, request):
+    """An OpenSSH server on a free loopback port: `ssh -F sshd.config sshd.host ...`."""
+    from sshd import Sshd
+    server = Sshd(tmp_path_factory.mktemp("sshd"))
+    request.addfinalizer(server.stop)
+    try:
+        server.start()
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
+        pytest.fail(f"could not start sshd: {e}", pytrace=False)
+    return server
+
+
 @pytest.fixture
 def access_log(nginx):
     """nginx with its access log emptied for this test."""
