@@ -112,7 +112,8 @@ static void rig_close(struct rig *r)
  * executor is done when stop_when_done), then sets the clock to it. */
 static void run_to(struct rig *r, double t, bool stop_when_done)
 {
-    uint64_t until = T0 + SEC(t);
+    /* t may be before the start: a negative double is no uint64_t */
+    uint64_t until = t < 0 ? T0 - SEC(-t) : T0 + SEC(t);
     for (uint64_t due; (due = loop_next_due(r->ctx.loop)) <= until && !(stop_when_done && r->done);) {
         if (due > r->clock)
             r->clock = due;
