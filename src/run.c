@@ -17,6 +17,7 @@
 #include "runner.h"
 #include "xmalloc.h"
 #include "scenario.h"
+#include "split.h"
 
 #include <errno.h>
 #include <libpq-fe.h>
@@ -90,6 +91,7 @@ static int read_options(struct session *s)
         return rc;
     if (!options_finish(&s->opt, (unsigned)sysconf(_SC_NPROCESSORS_ONLN), err))
         return run_usage_error("%s", err);
+    split_fit_threads(&s->opt); /* no more threads than the segment has users */
     int line = s->opt.target[0] ? 0 : scenario_target_line(&s->source);
     if (line) {
         fprintf(stderr, "tide run: %s:%d reads .target, but no target was given: pass --target URL "
@@ -195,6 +197,36 @@ static void to_stderr(void *ud, enum sink_kind kind, const char *text)
     fprintf(stderr, "tide: %s\n", text);
 }
 
+static double wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Waiting for --start-at: a Ctrl-C gives up the wait (the run is interrupted). */
+static bool start_cancelled(void *ud)
+{
+    struct session *s = ud;
+    return s->sig->interrupts() > s->ctx.interrupts_before;
+}
+
+/* --start-at: still ahead after setup (or at most START_AT_SLACK behind);
+ * one line says how long the wait is. 0 or EXIT_USAGE. */
+static int announce_start(struct session *s)
+{
+    double left = s->cli.start_at - wall_now();
+    if (left < -START_AT_SLACK) {
+        fprintf(stderr, "tide run: --start-at '%s' passed %.1fs ago, while setup ran; no load started\n",
+                s->cli.start_at_text, -left);
+        return EXIT_USAGE;
+    }
+    if (!s->cli.out.quiet)
+        fprintf(stderr, "tide: waiting %.1fs, until --start-at %s, to start the load (Ctrl-C stops)\n",
+                left > 0 ? left : 0, s->cli.start_at_text);
+    return 0;
+}
+
 /* The load itself, on the run API: its metrics merged into results. */
 static int run_load_phase(struct session *s, const char *json, size_t json_len, char **env,
                           struct metrics *results)
@@ -202,9 +234,21 @@ static int run_load_phase(struct session *s, const char *json, size_t json_len, 
     bool snapshots = report_can_abort(s->L, s->mod_ref, s->ctx.metrics);
     struct run_plan plan = {.opt = &s->opt, .source = &s->source, .setup_json = json,
                             .setup_json_len = json_len, .env = env, .once = s->ctx.once, .data = s->ctx.data,
-                            .snapshots = snapshots};
+                            .snapshots = snapshots, .start_at = s->cli.start_at, .cancelled = start_cancelled,
+                            .cancel_ud = s};
+    if (s->cli.start_at > 0) {
+        int rc = announce_start(s);
+        if (rc)
+            return rc;
+    }
+    s->ctx.interrupts_before = s->sig->interrupts();
     char err[4096];
     s->runner = runner_start(&plan, &s->sink, err, sizeof err);
+    if (!s->runner && start_cancelled(s)) {
+        s->interrupted = 1; /* Ctrl-C while waiting to start: no load, teardown still runs */
+        fprintf(stderr, "tide: interrupted while waiting for --start-at: no load ran\n");
+        return 0;
+    }
     if (!s->runner) {
         fprintf(stderr, "tide: %s\n", err);
         return EXIT_SCRIPT;

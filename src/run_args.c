@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 void run_usage(void)
@@ -41,6 +42,10 @@ void run_usage(void)
            "  --out html=FILE      a self-contained HTML report with charts\n"
            "  --out pg=DSN         store in PostgreSQL (--out pg: $DATABASE_URL); repeatable\n"
            "  --run-id ID          the run's id (default $GITHUB_RUN_ID, else a timestamp)\n"
+           "  --segment I/N        run share I of N of the load (1 <= I <= N): users,\n"
+           "                       iterations and arrivals split exactly, vu.id unique over all\n"
+           "  --start-at TIME      after setup, wait until TIME to start the load (RFC 3339 UTC,\n"
+           "                       2026-12-04T22:30:00Z, or Unix seconds); at most 1s in the past\n"
            "  --progress N         a progress line every N seconds when stderr is not a\n"
            "                       terminal (default 10; 0 for none)\n"
            "  --quiet              no summary on stdout, no progress\n");
@@ -133,12 +138,73 @@ static const char *option_value(int argc, char **argv, int *i, char *key, size_t
 static const char *const run_flags[] = {"vus", "duration", "iterations", "executor", "threads",
                                         "target", "graceful-stop", "max-body", "lua-memory", "max-names",
                                         "progress", "ca",
-                                        "run-id", NULL};
+                                        "run-id", "segment", "start-at", NULL};
 /* Flags of `tide run` itself, not scenario options. */
 static bool run_own_flag(const char *key)
 {
     return strcmp(key, "env") == 0 || strcmp(key, "out") == 0 || strcmp(key, "progress") == 0 ||
-           strcmp(key, "run-id") == 0;
+           strcmp(key, "run-id") == 0 || strcmp(key, "segment") == 0 || strcmp(key, "start-at") == 0;
+}
+
+/* --segment I/N: share I of N, 1 <= I <= N (plain decimal numbers). */
+static int parse_segment(struct run_args *a, const char *v)
+{
+    unsigned long i = 0, n = 0;
+    int used = -1;
+    if (sscanf(v, "%lu/%lu%n", &i, &n, &used) != 2 || used != (int)strlen(v) || strspn(v, "0123456789/") != strlen(v) ||
+        i < 1 || n < 1 || i > n || n > MAX_SEGMENTS)
+        return run_usage_error("--segment: expected I/N with 1 <= I <= N <= 1000000, as in 2/4 (got '%s')", v);
+    a->segment = (unsigned)i - 1;
+    a->segments = (unsigned)n;
+    return 0;
+}
+
+/* "2026-12-04T22:30:00Z", "...:00.250Z", "...:00+00:00": a UTC time; 0 if not one. */
+static double rfc3339_utc(const char *v)
+{
+    struct tm tm = {0};
+    int used = 0;
+    if (sscanf(v, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
+               &tm.tm_sec, &used) != 6 || used != 19 || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 ||
+        tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+        return 0;
+    const char *p = v + used;
+    double frac = 0;
+    if (*p == '.') {
+        size_t n = strspn(p + 1, "0123456789");
+        if (!n)
+            return 0;
+        frac = strtod(p, NULL);
+        p += 1 + n;
+    }
+    if (strcmp(p, "Z") != 0 && strcmp(p, "+00:00") != 0)
+        return 0; /* UTC only: hosts in different zones must name the same instant */
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t t = timegm(&tm);
+    return t > 0 ? (double)t + frac : 0;
+}
+
+/* --start-at TIME: RFC 3339 in UTC or Unix seconds (fractions allowed). */
+static int parse_start_at(struct run_args *a, const char *v)
+{
+    double t = rfc3339_utc(v);
+    if (!t && *v && strspn(v, "0123456789.") == strlen(v)) {
+        char *end;
+        t = strtod(v, &end);
+        if (*end || !(t > 0 && t < 1e11))
+            t = 0;
+    }
+    if (!t)
+        return run_usage_error("--start-at: expected a UTC time as 2026-12-04T22:30:00Z or Unix "
+                               "seconds (got '%s')", v);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (t < (double)now.tv_sec + now.tv_nsec / 1e9 - START_AT_SLACK)
+        return run_usage_error("--start-at: '%s' is in the past", v);
+    a->start_at = t;
+    a->start_at_text = v;
+    return 0;
 }
 
 static int add_override(struct run_args *a, const char *flag, const char *key, const char *v)
@@ -177,7 +243,7 @@ static int parse_flag(struct run_args *a, int argc, char **argv, int *i)
         return run_usage_error("unknown option '%s' (valid: --vus --duration --iterations --executor "
                            "--graceful-stop --threads --target --env --max-body --lua-memory --max-names --out "
                            "--progress --no-compression --insecure --ca "
-                           "--run-id --quiet)", flag);
+                           "--run-id --segment --start-at --quiet)", flag);
     if (!v)
         return run_usage_error("--%s needs a value", key);
     if (strcmp(key, "out") == 0)
@@ -188,6 +254,10 @@ static int parse_flag(struct run_args *a, int argc, char **argv, int *i)
         snprintf(a->out.run_id, sizeof a->out.run_id, "%s", v);
         return 0;
     }
+    if (strcmp(key, "segment") == 0)
+        return parse_segment(a, v);
+    if (strcmp(key, "start-at") == 0)
+        return parse_start_at(a, v);
     if (strcmp(key, "progress") == 0) {
         char *end;
         a->progress_every = strtod(v, &end);
@@ -239,6 +309,8 @@ int run_args_parse(struct run_args *a, int argc, char **argv)
 int run_args_apply(const struct run_args *a, struct options *o)
 {
     char err[OPTIONS_ERR];
+    o->segment = a->segment;
+    o->segments = a->segments;
     for (int i = 0; i < a->noverrides; i++)
         if (!options_set_cli(o, a->overrides[i].key, a->overrides[i].value, err))
             return run_usage_error("%s", err);

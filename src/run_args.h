@@ -7,6 +7,9 @@
 
 #define MAX_CLI_ENV 256
 #define MAX_OVERRIDES 64
+#define MAX_SEGMENTS 1000000
+/* --start-at may be this many seconds in the past (clocks of hosts differ a little) */
+#define START_AT_SLACK 1.0
 
 /* `tide run`'s command line. */
 struct run_args {
@@ -20,6 +23,9 @@ struct run_args {
         const char *value;
     } overrides[MAX_OVERRIDES]; /* --vus 10 and the like, in order */
     int noverrides;
+    unsigned segment, segments; /* --segment I/N: segment I-1 of N; segments 0: the whole load */
+    double start_at;            /* --start-at: wall clock (Unix seconds) the load starts at; 0: now */
+    const char *start_at_text;  /* as given, for messages */
     bool help;                  /* --help: print run_usage, nothing else */
 };
 
