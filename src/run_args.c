@@ -14,8 +14,26 @@
 #include <time.h>
 #include <unistd.h>
 
-void run_usage(void)
+static void setup_teardown_usage(enum run_mode mode)
 {
+    if (mode == MODE_SETUP)
+        printf("usage: tide setup SCENARIO [--target URL] [--env KEY=VALUE]... [--out-data FILE]\n\n"
+               "Runs only the scenario's setup(ctx) and writes what it returns as JSON to FILE\n"
+               "(stdout by default), for `tide run ... --data FILE` on one or many machines.\n"
+               "Takes the options of tide run that shape ctx (--vus, --iterations, ...).\n"
+               "Exit codes as for tide run: 0 done, 2 bad command line, 3 setup failed.\n");
+    else
+        printf("usage: tide teardown SCENARIO --data FILE [--target URL] [--env KEY=VALUE]...\n\n"
+               "Runs only the scenario's teardown(ctx, data) with the data tide setup wrote.\n"
+               "Exit codes as for tide run: 0 done, 2 bad command line or FILE, 3 teardown failed.\n");
+}
+
+void run_usage(enum run_mode mode)
+{
+    if (mode != MODE_RUN) {
+        setup_teardown_usage(mode);
+        return;
+    }
     printf("usage: tide run SCENARIO [options]\n\n"
            "SCENARIO is a Lua file, or NAME for scenarios/NAME.lua (also looked up in the\n"
            "directories of $TIDE_PATH, then among the scenarios built into tide).\n"
@@ -46,6 +64,8 @@ void run_usage(void)
            "                       iterations and arrivals split exactly, vu.id unique over all\n"
            "  --start-at TIME      after setup, wait until TIME to start the load (RFC 3339 UTC,\n"
            "                       2026-12-04T22:30:00Z, or Unix seconds); at most 1s in the past\n"
+           "  --data FILE          setup's data from FILE (written by tide setup): runs neither\n"
+           "                       setup nor teardown\n"
            "  --progress N         a progress line every N seconds when stderr is not a\n"
            "                       terminal (default 10; 0 for none)\n"
            "  --quiet              no summary on stdout, no progress\n");
@@ -138,12 +158,13 @@ static const char *option_value(int argc, char **argv, int *i, char *key, size_t
 static const char *const run_flags[] = {"vus", "duration", "iterations", "executor", "threads",
                                         "target", "graceful-stop", "max-body", "lua-memory", "max-names",
                                         "progress", "ca",
-                                        "run-id", "segment", "start-at", NULL};
+                                        "run-id", "segment", "start-at", "data", "out-data", NULL};
 /* Flags of `tide run` itself, not scenario options. */
 static bool run_own_flag(const char *key)
 {
     return strcmp(key, "env") == 0 || strcmp(key, "out") == 0 || strcmp(key, "progress") == 0 ||
-           strcmp(key, "run-id") == 0 || strcmp(key, "segment") == 0 || strcmp(key, "start-at") == 0;
+           strcmp(key, "run-id") == 0 || strcmp(key, "segment") == 0 || strcmp(key, "start-at") == 0 ||
+           strcmp(key, "data") == 0 || strcmp(key, "out-data") == 0;
 }
 
 /* --segment I/N: share I of N, 1 <= I <= N (plain decimal numbers). */
@@ -243,7 +264,7 @@ static int parse_flag(struct run_args *a, int argc, char **argv, int *i)
         return run_usage_error("unknown option '%s' (valid: --vus --duration --iterations --executor "
                            "--graceful-stop --threads --target --env --max-body --lua-memory --max-names --out "
                            "--progress --no-compression --insecure --ca "
-                           "--run-id --segment --start-at --quiet)", flag);
+                           "--run-id --segment --start-at --data --out-data --quiet)", flag);
     if (!v)
         return run_usage_error("--%s needs a value", key);
     if (strcmp(key, "out") == 0)
@@ -258,6 +279,12 @@ static int parse_flag(struct run_args *a, int argc, char **argv, int *i)
         return parse_segment(a, v);
     if (strcmp(key, "start-at") == 0)
         return parse_start_at(a, v);
+    if (strcmp(key, "data") == 0 || strcmp(key, "out-data") == 0) {
+        if (!*v)
+            return run_usage_error("--%s needs a file name", key);
+        *(key[0] == 'd' ? &a->data : &a->out_data) = v;
+        return key[0] == 'o' ? check_writable("data", v) : 0;
+    }
     if (strcmp(key, "progress") == 0) {
         char *end;
         a->progress_every = strtod(v, &end);
@@ -282,9 +309,27 @@ static int parse_flag(struct run_args *a, int argc, char **argv, int *i)
     return add_override(a, flag, key, v);
 }
 
-int run_args_parse(struct run_args *a, int argc, char **argv)
+/* What only some of run, setup and teardown take. */
+static int check_mode(const struct run_args *a)
+{
+    static const char *const names[] = {"run", "setup", "teardown"};
+    const char *cmd = names[a->mode];
+    if (a->out_data && a->mode != MODE_SETUP)
+        return run_usage_error("--out-data is for tide setup, not tide %s", cmd);
+    if (a->data && a->mode == MODE_SETUP)
+        return run_usage_error("--data is for tide run and tide teardown, not tide %s", cmd);
+    if (!a->data && a->mode == MODE_TEARDOWN)
+        return run_usage_error("tide %s needs --data FILE (what tide setup wrote)", cmd);
+    if (a->mode != MODE_RUN && (a->segments || a->start_at > 0 || a->out.json || a->out.csv || a->out.html ||
+                                a->out.pg[0]))
+        return run_usage_error("--segment, --start-at and --out are for tide run, not tide %s", cmd);
+    return 0;
+}
+
+int run_args_parse(struct run_args *a, enum run_mode mode, int argc, char **argv)
 {
     memset(a, 0, sizeof *a);
+    a->mode = mode;
     a->progress_every = 10;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -303,7 +348,7 @@ int run_args_parse(struct run_args *a, int argc, char **argv)
     }
     if (!a->scenario)
         return run_usage_error("%s", "which scenario? usage: tide run SCENARIO [options]");
-    return 0;
+    return check_mode(a);
 }
 
 int run_args_apply(const struct run_args *a, struct options *o)

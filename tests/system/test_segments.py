@@ -253,3 +253,100 @@ def test_ctrl_c_while_waiting_to_start(tide):
         assert [p for _m, p, _h, _b in server.seen] == ["/?setup=1"], server.seen
     finally:
         server.stop()
+
+
+# ------------------------------------------------- setup once, teardown once
+
+def _crud():
+    from crud_server import CrudServer
+    return CrudServer().start()
+
+
+def _tide_cmd(tide, *args):
+    from conftest import TIDE
+    return tide.exec([TIDE, *map(str, args)], timeout=60)
+
+
+def test_setup_once_segments_with_data_teardown_once(tide):
+    import json
+    from pathlib import Path
+    example = Path(__file__).resolve().parents[2] / "scenarios" / "examples" / "api-crud.lua"
+    crud = _crud()
+    try:
+        data = tide.tmp / "data.json"
+        res = _tide_cmd(tide, "setup", example, "--target", crud.url, "--out-data", data)
+        assert res.rc == 0, str(res)
+        token = json.loads(data.read_text())["token"]
+        assert token and crud.ops["register"] == crud.ops["login"] == 1 and len(crud.users) == 1
+        total = 0
+        for i in range(1, N + 1):
+            r = tide.run(example, "--target", crud.url, "--vus", 5, "--iterations", 3, "--segment", f"{i}/{N}",
+                         "--data", data, "--run-id", "crud-seg")
+            assert r.rc == 0, str(r)
+            total += r.count("iterations")
+            assert r.json["run_id"] == "crud-seg" and r.json["segment"] == {"index": i, "count": N}
+        assert total == 15 and crud.ops["create"] == crud.ops["delete"] == 15  # 5 users x 3, split 2+2+1
+        # no segment registered, logged in or unregistered: setup and teardown ran elsewhere
+        assert crud.ops["register"] == crud.ops["login"] == 1 and crud.ops["unregister"] == 0
+        res = _tide_cmd(tide, "teardown", example, "--target", crud.url, "--data", data)
+        assert res.rc == 0, str(res)
+        assert crud.ops["unregister"] == 1 and crud.users == {}
+    finally:
+        crud.stop()
+
+
+def test_setup_writes_json_to_stdout(tide):
+    path = tide.write("""return { setup = function(ctx) return { n = 42, who = ctx.env.WHO, vus = ctx.vus } end,
+                               run = function() end, options = { vus = 3, duration = "1s" } }""")
+    res = _tide_cmd(tide, "setup", path, "--env", "WHO=me")
+    assert res.rc == 0, str(res)
+    import json
+    assert json.loads(res.stdout) == {"n": 42, "who": "me", "vus": 3}
+
+
+def test_setup_failure_is_exit_3(tide):
+    path = tide.write('return { setup = function() error("no admin") end, run = function() end }')
+    res = _tide_cmd(tide, "setup", path)
+    assert res.rc == 3 and "no admin" in res.stderr, str(res)
+    assert res.stdout == ""
+
+
+def test_teardown_failure_is_exit_3_and_gets_the_data(tide):
+    data = tide.tmp / "d.json"
+    data.write_text('{"token": "abc"}')
+    path = tide.write('return { teardown = function(ctx, data) error("token " .. data.token) end, run = function() end }')
+    res = _tide_cmd(tide, "teardown", path, "--data", data)
+    assert res.rc == 3 and "token abc" in res.stderr, str(res)
+
+
+def test_run_with_data_skips_setup_and_teardown(tide, access_log):
+    data = tide.tmp / "d.json"
+    data.write_text('{"path": "/from-data"}')
+    path = tide.write("""
+local http = require "tide.http"
+return {
+  options = { vus = 2, iterations = 2 },
+  setup = function(ctx) http.get(ctx.target .. "/setup") return { path = "/from-setup" } end,
+  run = function(vu, data) http.get(vu.target .. data.path) end,
+  teardown = function(ctx) http.get(ctx.target .. "/teardown") end,
+}""")
+    res = tide.run(path, "--target", access_log.url, "--data", data)
+    assert res.rc == 0, str(res)
+    assert sorted(l.path for l in access_log.wait_log(2)) == ["/from-data", "/from-data"]
+
+
+@pytest.mark.parametrize("content", [None, "{not json", ""])
+def test_bad_data_file_is_a_usage_error(tide, content):
+    data = tide.tmp / "bad.json"
+    if content is not None:
+        data.write_text(content)
+    path = tide.write('return { run = function() end, teardown = function() end }')
+    for cmd in (["run", path, "--data", data], ["teardown", path, "--data", data]):
+        res = _tide_cmd(tide, *cmd)
+        assert res.rc == 2 and str(data) in res.stderr, str(res)
+
+
+def test_teardown_needs_data(tide):
+    path = tide.write('return { run = function() end, teardown = function() end }')
+    res = _tide_cmd(tide, "teardown", path)
+    assert res.rc == 2 and "--data" in res.stderr, str(res)
