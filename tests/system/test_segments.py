@@ -350,3 +350,68 @@ def test_teardown_needs_data(tide):
     path = tide.write('return { run = function() end, teardown = function() end }')
     res = _tide_cmd(tide, "teardown", path)
     assert res.rc == 2 and "--data" in res.stderr, str(res)
+
+
+# ------------------------------------------------ segment and run id stored
+
+OLD_SCHEMA = """
+CREATE SCHEMA tide;
+CREATE TABLE tide.runs (
+  run_id text PRIMARY KEY, scenario text NOT NULL, options jsonb, target text,
+  started_at timestamptz, finished_at timestamptz, exit_code integer, host text,
+  tide_version text, duration_s double precision, summary jsonb NOT NULL);
+CREATE TABLE tide.metrics (
+  run_id text NOT NULL REFERENCES tide.runs ON DELETE CASCADE, key text NOT NULL,
+  metric text NOT NULL, tags jsonb NOT NULL, type text NOT NULL, contains text,
+  "values" jsonb NOT NULL, histogram jsonb, thresholds jsonb, PRIMARY KEY (run_id, key));
+CREATE TABLE tide.points (
+  run_id text NOT NULL REFERENCES tide.runs ON DELETE CASCADE, t integer NOT NULL,
+  metric text NOT NULL, count double precision, rate double precision,
+  p50 double precision, p95 double precision, p99 double precision, vus integer,
+  PRIMARY KEY (run_id, t, metric));
+INSERT INTO tide.runs (run_id, scenario, summary) VALUES ('old-run', 'old.lua', '{}');
+INSERT INTO tide.metrics (run_id, key, metric, tags, type, "values")
+  VALUES ('old-run', 'http_reqs', 'http_reqs', '{}', 'counter', '{"count": 7}');
+"""
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_segments_stored_under_one_run_id(tide, access_log, pg, existing):
+    from pg_server import PgServer
+    dsn = pg.fresh_db()
+    if existing:  # a database made before segments: run_id was the key
+        PgServer.query(dsn, OLD_SCHEMA)
+    path = tide.write(COUNTED % ('{ executor = "per-vu-iterations", vus = 5, iterations = 2 }', ""))
+    for i in range(1, N + 1):
+        res = tide.run(path, "--target", access_log.url, "--segment", f"{i}/{N}", "--run-id", "pg-seg",
+                       "--out", f"pg={dsn}")
+        assert res.rc == 0, str(res)
+        assert res.json["run_id"] == "pg-seg" and res.json["segment"] == {"index": i, "count": N}
+    rows = PgServer.query(dsn, "SELECT segment, summary->'segment', summary->>'run_id' FROM tide.runs "
+                               "WHERE run_id = 'pg-seg' ORDER BY segment")
+    assert rows == [(f"{i}/{N}", {"index": i, "count": N}, "pg-seg") for i in range(1, N + 1)], rows
+    counts = PgServer.query(dsn, """SELECT segment, ("values"->>'count')::int FROM tide.metrics
+                                    WHERE run_id = 'pg-seg' AND key = 'iterations' ORDER BY segment""")
+    assert counts == [("1/3", 4), ("2/3", 4), ("3/3", 2)], counts
+    assert PgServer.query(dsn, "SELECT count(DISTINCT segment) FROM tide.points WHERE run_id = 'pg-seg'") == [(3,)]
+    # no row per segment in the old tool's table: one per whole run, when merged
+    assert PgServer.query(dsn, "SELECT count(*) FROM analytics.load_testing WHERE run_id = 'pg-seg'") == [(0,)]
+    # the same segment again, or another count under the id: refused (results kept in a file, exit 4)
+    for seg, why in (("2/3", "pg-seg segment 2/3 is already stored"), ("1/4", "segments of 3, not 4")):
+        res = tide.run(path, "--target", access_log.url, "--segment", seg, "--run-id", "pg-seg", "--out", f"pg={dsn}")
+        assert res.rc == 4 and why in res.stderr, str(res)
+    # a whole run: segment NULL, the old tool's row, and its id once only
+    res = tide.run(path, "--target", access_log.url, "--run-id", "pg-whole", "--out", f"pg={dsn}")
+    assert res.rc == 0 and "segment" not in res.json, str(res)
+    assert PgServer.query(dsn, "SELECT segment FROM tide.runs WHERE run_id = 'pg-whole'") == [(None,)]
+    assert PgServer.query(dsn, "SELECT num_users FROM analytics.load_testing WHERE run_id = 'pg-whole'") == [(5,)]
+    res = tide.run(path, "--target", access_log.url, "--run-id", "pg-whole", "--out", f"pg={dsn}")
+    assert res.rc == 4 and "pg-whole is already stored" in res.stderr, str(res)
+    res = tide.run(path, "--target", access_log.url, "--segment", "1/2", "--run-id", "pg-whole", "--out", f"pg={dsn}")
+    assert res.rc == 4 and "pg-whole is already stored" in res.stderr, str(res)
+    if existing:
+        assert PgServer.query(dsn, "SELECT segment FROM tide.runs WHERE run_id = 'old-run'") == [(None,)]
+    # a whole run still reads back by its id
+    from conftest import TIDE
+    rep = tide.exec([TIDE, "report", f"pg:{dsn}#pg-whole"])
+    assert rep.rc == 0, str(rep)
