@@ -35,10 +35,11 @@ static void check_stop_level(struct engine *e)
 /* constant-vus users changed while the load runs (runner_set_vus). */
 static void check_vus_wanted(struct engine *e)
 {
+    struct share sh = split_thread(e->run->opt, e->run->threads, e->index);
     for (unsigned i = 0; i < e->nexecs; i++) {
         int want = atomic_load_explicit(&e->run->vus_wanted[i], memory_order_relaxed);
         if (want >= 0)
-            exec_set_vus(&e->execs[i], split_share(want, e->run->threads, e->index));
+            exec_set_vus(&e->execs[i], split_part(want, &sh));
     }
 }
 
@@ -143,7 +144,7 @@ static int make_vu_table(void *ud, unsigned id, const char *scenario)
 static bool make_execs(struct engine *e, lua_State *L, int mod)
 {
     const struct options *o = e->run->opt;
-    unsigned n = e->run->threads;
+    struct share sh = split_thread(o, e->run->threads, e->index);
     for (int s = 0; s < o->nscen; s++) {
         if (lua_getfield(L, mod, o->scen[s].exec) != LUA_TFUNCTION) {
             snprintf(e->error, sizeof e->error, "scenario '%s' calls module.%s, which is not a function",
@@ -153,10 +154,10 @@ static bool make_execs(struct engine *e, lua_State *L, int mod)
         e->scen_env_ref[s] = scenario_env(e, L, &o->scen[s]);
         struct exec_env env = {
             .ctx = &e->ctx, .scen = &o->scen[s], .shared_next = &e->run->shared_next[s],
-            .share_i = e->index, .share_n = n,
-            .first_id = split_first_id(o, n, (unsigned)s, e->index),
-            .scen_first_id = split_first_id(o, n, (unsigned)s, 0),
-            .cap = split_share(scen_max_vus(&o->scen[s]), n, e->index),
+            .share = sh,
+            .first_id = split_first_id(o, (unsigned)s, &sh),
+            .scen_first_id = split_scen_first_id(o, (unsigned)s),
+            .cap = split_part(scen_max_vus(&o->scen[s]), &sh),
             .fn_ref = luaL_ref(L, LUA_REGISTRYINDEX), .data_ref = e->data_ref,
             .ud = e, .done = on_exec_done, .failed = on_iteration_failed, .vu_table = make_vu_table,
         };
@@ -170,8 +171,9 @@ static bool make_execs(struct engine *e, lua_State *L, int mod)
 static long long thread_vus(const struct engine *e)
 {
     long long vus = 0;
+    struct share sh = split_thread(e->run->opt, e->run->threads, e->index);
     for (int s = 0; s < e->run->opt->nscen; s++)
-        vus += split_share(scen_max_vus(&e->run->opt->scen[s]), e->run->threads, e->index);
+        vus += split_part(scen_max_vus(&e->run->opt->scen[s]), &sh);
     return vus;
 }
 
@@ -229,6 +231,7 @@ static void drive_load(struct engine *e)
     struct loop *l = e->ctx.loop;
     e->ctx.in_load = true;
     e->started = true;
+    loop_refresh_now(l); /* the gate may have held the thread a while (--start-at) */
     loop_on_wake(l, on_poke, e);
     for (unsigned i = 0; i < e->nexecs; i++)
         exec_arm(&e->execs[i], e->run->start_ns);

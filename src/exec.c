@@ -154,8 +154,8 @@ static void drop_due(struct exec *ex, uint64_t now)
     uint64_t due = arrivals_due(ex, now);
     if (due <= ex->next_k)
         return;
-    uint64_t n = (due - ex->next_k + ex->share_n - 1) / ex->share_n;
-    ex->next_k += n * ex->share_n;
+    uint64_t n = (due - ex->next_k + ex->k_step - 1) / ex->k_step;
+    ex->next_k += n * ex->k_step;
     count(ex, M_DROPPED_ITERATIONS, (double)n);
     ex->ctx->live.dropped += n;
 }
@@ -180,7 +180,7 @@ static void on_arrival(struct timer *t)
             continue;
         }
         vu->iteration_global = ex->next_k + 1; /* the arrival's number in the schedule */
-        ex->next_k += ex->share_n;
+        ex->next_k += ex->k_step;
         launch(ex, vu, due);
         if (ex->stopping)
             return;
@@ -190,10 +190,12 @@ static void on_arrival(struct timer *t)
 }
 
 /* The VU executors number their iterations in the order they start, on
- * whichever thread: one atomic add each, as shared-iterations' pool. */
+ * whichever thread: one atomic add each, as shared-iterations' pool. A
+ * segment numbers its own starts, interleaved with the other segments'. */
 static uint64_t next_global(struct exec *ex)
 {
-    return ex->env.shared_next ? atomic_fetch_add_explicit(ex->env.shared_next, 1, memory_order_relaxed) : 0;
+    uint64_t k = ex->env.shared_next ? atomic_fetch_add_explicit(ex->env.shared_next, 1, memory_order_relaxed) : 0;
+    return ex->iter_base + k * ex->iter_step;
 }
 
 static void on_cut(struct timer *t)
@@ -214,7 +216,7 @@ static void on_ramp(struct timer *t)
     struct exec *ex = EXEC_OF(t, tick_timer);
     uint64_t now = now_ns(ex);
     unsigned global = ramp_target(ex->scen, (double)(now - ex->start_ns) / 1e9);
-    unsigned want = split_share(global, ex->share_n, ex->share_i);
+    unsigned want = split_part(global, &ex->share);
     unsigned old = ex->target;
     ex->target = want < ex->cap ? want : ex->cap;
     ex->launching = true;
@@ -334,9 +336,10 @@ static bool more(struct exec *ex, struct vu *vu, uint64_t now)
         go = vu->iteration < (uint64_t)s->iterations;
         k = (uint64_t)(vu->id - ex->env.scen_first_id) * (uint64_t)s->iterations + vu->iteration;
         break;
-    case EXEC_SHARED_ITERATIONS:
+    case EXEC_SHARED_ITERATIONS: /* the segment's pool, numbered after the segments before it */
         k = atomic_fetch_add_explicit(ex->env.shared_next, 1, memory_order_relaxed);
-        go = k < (uint64_t)s->iterations;
+        go = k < ex->pool;
+        k += ex->iter_base;
         break;
     case EXEC_CONSTANT_VUS:
         go = vu->slot < ex->looping && now < ex->end_ns;
@@ -412,9 +415,15 @@ bool exec_init(struct exec *ex, const struct exec_env *env)
     ex->env = *env;
     ex->ctx = env->ctx;
     ex->scen = env->scen;
-    ex->share_i = env->share_i;
-    ex->share_n = env->share_n;
-    ex->next_k = env->share_i;
+    ex->share = env->share;
+    ex->k_step = split_arrival_stride(&env->share);
+    ex->next_k = split_arrival_offset(&env->share);
+    bool shared = ex->scen->executor == EXEC_SHARED_ITERATIONS;
+    unsigned segs = env->share.segs ? env->share.segs : 1;
+    long long before = 0;
+    ex->pool = (uint64_t)split_pool(ex->scen->iterations, ex->scen->vus, &env->share, &before);
+    ex->iter_base = shared ? (uint64_t)before : env->share.seg;
+    ex->iter_step = shared ? 1 : segs;
     ex->cap = env->cap;
     ex->looping = env->cap;
     ex->tagset = metrics_tagset(ex->ctx->metrics, ex->scen->tags, ex->scen->tags_len);

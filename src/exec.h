@@ -6,6 +6,7 @@
 #include "ctx.h"
 #include "loop.h"
 #include "options.h"
+#include "split.h"
 
 struct vu;
 
@@ -16,9 +17,9 @@ struct exec_env {
     /* the scenario's next iteration, all threads: shared-iterations' pool, and
      * vu.iteration_global for the VU executors */
     _Atomic uint64_t *shared_next;
-    unsigned share_i, share_n;      /* this thread's part of the scenario */
+    struct share share;             /* this thread's part of the scenario (segment, thread) */
     unsigned first_id, cap;         /* its users' first id, how many it may use */
-    unsigned scen_first_id;         /* the first id of the scenario's users on any thread */
+    unsigned scen_first_id;         /* the first id of the scenario's users in any segment */
     int fn_ref, data_ref;           /* registry refs: module[scen->exec], setup's data */
     void *ud;
     void (*done)(void *ud);         /* the executor has no more work */
@@ -34,7 +35,12 @@ struct exec {
     struct exec_env env;
     struct tctx *ctx;
     const struct scen *scen;
-    unsigned share_i, share_n;  /* this thread's part of the scenario */
+    struct share share;         /* this thread's part of the scenario */
+    unsigned k_step;            /* arrival executors: global arrivals next_k, +k_step, ... are this thread's */
+    /* shared-iterations: the segment's pool (shared_next counts 0..pool-1 in
+     * this process); vu.iteration_global of the VU executors' k-th start in
+     * this process: iter_base + k * iter_step + 1, unique across segments */
+    uint64_t pool, iter_base, iter_step;
     int tagset;                 /* the scenario's tags in this thread's registry */
     struct vu *vus;
     unsigned cap;               /* VUs this thread may use */

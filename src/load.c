@@ -3,6 +3,7 @@
 #include "live.h"
 #include "metrics.h"
 #include "report.h"
+#include "split.h"
 #include "xmalloc.h"
 
 #include <stdio.h>
@@ -33,12 +34,15 @@ static void plan_progress(const struct load_watch *w, struct progress *pr)
     *pr = (struct progress){.out = w->quiet ? NULL : stderr, .tty = isatty(2), .every = w->progress_every};
     if (!pr->tty && pr->every <= 0)
         pr->out = NULL;
+    struct share sh = split_thread(o, 1, 0);
     for (int i = 0; i < o->nscen; i++) {
         const struct scen *sc = &o->scen[i];
         if (sc->executor == EXEC_PER_VU_ITERATIONS)
-            pr->iterations_total += (uint64_t)(sc->iterations * sc->vus);
-        else if (sc->executor == EXEC_SHARED_ITERATIONS)
-            pr->iterations_total += (uint64_t)sc->iterations;
+            pr->iterations_total += (uint64_t)(sc->iterations * split_segment(sc->vus, &sh));
+        else if (sc->executor == EXEC_SHARED_ITERATIONS) {
+            long long before;
+            pr->iterations_total += (uint64_t)split_pool(sc->iterations, sc->vus, &sh, &before);
+        }
         else if (sc->start_time + sc->duration > pr->total)
             pr->total = sc->start_time + sc->duration;
     }
@@ -109,7 +113,7 @@ bool load_check_fds(const struct options *o, char *err, size_t errlen)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    long long vus = options_total_vus(o);
+    long long vus = split_segment_vus(o); /* this process's users: its segment's */
     unsigned long long need = (unsigned long long)vus + 64 + 8ull * o->threads;
     if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur) {
         snprintf(err, errlen, "%lld VUs need about %llu file descriptors, but the limit is %llu "

@@ -41,6 +41,10 @@ static void usage(FILE *f)
             "usage:\n"
             "  tide run SCENARIO [options]   run a scenario (a file, or scenarios/NAME.lua)\n"
             "  tide run --help               the run options\n"
+            "  tide setup SCENARIO [--target URL] [--env KEY=VALUE]... [--out-data FILE]\n"
+            "                                run only setup; its data as JSON (stdout by default)\n"
+            "  tide teardown SCENARIO --data FILE [--target URL] [--env KEY=VALUE]...\n"
+            "                                run only teardown, with that data\n"
             "  tide repl [SCENARIO] [--target URL] [--env KEY=VALUE]... [--threads N]\n"
             "                                a Lua prompt: setup(), run{...}, teardown() step by step\n"
             "  tide list                     the named scenarios\n"
@@ -100,8 +104,13 @@ int main(int argc, char **argv)
         curl_global_cleanup();
         return rc;
     }
-    if (strcmp(cmd, "run") != 0 && strcmp(cmd, "repl") != 0) {
-        fprintf(stderr, "tide: unknown command '%s' (valid: run, repl, list, report, compare, db, --help, "
+    static const char *const lives[] = {"run", "setup", "teardown"};
+    int mode = -1;
+    for (int i = 0; i < 3; i++)
+        if (strcmp(cmd, lives[i]) == 0)
+            mode = i;
+    if (mode < 0 && strcmp(cmd, "repl") != 0) {
+        fprintf(stderr, "tide: unknown command '%s' (valid: run, setup, teardown, repl, list, report, compare, db, --help, "
                         "--version)\n", cmd);
         return EXIT_USAGE;
     }
@@ -121,7 +130,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     init_curl();
     struct signals sig = {.interrupts = interrupt_count, .fd = interrupt_fd};
-    int rc = strcmp(cmd, "run") == 0 ? cmd_run(argc - 2, argv + 2, &sig) : cmd_repl(argc - 2, argv + 2, &sig);
+    int rc = mode >= 0 ? cmd_run((enum run_mode)mode, argc - 2, argv + 2, &sig) : cmd_repl(argc - 2, argv + 2, &sig);
     curl_global_cleanup();
     return rc;
 }

@@ -673,6 +673,11 @@ static bool read_globals(lua_State *L, int idx, struct options *o, char *err)
     return true;
 }
 
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(((const struct scen *)a)->name, ((const struct scen *)b)->name);
+}
+
 static bool read_named(lua_State *L, int idx, struct options *o, char *err)
 {
     int tbl = lua_gettop(L);
@@ -700,6 +705,10 @@ static bool read_named(lua_State *L, int idx, struct options *o, char *err)
     }
     if (o->nscen == 0)
         return fail(err, "options.", "scenarios", "is empty", NULL);
+    /* in name order, not the table's (its hash order differs from process to
+     * process): the scenarios' blocks of vu.id must be the same in every
+     * segment of a run, whichever host runs it */
+    qsort(o->scen, (size_t)o->nscen, sizeof o->scen[0], by_name);
     return true;
 }
 

@@ -51,6 +51,8 @@ struct options {
     int nscen;
     bool named;                 /* options.scenarios was used */
     unsigned threads;           /* 0 = one per core */
+    unsigned segment, segments; /* --segment I/N: this process runs share segment
+                                   (from 0) of segments; segments 0: the whole load */
     size_t max_body;
     size_t lua_memory;          /* bytes each Lua state may allocate */
     size_t max_names;           /* distinct request names with a series of their own */

@@ -170,6 +170,14 @@ static void push_report(lua_State *L, int scenario_ref, const struct report_in *
     lua_setfield(L, -2, "points");
     lua_pushinteger(L, in->opt->threads);
     lua_setfield(L, -2, "threads");
+    if (in->opt->segments) {
+        lua_createtable(L, 0, 2);
+        lua_pushinteger(L, (lua_Integer)in->opt->segment + 1);
+        lua_setfield(L, -2, "index");
+        lua_pushinteger(L, in->opt->segments);
+        lua_setfield(L, -2, "count");
+        lua_setfield(L, -2, "segment");
+    }
     lua_pushstring(L, in->opt->target);
     lua_setfield(L, -2, "target");
     lua_pushboolean(L, in->interrupted);

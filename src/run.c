@@ -17,6 +17,7 @@
 #include "runner.h"
 #include "xmalloc.h"
 #include "scenario.h"
+#include "split.h"
 
 #include <errno.h>
 #include <libpq-fe.h>
@@ -90,6 +91,7 @@ static int read_options(struct session *s)
         return rc;
     if (!options_finish(&s->opt, (unsigned)sysconf(_SC_NPROCESSORS_ONLN), err))
         return run_usage_error("%s", err);
+    split_fit_threads(&s->opt); /* no more threads than the segment has users */
     int line = s->opt.target[0] ? 0 : scenario_target_line(&s->source);
     if (line) {
         fprintf(stderr, "tide run: %s:%d reads .target, but no target was given: pass --target URL "
@@ -195,6 +197,36 @@ static void to_stderr(void *ud, enum sink_kind kind, const char *text)
     fprintf(stderr, "tide: %s\n", text);
 }
 
+static double wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Waiting for --start-at: a Ctrl-C gives up the wait (the run is interrupted). */
+static bool start_cancelled(void *ud)
+{
+    struct session *s = ud;
+    return s->sig->interrupts() > s->ctx.interrupts_before;
+}
+
+/* --start-at: still ahead after setup (or at most START_AT_SLACK behind);
+ * one line says how long the wait is. 0 or EXIT_USAGE. */
+static int announce_start(struct session *s)
+{
+    double left = s->cli.start_at - wall_now();
+    if (left < -START_AT_SLACK) {
+        fprintf(stderr, "tide run: --start-at '%s' passed %.1fs ago, while setup ran; no load started\n",
+                s->cli.start_at_text, -left);
+        return EXIT_USAGE;
+    }
+    if (!s->cli.out.quiet)
+        fprintf(stderr, "tide: waiting %.1fs, until --start-at %s, to start the load (Ctrl-C stops)\n",
+                left > 0 ? left : 0, s->cli.start_at_text);
+    return 0;
+}
+
 /* The load itself, on the run API: its metrics merged into results. */
 static int run_load_phase(struct session *s, const char *json, size_t json_len, char **env,
                           struct metrics *results)
@@ -202,9 +234,21 @@ static int run_load_phase(struct session *s, const char *json, size_t json_len, 
     bool snapshots = report_can_abort(s->L, s->mod_ref, s->ctx.metrics);
     struct run_plan plan = {.opt = &s->opt, .source = &s->source, .setup_json = json,
                             .setup_json_len = json_len, .env = env, .once = s->ctx.once, .data = s->ctx.data,
-                            .snapshots = snapshots};
+                            .snapshots = snapshots, .start_at = s->cli.start_at, .cancelled = start_cancelled,
+                            .cancel_ud = s};
+    if (s->cli.start_at > 0) {
+        int rc = announce_start(s);
+        if (rc)
+            return rc;
+    }
+    s->ctx.interrupts_before = s->sig->interrupts();
     char err[4096];
     s->runner = runner_start(&plan, &s->sink, err, sizeof err);
+    if (!s->runner && start_cancelled(s)) {
+        s->interrupted = 1; /* Ctrl-C while waiting to start: no load, teardown still runs */
+        fprintf(stderr, "tide: interrupted while waiting for --start-at: no load ran\n");
+        return 0;
+    }
     if (!s->runner) {
         fprintf(stderr, "tide: %s\n", err);
         return EXIT_SCRIPT;
@@ -222,11 +266,90 @@ static int run_load_phase(struct session *s, const char *json, size_t json_len, 
     return ok ? 0 : EXIT_SCRIPT;
 }
 
-static int run_session(struct session *s, int argc, char **argv)
+/* --data FILE: read and decoded (to check it, and for teardown) onto the
+ * stack as s->data; *json keeps its text for the engine threads (NULL for
+ * JSON null: no data, as a setup that returns nothing). */
+static int load_data_file(struct session *s, char **json, size_t *json_len)
 {
-    int rc = run_args_parse(&s->cli, argc, argv);
+    lua_State *L = s->L;
+    *json = NULL;
+    FILE *f = fopen(s->cli.data, "rb");
+    if (!f)
+        return fprintf(stderr, "tide %s: --data %s: cannot read it: %s\n", s->cli.mode == MODE_RUN ? "run" : "teardown",
+                       s->cli.data, strerror(errno)), EXIT_USAGE;
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    size_t n;
+    char chunk[8192];
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        luaL_addlstring(&b, chunk, n);
+    bool failed = ferror(f);
+    fclose(f);
+    luaL_pushresult(&b);
+    int text = lua_gettop(L);
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_getfield(L, -1, "cjson");
+    lua_getfield(L, -1, "decode");
+    lua_pushvalue(L, text);
+    if (failed || lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        fprintf(stderr, "tide %s: --data %s: not the JSON tide setup writes: %s\n",
+                s->cli.mode == MODE_RUN ? "run" : "teardown", s->cli.data,
+                failed ? "read error" : lua_tostring(L, -1));
+        return EXIT_USAGE;
+    }
+    lua_getfield(L, -2, "null");
+    bool null = lua_rawequal(L, -1, -2);
+    lua_pop(L, 1);
+    if (null) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+    } else {
+        *json = (char *)lua_tolstring(L, text, json_len); /* the text stays on the stack */
+    }
+    lua_replace(L, text + 1); /* data where LOADED was; cjson above it */
+    lua_settop(L, text + 1);
+    s->data = lua_gettop(L);
+    return 0;
+}
+
+/* tide setup: setup's data as JSON, to --out-data FILE or stdout. */
+static int write_setup_data(struct session *s, const char *json, size_t len)
+{
+    FILE *f = s->cli.out_data ? fopen(s->cli.out_data, "wb") : stdout;
+    if (!f)
+        return fprintf(stderr, "tide setup: --out-data %s: %s\n", s->cli.out_data, strerror(errno)), EXIT_USAGE;
+    fwrite(json ? json : "null", 1, json ? len : 4, f);
+    fputc('\n', f);
+    bool ok = fflush(f) == 0 && !ferror(f);
+    if (f != stdout)
+        ok = fclose(f) == 0 && ok;
+    if (!ok)
+        fprintf(stderr, "tide setup: cannot write the data to %s\n", s->cli.out_data ? s->cli.out_data : "stdout");
+    return ok ? 0 : EXIT_SCRIPT;
+}
+
+/* tide setup and tide teardown: one hook, no load. */
+static int run_hook_only(struct session *s, int ctx_idx)
+{
+    if (s->cli.mode == MODE_SETUP) {
+        const char *json;
+        size_t len = 0;
+        int rc = run_setup(s, ctx_idx, &json, &len);
+        return rc ? rc : write_setup_data(s, json, len);
+    }
+    lua_getfield(s->L, s->mod, "teardown");
+    bool has = !lua_isnil(s->L, -1);
+    lua_pop(s->L, 1);
+    if (!has)
+        fprintf(stderr, "tide teardown: %s has no teardown: nothing to do\n", s->path);
+    return !has || call_hook(s, "teardown", ctx_idx, true, 0) ? 0 : EXIT_SCRIPT;
+}
+
+static int run_session(struct session *s, enum run_mode mode, int argc, char **argv)
+{
+    int rc = run_args_parse(&s->cli, mode, argc, argv);
     if (!rc && s->cli.help) {
-        run_usage();
+        run_usage(mode);
         return EXIT_PASS;
     }
     load_run_id(s->cli.out.run_id, sizeof s->cli.out.run_id);
@@ -245,12 +368,23 @@ static int run_session(struct session *s, int argc, char **argv)
     }
     if (rc)
         return rc;
+    char *data_json = NULL;
+    size_t json_len = 0;
+    if (s->cli.data && (rc = load_data_file(s, &data_json, &json_len)) != 0)
+        return rc;
+    int data_idx = s->data;
     char **env = load_env(s->cli.env, s->cli.nenv);
     push_ctx(s, env);
     int ctx_idx = lua_gettop(s->L);
-    const char *json;
-    size_t json_len = 0;
-    rc = run_setup(s, ctx_idx, &json, &json_len);
+    if (s->cli.mode != MODE_RUN) {
+        rc = run_hook_only(s, ctx_idx);
+        free(env);
+        return rc && s->sig->interrupts() ? EXIT_INTERRUPTED : rc;
+    }
+    const char *json = data_json;
+    rc = s->cli.data ? 0 : run_setup(s, ctx_idx, &json, &json_len); /* --data: setup ran elsewhere, once */
+    if (s->cli.data)
+        s->data = data_idx;
     if (rc) {
         free(env);
         return s->sig->interrupts() ? EXIT_INTERRUPTED : rc;
@@ -259,7 +393,7 @@ static int run_session(struct session *s, int argc, char **argv)
     int load_rc = results ? run_load_phase(s, json, json_len, env, results) : EXIT_SCRIPT;
     free(env);
     lua_getfield(s->L, s->mod, "teardown");
-    bool has_teardown = !lua_isnil(s->L, -1);
+    bool has_teardown = !lua_isnil(s->L, -1) && !s->cli.data; /* --data: teardown runs once, elsewhere */
     lua_pop(s->L, 1);
     s->ctx.interrupts_before = s->sig->interrupts(); /* only a new Ctrl-C cuts teardown short */
     bool teardown_ok = !has_teardown || call_hook(s, "teardown", ctx_idx, true, 0);
@@ -280,7 +414,7 @@ static int run_session(struct session *s, int argc, char **argv)
     return status ? status : store ? store : verdict;
 }
 
-int cmd_run(int argc, char **argv, const struct signals *sig)
+int cmd_run(enum run_mode mode, int argc, char **argv, const struct signals *sig)
 {
     struct session *s = xcalloc(1, sizeof *s);
     if (!s)
@@ -288,7 +422,7 @@ int cmd_run(int argc, char **argv, const struct signals *sig)
     s->sig = sig;
     s->cli.progress_every = 10;
     s->sink = (struct sink){.message = to_stderr};
-    int rc = points_init(&s->no_points, 1) ? run_session(s, argc, argv) : EXIT_SCRIPT;
+    int rc = points_init(&s->no_points, 1) ? run_session(s, mode, argc, argv) : EXIT_SCRIPT;
     runner_free(s->runner);
     if (s->no_points.total)
         points_free(&s->no_points);

@@ -3,8 +3,10 @@
 #include <stdbool.h>
 
 #include "exitcodes.h"
+#include "run_args.h"
 #include "signals.h"
 
-int cmd_run(int argc, char **argv, const struct signals *sig);
+/* tide run, tide setup, tide teardown: one scenario's life, or one part of it. */
+int cmd_run(enum run_mode mode, int argc, char **argv, const struct signals *sig);
 
 #endif

@@ -11,10 +11,29 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
-void run_usage(void)
+static void setup_teardown_usage(enum run_mode mode)
 {
+    if (mode == MODE_SETUP)
+        printf("usage: tide setup SCENARIO [--target URL] [--env KEY=VALUE]... [--out-data FILE]\n\n"
+               "Runs only the scenario's setup(ctx) and writes what it returns as JSON to FILE\n"
+               "(stdout by default), for `tide run ... --data FILE` on one or many machines.\n"
+               "Takes the options of tide run that shape ctx (--vus, --iterations, ...).\n"
+               "Exit codes as for tide run: 0 done, 2 bad command line, 3 setup failed.\n");
+    else
+        printf("usage: tide teardown SCENARIO --data FILE [--target URL] [--env KEY=VALUE]...\n\n"
+               "Runs only the scenario's teardown(ctx, data) with the data tide setup wrote.\n"
+               "Exit codes as for tide run: 0 done, 2 bad command line or FILE, 3 teardown failed.\n");
+}
+
+void run_usage(enum run_mode mode)
+{
+    if (mode != MODE_RUN) {
+        setup_teardown_usage(mode);
+        return;
+    }
     printf("usage: tide run SCENARIO [options]\n\n"
            "SCENARIO is a Lua file, or NAME for scenarios/NAME.lua (also looked up in the\n"
            "directories of $TIDE_PATH, then among the scenarios built into tide).\n"
@@ -41,6 +60,12 @@ void run_usage(void)
            "  --out html=FILE      a self-contained HTML report with charts\n"
            "  --out pg=DSN         store in PostgreSQL (--out pg: $DATABASE_URL); repeatable\n"
            "  --run-id ID          the run's id (default $GITHUB_RUN_ID, else a timestamp)\n"
+           "  --segment I/N        run share I of N of the load (1 <= I <= N): users,\n"
+           "                       iterations and arrivals split exactly, vu.id unique over all\n"
+           "  --start-at TIME      after setup, wait until TIME to start the load (RFC 3339 UTC,\n"
+           "                       2026-12-04T22:30:00Z, or Unix seconds); at most 1s in the past\n"
+           "  --data FILE          setup's data from FILE (written by tide setup): runs neither\n"
+           "                       setup nor teardown\n"
            "  --progress N         a progress line every N seconds when stderr is not a\n"
            "                       terminal (default 10; 0 for none)\n"
            "  --quiet              no summary on stdout, no progress\n");
@@ -133,12 +158,74 @@ static const char *option_value(int argc, char **argv, int *i, char *key, size_t
 static const char *const run_flags[] = {"vus", "duration", "iterations", "executor", "threads",
                                         "target", "graceful-stop", "max-body", "lua-memory", "max-names",
                                         "progress", "ca",
-                                        "run-id", NULL};
+                                        "run-id", "segment", "start-at", "data", "out-data", NULL};
 /* Flags of `tide run` itself, not scenario options. */
 static bool run_own_flag(const char *key)
 {
     return strcmp(key, "env") == 0 || strcmp(key, "out") == 0 || strcmp(key, "progress") == 0 ||
-           strcmp(key, "run-id") == 0;
+           strcmp(key, "run-id") == 0 || strcmp(key, "segment") == 0 || strcmp(key, "start-at") == 0 ||
+           strcmp(key, "data") == 0 || strcmp(key, "out-data") == 0;
+}
+
+/* --segment I/N: share I of N, 1 <= I <= N (plain decimal numbers). */
+static int parse_segment(struct run_args *a, const char *v)
+{
+    unsigned long i = 0, n = 0;
+    int used = -1;
+    if (sscanf(v, "%lu/%lu%n", &i, &n, &used) != 2 || used != (int)strlen(v) || strspn(v, "0123456789/") != strlen(v) ||
+        i < 1 || n < 1 || i > n || n > MAX_SEGMENTS)
+        return run_usage_error("--segment: expected I/N with 1 <= I <= N <= 1000000, as in 2/4 (got '%s')", v);
+    a->segment = (unsigned)i - 1;
+    a->segments = (unsigned)n;
+    return 0;
+}
+
+/* "2026-12-04T22:30:00Z", "...:00.250Z", "...:00+00:00": a UTC time; 0 if not one. */
+static double rfc3339_utc(const char *v)
+{
+    struct tm tm = {0};
+    int used = 0;
+    if (sscanf(v, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
+               &tm.tm_sec, &used) != 6 || used != 19 || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 ||
+        tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+        return 0;
+    const char *p = v + used;
+    double frac = 0;
+    if (*p == '.') {
+        size_t n = strspn(p + 1, "0123456789");
+        if (!n)
+            return 0;
+        frac = strtod(p, NULL);
+        p += 1 + n;
+    }
+    if (strcmp(p, "Z") != 0 && strcmp(p, "+00:00") != 0)
+        return 0; /* UTC only: hosts in different zones must name the same instant */
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t t = timegm(&tm);
+    return t > 0 ? (double)t + frac : 0;
+}
+
+/* --start-at TIME: RFC 3339 in UTC or Unix seconds (fractions allowed). */
+static int parse_start_at(struct run_args *a, const char *v)
+{
+    double t = rfc3339_utc(v);
+    if (!t && *v && strspn(v, "0123456789.") == strlen(v)) {
+        char *end;
+        t = strtod(v, &end);
+        if (*end || !(t > 0 && t < 1e11))
+            t = 0;
+    }
+    if (!t)
+        return run_usage_error("--start-at: expected a UTC time as 2026-12-04T22:30:00Z or Unix "
+                               "seconds (got '%s')", v);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (t < (double)now.tv_sec + now.tv_nsec / 1e9 - START_AT_SLACK)
+        return run_usage_error("--start-at: '%s' is in the past", v);
+    a->start_at = t;
+    a->start_at_text = v;
+    return 0;
 }
 
 static int add_override(struct run_args *a, const char *flag, const char *key, const char *v)
@@ -177,7 +264,7 @@ static int parse_flag(struct run_args *a, int argc, char **argv, int *i)
         return run_usage_error("unknown option '%s' (valid: --vus --duration --iterations --executor "
                            "--graceful-stop --threads --target --env --max-body --lua-memory --max-names --out "
                            "--progress --no-compression --insecure --ca "
-                           "--run-id --quiet)", flag);
+                           "--run-id --segment --start-at --data --out-data --quiet)", flag);
     if (!v)
         return run_usage_error("--%s needs a value", key);
     if (strcmp(key, "out") == 0)
@@ -187,6 +274,16 @@ static int parse_flag(struct run_args *a, int argc, char **argv, int *i)
             return run_usage_error("--run-id: expected a short id without spaces or slashes (got '%s')", v);
         snprintf(a->out.run_id, sizeof a->out.run_id, "%s", v);
         return 0;
+    }
+    if (strcmp(key, "segment") == 0)
+        return parse_segment(a, v);
+    if (strcmp(key, "start-at") == 0)
+        return parse_start_at(a, v);
+    if (strcmp(key, "data") == 0 || strcmp(key, "out-data") == 0) {
+        if (!*v)
+            return run_usage_error("--%s needs a file name", key);
+        *(key[0] == 'd' ? &a->data : &a->out_data) = v;
+        return key[0] == 'o' ? check_writable("data", v) : 0;
     }
     if (strcmp(key, "progress") == 0) {
         char *end;
@@ -212,9 +309,27 @@ static int parse_flag(struct run_args *a, int argc, char **argv, int *i)
     return add_override(a, flag, key, v);
 }
 
-int run_args_parse(struct run_args *a, int argc, char **argv)
+/* What only some of run, setup and teardown take. */
+static int check_mode(const struct run_args *a)
+{
+    static const char *const names[] = {"run", "setup", "teardown"};
+    const char *cmd = names[a->mode];
+    if (a->out_data && a->mode != MODE_SETUP)
+        return run_usage_error("--out-data is for tide setup, not tide %s", cmd);
+    if (a->data && a->mode == MODE_SETUP)
+        return run_usage_error("--data is for tide run and tide teardown, not tide %s", cmd);
+    if (!a->data && a->mode == MODE_TEARDOWN)
+        return run_usage_error("tide %s needs --data FILE (what tide setup wrote)", cmd);
+    if (a->mode != MODE_RUN && (a->segments || a->start_at > 0 || a->out.json || a->out.csv || a->out.html ||
+                                a->out.pg[0]))
+        return run_usage_error("--segment, --start-at and --out are for tide run, not tide %s", cmd);
+    return 0;
+}
+
+int run_args_parse(struct run_args *a, enum run_mode mode, int argc, char **argv)
 {
     memset(a, 0, sizeof *a);
+    a->mode = mode;
     a->progress_every = 10;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -233,12 +348,14 @@ int run_args_parse(struct run_args *a, int argc, char **argv)
     }
     if (!a->scenario)
         return run_usage_error("%s", "which scenario? usage: tide run SCENARIO [options]");
-    return 0;
+    return check_mode(a);
 }
 
 int run_args_apply(const struct run_args *a, struct options *o)
 {
     char err[OPTIONS_ERR];
+    o->segment = a->segment;
+    o->segments = a->segments;
     for (int i = 0; i < a->noverrides; i++)
         if (!options_set_cli(o, a->overrides[i].key, a->overrides[i].value, err))
             return run_usage_error("%s", err);

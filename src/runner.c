@@ -87,6 +87,23 @@ static struct runner *runner_new(const struct run_plan *plan, const struct sink 
     return r;
 }
 
+/* Until the wall clock reaches start_at, in steps short enough to see a
+ * cancel soon; false when cancelled. */
+static bool wait_for_start(const struct run_plan *plan)
+{
+    const double step = 0.05;
+    for (;;) {
+        if (plan->cancelled && plan->cancelled(plan->cancel_ud))
+            return false;
+        double left = plan->start_at - wall_clock();
+        if (left <= 0)
+            return true;
+        double until = left > step ? wall_clock() + step : plan->start_at;
+        struct timespec ts = {.tv_sec = (time_t)until, .tv_nsec = (long)((until - (double)(time_t)until) * 1e9)};
+        clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &ts, NULL);
+    }
+}
+
 struct runner *runner_start(const struct run_plan *plan, const struct sink *sink, char *err, size_t errlen)
 {
     struct runner *r = runner_new(plan, sink);
@@ -94,16 +111,22 @@ struct runner *runner_start(const struct run_plan *plan, const struct sink *sink
         snprintf(err, errlen, "cannot make the run's eventfd: %s", strerror(errno));
         return NULL;
     }
-    r->started = wall_clock();
     while (r->spawned < plan->opt->threads && engine_spawn(&r->eng[r->spawned]))
         r->spawned++;
     gate_wait_ready(&r->run.gate, r->spawned);
     bool failed = r->spawned < plan->opt->threads || atomic_load(&r->run.failed_threads) > 0;
+    bool cancelled = !failed && plan->start_at > 0 && !wait_for_start(plan);
+    if (cancelled) {
+        failed = true;
+        snprintf(err, errlen, "cancelled while waiting for the start time");
+    }
+    r->started = wall_clock();
     r->run.start_ns = clock_now_ns();
     gate_open(&r->run.gate, failed);
     if (!failed)
         return r;
-    say_first_failure(r, err, errlen);
+    if (!cancelled)
+        say_first_failure(r, err, errlen);
     for (unsigned i = 0; i < r->spawned; i++)
         engine_join(&r->eng[i]);
     r->spawned_joined = true;

@@ -26,12 +26,16 @@ struct run_plan {
     struct once *once;                  /* tide.once across the run */
     struct dreg *data;                  /* tide.data's files, loaded on the main thread; NULL for none */
     bool snapshots;                     /* hand metrics over each second (abort_on_fail) */
+    double start_at;                    /* wall clock the load starts at (threads ready before); 0: now */
+    bool (*cancelled)(void *ud);        /* asked while waiting for start_at: true gives up */
+    void *cancel_ud;
 };
 
 struct runner;
 
-/* Starts the engine threads and the load. NULL with the reason in err when
- * it cannot start (a thread could not load the scenario, out of memory);
+/* Starts the engine threads and the load (at plan->start_at, once every
+ * thread is ready). NULL with the reason in err when it cannot start (a
+ * thread could not load the scenario, out of memory, cancelled while waiting);
  * everything it made is gone then. plan, its options and source, and sink
  * must outlive the runner. */
 struct runner *runner_start(const struct run_plan *plan, const struct sink *sink, char *err, size_t errlen);

@@ -1,23 +1,90 @@
-/* How a run's load is split: shares of users over threads, the first id of
- * each share, and the schedules (ramp targets, arrival times). Pure
- * arithmetic on plain values: no clock, no Lua, no state. */
+/* How a run's load is split: shares of users over segments and threads,
+ * the first id of each share, and the schedules (ramp targets, arrival
+ * times). Pure arithmetic on plain values: no clock, no Lua, no state. */
 #include "split.h"
 
 #include <math.h>
 
-unsigned split_share(long long total, unsigned threads, unsigned thread)
+long long split_count(long long total, unsigned parts, unsigned part)
 {
-    return (unsigned)(total / threads + ((long long)thread < total % threads));
+    return total / parts + ((long long)part < total % parts);
 }
 
-unsigned split_first_id(const struct options *o, unsigned threads, unsigned scen, unsigned thread)
+unsigned split_share(long long total, unsigned threads, unsigned thread)
+{
+    return (unsigned)split_count(total, threads, thread);
+}
+
+long long split_before(long long total, unsigned parts, unsigned part)
+{
+    long long n = part < parts ? part : parts;
+    return n * (total / parts) + (n < total % parts ? n : total % parts);
+}
+
+long long split_segment(long long total, const struct share *sh)
+{
+    return split_count(total, sh->segs ? sh->segs : 1, sh->seg);
+}
+
+unsigned split_part(long long total, const struct share *sh)
+{
+    return split_share(split_segment(total, sh), sh->threads ? sh->threads : 1, sh->thread);
+}
+
+long long split_pool(long long total, long long users, const struct share *sh, long long *before)
+{
+    unsigned segs = sh->segs ? sh->segs : 1;
+    unsigned holders = users > 0 && users < segs ? (unsigned)users : segs;
+    unsigned seg = sh->seg < holders ? sh->seg : holders;
+    *before = split_before(total, holders, seg);
+    return seg < holders ? split_count(total, holders, seg) : 0;
+}
+
+unsigned split_arrival_offset(const struct share *sh)
+{
+    return sh->seg + (sh->segs ? sh->segs : 1) * sh->thread;
+}
+
+unsigned split_arrival_stride(const struct share *sh)
+{
+    return (sh->segs ? sh->segs : 1) * (sh->threads ? sh->threads : 1);
+}
+
+struct share split_thread(const struct options *o, unsigned threads, unsigned thread)
+{
+    return (struct share){.seg = o->segments ? o->segment : 0, .segs = o->segments ? o->segments : 1,
+                          .thread = thread, .threads = threads ? threads : 1};
+}
+
+long long split_segment_vus(const struct options *o)
+{
+    struct share sh = split_thread(o, 1, 0);
+    long long n = 0;
+    for (int i = 0; i < o->nscen; i++)
+        n += split_segment(scen_max_vus(&o->scen[i]), &sh);
+    return n;
+}
+
+void split_fit_threads(struct options *o)
+{
+    long long vus = split_segment_vus(o);
+    if ((long long)o->threads > vus)
+        o->threads = vus > 0 ? (unsigned)vus : 1;
+}
+
+unsigned split_scen_first_id(const struct options *o, unsigned scen)
 {
     unsigned id = 1;
     for (unsigned s = 0; s < scen; s++)
         id += (unsigned)scen_max_vus(&o->scen[s]);
-    for (unsigned t = 0; t < thread; t++)
-        id += split_share(scen_max_vus(&o->scen[scen]), threads, t);
     return id;
+}
+
+unsigned split_first_id(const struct options *o, unsigned scen, const struct share *sh)
+{
+    long long all = scen_max_vus(&o->scen[scen]);
+    return split_scen_first_id(o, scen) + (unsigned)split_before(all, sh->segs ? sh->segs : 1, sh->seg) +
+           (unsigned)split_before(split_segment(all, sh), sh->threads ? sh->threads : 1, sh->thread);
 }
 
 unsigned ramp_target(const struct scen *s, double t)

@@ -178,6 +178,7 @@ function M.from_report(report)
   return {
     format = M.FORMAT,
     run_id = report.run_id,
+    segment = report.segment, -- { index = I, count = N } for --segment I/N; absent when whole
     started = iso(report.started), finished = iso(report.finished),
     host = report.host,
     exit_code = report.exit_code,

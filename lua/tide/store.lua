@@ -14,26 +14,62 @@ local SCHEMA = {
       avg_container_time numeric, max_container_time numeric, std_container_time numeric,
       avg_web_time numeric, max_web_time numeric, std_web_time numeric)]],
   "CREATE SCHEMA IF NOT EXISTS tide",
+  -- A run is stored whole (segment NULL) or in segments ("I/N", one row
+  -- each, under one run_id): a run is (run_id, segment), unique with NULL
+  -- as one value. That is not a key a foreign key can name, so metrics and
+  -- points carry the segment too and are kept with their run by save().
   [[CREATE TABLE IF NOT EXISTS tide.runs (
-      run_id text PRIMARY KEY, scenario text NOT NULL, options jsonb, target text,
+      run_id text NOT NULL, segment text, scenario text NOT NULL, options jsonb, target text,
       started_at timestamptz, finished_at timestamptz, exit_code integer, host text,
       tide_version text, duration_s double precision, summary jsonb NOT NULL)]],
   "CREATE INDEX IF NOT EXISTS runs_by_scenario ON tide.runs (scenario, started_at)",
   [[CREATE TABLE IF NOT EXISTS tide.metrics (
-      run_id text NOT NULL REFERENCES tide.runs ON DELETE CASCADE, key text NOT NULL,
+      run_id text NOT NULL, segment text, key text NOT NULL,
       metric text NOT NULL, tags jsonb NOT NULL, type text NOT NULL, contains text,
-      "values" jsonb NOT NULL, histogram jsonb, thresholds jsonb,
-      PRIMARY KEY (run_id, key))]],
+      "values" jsonb NOT NULL, histogram jsonb, thresholds jsonb)]],
   [[CREATE TABLE IF NOT EXISTS tide.points (
-      run_id text NOT NULL REFERENCES tide.runs ON DELETE CASCADE, t integer NOT NULL,
+      run_id text NOT NULL, segment text, t integer NOT NULL,
       metric text NOT NULL, count double precision, rate double precision,
-      p50 double precision, p95 double precision, p99 double precision, vus integer,
-      PRIMARY KEY (run_id, t, metric))]],
+      p50 double precision, p95 double precision, p99 double precision, vus integer)]],
+}
+
+-- Databases made before segments: run_id was the key of tide.runs, and of
+-- metrics and points with theirs, which referenced it. Run once, when
+-- tide.runs has no segment column yet.
+local MIGRATE_SEGMENTS = {
+  "ALTER TABLE tide.runs ADD COLUMN IF NOT EXISTS segment text",
+  "ALTER TABLE tide.metrics ADD COLUMN IF NOT EXISTS segment text",
+  "ALTER TABLE tide.points ADD COLUMN IF NOT EXISTS segment text",
+  "ALTER TABLE tide.metrics DROP CONSTRAINT IF EXISTS metrics_run_id_fkey",
+  "ALTER TABLE tide.points DROP CONSTRAINT IF EXISTS points_run_id_fkey",
+  "ALTER TABLE tide.metrics DROP CONSTRAINT IF EXISTS metrics_pkey",
+  "ALTER TABLE tide.points DROP CONSTRAINT IF EXISTS points_pkey",
+  "ALTER TABLE tide.runs DROP CONSTRAINT IF EXISTS runs_pkey",
+}
+
+local KEYS = {
+  "CREATE UNIQUE INDEX IF NOT EXISTS runs_run_segment ON tide.runs (run_id, coalesce(segment, ''))",
+  [[CREATE UNIQUE INDEX IF NOT EXISTS metrics_run_segment_key
+      ON tide.metrics (run_id, coalesce(segment, ''), key)]],
+  [[CREATE UNIQUE INDEX IF NOT EXISTS points_run_segment_t
+      ON tide.points (run_id, coalesce(segment, ''), t, metric)]],
 }
 
 local function create_schema(db)
   for _, sql in ipairs(SCHEMA) do db:exec(sql) end
+  if #db:query([[SELECT 1 FROM information_schema.columns
+                  WHERE table_schema = 'tide' AND table_name = 'runs' AND column_name = 'segment']]) == 0 then
+    for _, sql in ipairs(MIGRATE_SEGMENTS) do db:exec(sql) end
+  end
+  for _, sql in ipairs(KEYS) do db:exec(sql) end
 end
+
+-- "I/N" for a document of --segment I/N, nil for a whole run.
+local function segment_of(doc)
+  local s = type(doc.segment) == "table" and doc.segment or nil
+  return s and ("%d/%d"):format(s.index, s.count) or nil
+end
+M.segment_of = segment_of
 
 -- Everything about the run except metrics and points (they have tables).
 local function summary_of(doc)
@@ -47,11 +83,11 @@ end
 local function insert_run(db, doc)
   local t = doc.tide
   db:exec([[INSERT INTO tide.runs (run_id, scenario, options, target, started_at, finished_at,
-              exit_code, host, tide_version, duration_s, summary)
-            VALUES ($1, $2, $3::jsonb, $4, $5::timestamptz, $6::timestamptz, $7, $8, $9, $10, $11::jsonb)]],
+              exit_code, host, tide_version, duration_s, summary, segment)
+            VALUES ($1, $2, $3::jsonb, $4, $5::timestamptz, $6::timestamptz, $7, $8, $9, $10, $11::jsonb, $12)]],
     doc.run_id, t.scenario, json.encode({ scenarios = t.scenarios, threads = t.threads }), t.target,
     doc.started, doc.finished, doc.exit_code, doc.host, t.version,
-    doc.state.testRunDurationMs / 1e3, json.encode(summary_of(doc)))
+    doc.state.testRunDurationMs / 1e3, json.encode(summary_of(doc)), segment_of(doc))
 end
 
 local function insert_metrics(db, doc)
@@ -63,11 +99,11 @@ local function insert_metrics(db, doc)
                         thresholds = m.thresholds }
   end
   if #rows == 0 then return end
-  db:exec([[INSERT INTO tide.metrics (run_id, key, metric, tags, type, contains, "values", histogram, thresholds)
-            SELECT $1, x.key, x.metric, coalesce(x.tags, '{}'), x.type, x.contains, x."values", x.histogram, x.thresholds
+  db:exec([[INSERT INTO tide.metrics (run_id, segment, key, metric, tags, type, contains, "values", histogram, thresholds)
+            SELECT $1, $3::text, x.key, x.metric, coalesce(x.tags, '{}'), x.type, x.contains, x."values", x.histogram, x.thresholds
               FROM jsonb_to_recordset($2::jsonb) AS x(key text, metric text, tags jsonb, type text,
                    contains text, "values" jsonb, histogram jsonb, thresholds jsonb)]],
-    doc.run_id, json.encode(rows))
+    doc.run_id, json.encode(rows), segment_of(doc))
 end
 
 -- Per second: the counts and latency percentiles the run handed over.
@@ -92,11 +128,11 @@ end
 local function insert_points(db, doc)
   local rows = point_rows(doc)
   if #rows == 0 then return end
-  db:exec([[INSERT INTO tide.points (run_id, t, metric, count, rate, p50, p95, p99, vus)
-            SELECT $1, x.t, x.metric, x.count, x.rate, x.p50, x.p95, x.p99, x.vus
+  db:exec([[INSERT INTO tide.points (run_id, segment, t, metric, count, rate, p50, p95, p99, vus)
+            SELECT $1, $3::text, x.t, x.metric, x.count, x.rate, x.p50, x.p95, x.p99, x.vus
               FROM jsonb_to_recordset($2::jsonb) AS x(t int, metric text, count float8, rate float8,
                    p50 float8, p95 float8, p99 float8, vus int)]],
-    doc.run_id, json.encode(rows))
+    doc.run_id, json.encode(rows), segment_of(doc))
 end
 
 -- The old tool's row: seconds, as it stored them.
@@ -120,18 +156,32 @@ function M.init(dsn)
   db:transaction(create_schema)
 end
 
--- Stores a run in one transaction, creating what is missing first.
+-- A run id holds one whole run, or segments of one count, each once.
+local function check_new(db, doc)
+  local seg = segment_of(doc)
+  for _, row in ipairs(db:query("SELECT segment FROM tide.runs WHERE run_id = $1", doc.run_id)) do
+    if not seg or row.segment == nil or row.segment == seg then
+      error(("run %s%s is already stored"):format(doc.run_id, row.segment and " segment " .. row.segment or ""), 0)
+    end
+    if row.segment:match("/(%d+)$") ~= seg:match("/(%d+)$") then
+      error(("run %s is stored in segments of %s, not %s"):format(doc.run_id, row.segment:match("/(%d+)$"),
+        seg:match("/(%d+)$")), 0)
+    end
+  end
+end
+
+-- Stores a run (or a segment of one) in one transaction, creating what is
+-- missing first. A segment writes no analytics.load_testing row: that
+-- table has one row per whole run, written when the merged run is stored.
 function M.save(dsn, doc)
   local db <close> = pg.connect(dsn)
   db:transaction(function()
     create_schema(db)
-    if #db:query("SELECT 1 FROM tide.runs WHERE run_id = $1", doc.run_id) > 0 then
-      error(("run %s is already stored"):format(doc.run_id), 0)
-    end
+    check_new(db, doc)
     insert_run(db, doc)
     insert_metrics(db, doc)
     insert_points(db, doc)
-    insert_legacy(db, doc)
+    if not segment_of(doc) then insert_legacy(db, doc) end
   end)
 end
 
@@ -154,11 +204,12 @@ local function resolve(db, ref)
   return row.run_id
 end
 
-local function load_points(db, run_id)
+local function load_points(db, run_id, segment)
   local by, list = {}, {}
   local field = {}
   for _, r in ipairs(POINT_ROWS) do if not r.percentiles then field[r[1]] = r[2] end end
-  for _, row in ipairs(db:query("SELECT * FROM tide.points WHERE run_id = $1 ORDER BY t", run_id)) do
+  for _, row in ipairs(db:query([[SELECT * FROM tide.points WHERE run_id = $1
+                                   AND segment IS NOT DISTINCT FROM $2 ORDER BY t]], run_id, segment)) do
     local p = by[row.t]
     if not p then
       p = { t = row.t }
@@ -171,19 +222,36 @@ local function load_points(db, run_id)
   return list
 end
 
-function M.load(dsn, ref)
+-- The segments ("I/N") stored under a run id, in order; {} for none.
+function M.segments(dsn, run_id)
+  local db <close> = pg.connect(dsn)
+  local list = {}
+  for _, row in ipairs(db:query([[SELECT segment FROM tide.runs WHERE run_id = $1 AND segment IS NOT NULL
+                                  ORDER BY split_part(segment, '/', 1)::int]], run_id)) do
+    list[#list + 1] = row.segment
+  end
+  return list
+end
+
+-- One stored run: the whole run, or with segment ("I/N") that segment of it.
+function M.load(dsn, ref, segment)
   local db <close> = pg.connect(dsn)
   local run_id = resolve(db, ref)
-  local run = db:query("SELECT summary FROM tide.runs WHERE run_id = $1", run_id)[1]
-  if not run then error(("no run %s in the database"):format(run_id), 0) end
+  local run = db:query("SELECT summary FROM tide.runs WHERE run_id = $1 AND segment IS NOT DISTINCT FROM $2",
+    run_id, segment)[1]
+  if not run and not segment and db:query("SELECT 1 FROM tide.runs WHERE run_id = $1", run_id)[1] then
+    error(("run %s is stored in segments, not whole"):format(run_id), 0)
+  end
+  if not run then error(("no run %s%s in the database"):format(run_id, segment and " segment " .. segment or ""), 0) end
   local doc = decode(run.summary)
   doc.metrics = {}
   for _, m in ipairs(db:query([[SELECT key, type, contains, "values", histogram, thresholds
-                                FROM tide.metrics WHERE run_id = $1]], run_id)) do
+                                FROM tide.metrics WHERE run_id = $1 AND segment IS NOT DISTINCT FROM $2]],
+                              run_id, segment)) do
     doc.metrics[m.key] = { type = m.type, contains = m.contains, values = decode(m.values),
                            histogram = decode(m.histogram), thresholds = decode(m.thresholds) }
   end
-  doc.points = load_points(db, run_id)
+  doc.points = load_points(db, run_id, segment)
   return results.recompute(results.decode(json.encode(doc), "pg:" .. run_id))
 end
 
@@ -203,8 +271,10 @@ function M.runs(dsn, scenario, last)
            ]] .. number_or_null([[m."values"->'count']]) .. [[ AS reqs, m."values"->>'count' AS reqs_text,
            ]] .. number_or_null([[d."values"->'p(95)']]) .. [[ AS p95, d."values"->>'p(95)' AS p95_text
       FROM tide.runs r
-      LEFT JOIN tide.metrics m ON m.run_id = r.run_id AND m.key = 'http_reqs'
-      LEFT JOIN tide.metrics d ON d.run_id = r.run_id AND d.key = 'http_req_duration'
+      LEFT JOIN tide.metrics m ON m.run_id = r.run_id AND m.segment IS NOT DISTINCT FROM r.segment
+                              AND m.key = 'http_reqs'
+      LEFT JOIN tide.metrics d ON d.run_id = r.run_id AND d.segment IS NOT DISTINCT FROM r.segment
+                              AND d.key = 'http_req_duration'
      WHERE $1::text IS NULL OR r.scenario = $1 OR r.scenario LIKE '%/' || $1 || '.lua'
      ORDER BY r.started_at DESC, r.run_id DESC LIMIT $2]], scenario, last)
 end

@@ -106,6 +106,10 @@ local function header(doc)
     ("tide %s  %s  (%d thread%s)%s"):format(t.version or "?", t.scenario or "?", t.threads or 0,
       t.threads == 1 and "" or "s", doc.run_id and ("  run " .. doc.run_id) or ""),
   }
+  local seg = type(doc.segment) == "table" and doc.segment or nil
+  if seg then
+    lines[1] = lines[1] .. ("  segment %s/%s"):format(tostring(seg.index), tostring(seg.count))
+  end
   for _, sc in ipairs(t.scenarios) do
     local at = (sc.start_time or 0) > 0 and (" from %gs"):format(sc.start_time) or ""
     lines[#lines + 1] = ("  %s: %s, %s%s"):format(sc.name, sc.executor, shape(sc), at)

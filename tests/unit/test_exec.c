@@ -89,10 +89,11 @@ static bool rig_open(struct rig *r, const char *options, const char *fn, unsigne
         return false;
     r->shared = shared;
     const struct scen *s = &r->o.scen[0];
+    struct share sh = split_thread(&r->o, share_n, share_i);
     struct exec_env env = {
-        .ctx = &r->ctx, .scen = s, .shared_next = shared, .share_i = share_i, .share_n = share_n,
-        .first_id = split_first_id(&r->o, share_n, 0, share_i),
-        .cap = split_share(scen_max_vus(s), share_n, share_i),
+        .ctx = &r->ctx, .scen = s, .shared_next = shared, .share = sh,
+        .first_id = split_first_id(&r->o, 0, &sh),
+        .cap = split_part(scen_max_vus(s), &sh),
         .fn_ref = luaL_ref(r->L, LUA_REGISTRYINDEX), .data_ref = LUA_REFNIL,
         .ud = r, .done = on_done, .failed = on_failed, .vu_table = vu_table,
     };

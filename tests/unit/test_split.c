@@ -64,8 +64,9 @@ static void test_first_ids(void)
     int seen[TOTAL + 2] = {0};
     for (unsigned s = 0; s < 3; s++)
         for (unsigned t = 0; t < THREADS; t++) {
-            unsigned first = split_first_id(&o, THREADS, s, t);
-            unsigned n = split_share(scen_max_vus(&o.scen[s]), THREADS, t);
+            struct share sh = split_thread(&o, THREADS, t);
+            unsigned first = split_first_id(&o, s, &sh);
+            unsigned n = split_part(scen_max_vus(&o.scen[s]), &sh);
             for (unsigned id = first; id < first + n; id++)
                 if (CHECK(id >= 1 && id <= TOTAL))
                     seen[id]++;
@@ -73,8 +74,86 @@ static void test_first_ids(void)
     for (int id = 1; id <= TOTAL; id++)
         if (!CHECK(seen[id] == 1))
             fprintf(stderr, "  id %d handed out %d times\n", id, seen[id]);
-    CHECK(split_first_id(&o, THREADS, 0, 0) == 1 && split_first_id(&o, THREADS, 0, 1) == 3);
-    CHECK(split_first_id(&o, THREADS, 1, 0) == 6 && split_first_id(&o, THREADS, 2, 1) == 14);
+    struct share t0 = split_thread(&o, THREADS, 0), t1 = split_thread(&o, THREADS, 1);
+    CHECK(split_first_id(&o, 0, &t0) == 1 && split_first_id(&o, 0, &t1) == 3);
+    CHECK(split_first_id(&o, 1, &t0) == 6 && split_first_id(&o, 2, &t1) == 14);
+}
+
+/* Segments, then threads within each: every id exactly once whatever the
+ * thread counts of the segments (hosts differ), a segment's users and ids
+ * the same whatever its threads, and arrivals each taken once. */
+static void test_segments(void)
+{
+    struct options o;
+    memset(&o, 0, sizeof o);
+    o.nscen = 2;
+    o.scen[0] = scen_of(EXEC_CONSTANT_VUS);
+    o.scen[0].vus = 10;
+    o.scen[1] = scen_of(EXEC_PER_VU_ITERATIONS);
+    o.scen[1].vus = 7;
+    enum { SEGS = 3, TOTAL = 17 };
+    int seen[TOTAL + 2] = {0};
+    o.segments = SEGS;
+    for (unsigned seg = 0; seg < SEGS; seg++) {
+        o.segment = seg;
+        unsigned threads = seg + 1; /* segment 1 one thread, segment 2 two, ... */
+        for (unsigned s = 0; s < 2; s++) {
+            long long in_seg = 0;
+            for (unsigned t = 0; t < threads; t++) {
+                struct share sh = split_thread(&o, threads, t);
+                unsigned first = split_first_id(&o, s, &sh), n = split_part(scen_max_vus(&o.scen[s]), &sh);
+                in_seg += n;
+                for (unsigned id = first; id < first + n; id++)
+                    if (CHECK(id >= 1 && id <= TOTAL))
+                        seen[id]++;
+            }
+            CHECK(in_seg == split_count(scen_max_vus(&o.scen[s]), SEGS, seg));
+        }
+    }
+    for (int id = 1; id <= TOTAL; id++)
+        if (!CHECK(seen[id] == 1))
+            fprintf(stderr, "  id %d handed out %d times over segments\n", id, seen[id]);
+    /* 10 users over 3 segments: 4, 3, 3; ids 1-4, 5-7, 8-10 */
+    o.segment = 1;
+    struct share one = split_thread(&o, 1, 0);
+    CHECK(split_part(10, &one) == 3 && split_first_id(&o, 0, &one) == 5 && split_first_id(&o, 1, &one) == 14);
+    CHECK(split_scen_first_id(&o, 1) == 11);
+    /* a ramp's target splits so that the segments' sum is the target at every value */
+    for (long long g = 0; g <= 40; g++) {
+        long long sum = 0;
+        for (unsigned seg = 0; seg < SEGS; seg++)
+            for (unsigned t = 0; t < 2; t++) {
+                struct share sh = {.seg = seg, .segs = SEGS, .thread = t, .threads = 2};
+                sum += split_part(g, &sh);
+            }
+        CHECK(sum == g);
+    }
+    /* arrivals 0..99: each taken by exactly one (segment, thread) */
+    int taken[100] = {0};
+    for (unsigned seg = 0; seg < SEGS; seg++)
+        for (unsigned t = 0; t < 4; t++) {
+            struct share sh = {.seg = seg, .segs = SEGS, .thread = t, .threads = 4};
+            for (unsigned k = split_arrival_offset(&sh); k < 100; k += split_arrival_stride(&sh))
+                taken[k]++;
+        }
+    for (int k = 0; k < 100; k++)
+        CHECK(taken[k] == 1);
+    /* a pool of 5 iterations for 2 users over 3 segments: the third has no user, so no iterations */
+    long long before, pool_sum = 0;
+    for (unsigned seg = 0; seg < SEGS; seg++) {
+        struct share sh = {.seg = seg, .segs = SEGS, .threads = 1};
+        long long n = split_pool(5, 2, &sh, &before);
+        CHECK(before == pool_sum && (seg < 2 ? n > 0 : n == 0));
+        pool_sum += n;
+    }
+    CHECK(pool_sum == 5);
+    /* counts past 2^32 split exactly too */
+    long long big = 9007199254740991LL, sum = 0;
+    for (unsigned seg = 0; seg < 7; seg++) {
+        CHECK(split_before(big, 7, seg) == sum);
+        sum += split_count(big, 7, seg);
+    }
+    CHECK(sum == big && split_before(big, 7, 7) == big);
 }
 
 static void test_ramp_targets(void)
@@ -173,6 +252,7 @@ int main(void)
 {
     test_shares();
     test_first_ids();
+    test_segments();
     test_ramp_targets();
     test_constant_arrivals();
     test_ramping_arrivals();
