@@ -10,6 +10,7 @@ parallel branch), a test makes a run a segment by giving its document the
 keys that option writes: one "run_id" for all and "segment": {"index": I,
 "count": N}. Once it has landed these can be made with --segment."""
 
+import datetime
 import json
 import subprocess
 
@@ -57,16 +58,23 @@ def segment_docs(tide, nginx, limit, users=USERS, run_id="seg-run-1", count=4):
     return paths
 
 
+def later(iso, seconds):
+    """An ISO 8601 UTC time of a document, moved later by whole seconds."""
+    t = datetime.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ") + datetime.timedelta(seconds=seconds)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + iso[-4:]
+
+
 def report(*args, cwd=None):
     return subprocess.run([TIDE, "report", *map(str, args)], capture_output=True, text=True, timeout=120,
                           cwd=cwd)
 
 
-def slots(h):
-    """A histogram's buckets as {index: count}, whatever its JSON form."""
-    if isinstance(h.get("slots"), str):
-        h = dict(h, slots=[int(x) for x in h["slots"].replace(",", " ").split()])
-    return h
+def buckets(h):
+    """A histogram's buckets as {index: count} (its slots: index, count pairs)."""
+    flat = h["slots"]
+    if isinstance(flat, str):
+        flat = [int(x) for x in flat.replace(",", " ").split()]
+    return dict(zip(flat[0::2], flat[1::2]))
 
 
 def test_segments_merge_exactly_and_the_missing_one_is_named(tide, access_log):
@@ -92,29 +100,37 @@ def test_segments_merge_exactly_and_the_missing_one_is_named(tide, access_log):
     # histograms added bucket by bucket: the merged one is the one histogram
     # of all the segments' samples
     for key in ("http_req_duration", "http_req_duration{name:page}", "iteration_duration"):
-        parts = [slots(d["metrics"][key]["histogram"]) for d in docs]
-        got = slots(merged["metrics"][key]["histogram"])
+        parts = [d["metrics"][key]["histogram"] for d in docs]
+        got = merged["metrics"][key]["histogram"]
         assert got["count"] == sum(p["count"] for p in parts) == total
         assert got["min"] == min(p["min"] for p in parts) and got["max"] == max(p["max"] for p in parts)
-        want = [0] * max(len(p["slots"]) for p in parts)
+        want = {}
         for p in parts:
-            for i, n in enumerate(p["slots"]):
-                want[i] += n
-        assert got["slots"] + [0] * (len(want) - len(got["slots"])) == want, key
+            for i, n in buckets(p).items():
+                want[i] = want.get(i, 0) + n
+        assert buckets(got) == want, key
+        assert len(want) > 3, want
 
     # checks and rates summed
     failed = merged["metrics"]["http_req_failed"]["values"]
     assert failed["passes"] + failed["fails"] == total
 
-    # seconds aligned by wall clock: a segment that started k seconds after
-    # the first has its seconds k later; every request is in some second
+    # seconds aligned by wall clock: every request is in some second, and
+    # a segment that started 3 s after the others (its document moved 3 s
+    # later: these runs take well under a second) has its seconds 3 s later
     assert sum(p["reqs"] for p in merged["points"]) == total
-    last_start = max(d["started"] for d in docs)
-    first_start = min(d["started"] for d in docs)
-    assert last_start > first_start
-    assert merged["started"] == first_start
-    span = merged["points"][-1]["t"] - merged["points"][0]["t"]
-    assert span >= max(p["t"] for d in docs for p in d["points"]) + 1, merged["points"]
+    assert merged["started"] == min(d["started"] for d in docs)
+    assert all(p["t"] == 0 for d in docs for p in d["points"]), "a run took over a second"
+    late = dict(docs[2], started=later(docs[2]["started"], 3), finished=later(docs[2]["finished"], 3))
+    late_path = tide.tmp / "late.json"
+    late_path.write_text(json.dumps(late))
+    rep = report(paths[1], paths[3], late_path, "--json", out)
+    assert rep.returncode == 0, rep.stderr
+    merged = json.loads(out.read_text())
+    seconds = {p["t"]: p["reqs"] for p in merged["points"]}
+    assert seconds == {0: (USERS[1] + USERS[3]) * ITERATIONS, 3: USERS[4] * ITERATIONS}, merged["points"]
+    assert merged["state"]["testRunDurationMs"] >= 3000
+    assert merged["finished"] == late["finished"]
 
     # all four: nothing missing
     paths2 = segment_docs(tide, access_log, 1000, users={2: 1}, run_id="seg-run-1")
