@@ -11,9 +11,13 @@ local M = {}
 local function usage(msg) error({ usage = msg }, 0) end
 
 local USAGE = {
-  report = "usage: tide report SOURCE... [--html FILE] [--json FILE]\n"
+  report = "usage: tide report SOURCE... [--html FILE] [--json FILE] [--check] [--require-all] [--store pg:DSN]\n"
     .. "  SOURCE: a results JSON file, or pg:DSN#RUN (RUN: a run id, latest or latest~N;\n"
-    .. "  an empty DSN means $DATABASE_URL). Several sources are merged into one report.",
+    .. "  an empty DSN means $DATABASE_URL). Several sources are merged into one report;\n"
+    .. "  segments of one run (tide run --segment I/N) merge into the whole run, the missing named.\n"
+    .. "  --check: exit 1 when a threshold fails on the merged data. --require-all: exit 5 when\n"
+    .. "  a segment is missing (nothing stored). --store pg:DSN: store the merged run (once per\n"
+    .. "  run id: storing it again replaces it) and its analytics.load_testing row.",
   compare = "usage: tide compare BASE CURRENT [--tolerance 10%] [--min-delta 10ms] [--metric NAME]... [--require-names]\n"
     .. "  BASE, CURRENT: as SOURCE for tide report. A figure is a regression (exit 1) when it got\n"
     .. "  worse by more than the tolerance AND by more than --min-delta (times; error rates: 0.1 point).\n"
@@ -72,17 +76,45 @@ local function parse(args, flags)
   return pos, opt
 end
 
--- SOURCE: a results JSON file, or pg:DSN#RUN (RUN: an id, latest, latest~N).
-local function load(source)
+-- "pg:DSN#RUN" -> DSN ($DATABASE_URL when empty), RUN; nil for a file.
+local function pg_source(source)
   local dsn, ref = source:match("^pg:(.*)#([^#]+)$")
   if not dsn then
     if source:match("^pg:") then usage(("%s: expected pg:DSN#RUN_ID"):format(redact.dsn(source))) end
-    return results.recompute(results.load_file(source))
+    return nil
   end
   if dsn == "" then dsn = os.getenv("DATABASE_URL") or usage("pg:#RUN needs $DATABASE_URL") end
-  local ok, doc = pcall(require("tide.store").load, dsn, ref)
-  if not ok then error(("pg:%s#%s: %s"):format(redact.dsn(dsn), ref, redact.message(doc)), 0) end
-  return doc
+  return dsn, ref
+end
+
+local function from_pg(fn, dsn, ref)
+  local ok, res = pcall(require("tide.store")[fn], dsn, ref)
+  if not ok then error(("pg:%s#%s: %s"):format(redact.dsn(dsn), ref, redact.message(res)), 0) end
+  return res
+end
+
+-- SOURCE: a results JSON file, or pg:DSN#RUN (RUN: an id, latest, latest~N).
+local function load(source)
+  local dsn, ref = pg_source(source)
+  if not dsn then return results.recompute(results.load_file(source)) end
+  return from_pg("load", dsn, ref)
+end
+
+-- Every document a SOURCE holds, with a name for each in messages: a file
+-- holds one; pg:DSN#RUN one run, or each segment stored under that run id.
+local function load_all(source, docs, names)
+  local dsn, ref = pg_source(source)
+  if not dsn then
+    docs[#docs + 1], names[#names + 1] = load(source), source
+    return
+  end
+  local shown = ("pg:%s#%s"):format(redact.dsn(dsn), ref)
+  local found = from_pg("load_all", dsn, ref)
+  for _, doc in ipairs(found) do
+    local s = type(doc.segment) == "table" and doc.segment
+    docs[#docs + 1] = doc
+    names[#names + 1] = s and ("%s (segment %s/%s)"):format(shown, tostring(s.index), tostring(s.count)) or shown
+  end
 end
 
 local function write(path, data)
@@ -92,17 +124,62 @@ local function write(path, data)
   f:close()
 end
 
--- tide report SOURCE... [--html FILE] [--json FILE]
+-- --store pg:DSN (an empty DSN: $DATABASE_URL), checked before anything is read.
+local function store_dsn(value)
+  if value == nil then return nil end
+  local dsn = value:match("^pg:(.*)$")
+  if not dsn then usage(("--store: expected pg:DSN, got '%s'"):format(redact.dsn(value))) end
+  if dsn == "" then dsn = os.getenv("DATABASE_URL") or usage("--store pg: needs $DATABASE_URL") end
+  return dsn
+end
+
+-- The merged run into PostgreSQL: 0, or 4 (written to a local file instead).
+local function store_merged(doc, dsn)
+  local ok, err = pcall(results.validate, doc, "the merged run")
+  if not ok then usage(err) end
+  local replaced
+  local code = outputs.store(doc, dsn, function(d, doc_)
+    replaced = require("tide.store").save_merged(d, doc_)
+  end, ("tide-results-%s-merged.json"):format(doc.run_id))
+  if code == 0 then
+    io.stdout:write(("stored run %s in %s%s\n"):format(doc.run_id, redact.dsn(dsn),
+      replaced and " (replacing the one stored before)" or ""))
+  end
+  return code
+end
+
+local function thresholds_failed(doc)
+  for _, r in ipairs(doc.threshold_results) do
+    if not r.ok then return true end
+  end
+  return false
+end
+
+-- tide report SOURCE... [--html FILE] [--json FILE] [--check] [--require-all] [--store pg:DSN]
+-- Exit: 4 not stored, else 5 a segment missing with --require-all, else 1
+-- a threshold failed with --check, else 0.
 function M.report(args)
   if help_asked("report", args) then return 0 end
-  local pos, opt = parse(args, { html = true, json = true })
+  local pos, opt = parse(args, { html = true, json = true, check = "switch", ["require-all"] = "switch",
+                                 store = true })
   if #pos == 0 then usage(usage_line("report")) end
-  local docs = {}
-  for i, src in ipairs(pos) do docs[i] = load(src) end
-  local doc = results.merge(docs)
+  local dsn = store_dsn(opt.store)
+  local docs, names = {}, {}
+  for _, src in ipairs(pos) do load_all(src, docs, names) end
+  local segments = require "tide.segments"
+  local segs = segments.check(docs, names)
+  local doc = segs and segments.merge(docs, segs) or results.merge(docs)
   io.stdout:write(text.render(doc))
   if opt.json then write(opt.json, outputs.encode(doc)) end
   if opt.html then write(opt.html, require("tide.html").render(doc)) end
+  local missing = segs and #segs.missing > 0
+  if missing and opt["require-all"] then
+    io.stderr:write(("tide report: %s, and --require-all asks for all of them%s\n"):format(
+      segments.describe(doc.segments), dsn and ": nothing stored" or ""))
+    return 5
+  end
+  if dsn and store_merged(doc, dsn) ~= 0 then return 4 end
+  if opt.check and thresholds_failed(doc) then return 1 end
   return 0
 end
 

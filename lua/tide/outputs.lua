@@ -41,11 +41,13 @@ function M.csv(doc)
   return table.concat(rows, "\n") .. "\n"
 end
 
-local function write_pg(doc, dsn)
-  local store = require "tide.store"
-  local ok, err = pcall(store.save, dsn, doc)
+-- Stores doc with save(dsn, doc) (default: tide.store.save); 0, or 4 when
+-- the database would not take it (the document went to the local file
+-- fallback, default tide-results-RUN_ID.json).
+function M.store(doc, dsn, save, fallback)
+  local ok, err = pcall(save or require("tide.store").save, dsn, doc)
   if ok then return 0 end
-  local fallback = ("tide-results-%s.json"):format(doc.run_id)
+  fallback = fallback or ("tide-results-%s.json"):format(doc.run_id)
   io.stderr:write(("tide: could not store the results in PostgreSQL: %s\n"):format(
     require("tide.redact").message(err)))
   local wrote, werr = pcall(write_file, fallback, M.encode(doc))
@@ -74,7 +76,7 @@ function M.write(doc, out)
   if out.html then
     try("--out html", function() write_file(out.html, require("tide.html").render(doc)) end)
   end
-  if out.pg then code = math.max(code, write_pg(doc, out.pg)) end
+  if out.pg then code = math.max(code, M.store(doc, out.pg)) end
   return code
 end
 

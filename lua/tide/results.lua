@@ -454,19 +454,21 @@ end
 
 -- Seconds of several documents added up; where every part of a second
 -- carries its histogram, the merged second's percentiles are exact.
-local function merge_points(docs)
+-- shift[i]: seconds added to document i's points (0 when absent).
+local function merge_points(docs, shift)
   local by, hists, partial = {}, {}, {}
-  for _, d in ipairs(docs) do
+  for i, d in ipairs(docs) do
     for _, p in ipairs(d.points) do
-      local q = by[p.t] or { t = p.t, reqs = 0, failed = 0, iterations = 0, errors = 0, dropped = 0, vus = 0 }
+      local t = p.t + (shift[i] or 0)
+      local q = by[t] or { t = t, reqs = 0, failed = 0, iterations = 0, errors = 0, dropped = 0, vus = 0 }
       for _, k in ipairs({ "reqs", "failed", "iterations", "errors", "dropped", "vus" }) do
         q[k] = q[k] + (p[k] or 0)
       end
-      by[p.t] = q
+      by[t] = q
       local h = point_hist(p)
-      if not h then partial[p.t] = true
-      elseif hists[p.t] then hists[p.t]:merge(h); h:free()
-      else hists[p.t] = h end
+      if not h then partial[t] = true
+      elseif hists[t] then hists[t]:merge(h); h:free()
+      else hists[t] = h end
     end
   end
   local out = {}
@@ -521,7 +523,7 @@ local function all_have_registries(docs)
   return true
 end
 
-local function merged_header(docs, seconds)
+local function merged_header(docs, seconds, shift)
   local first = docs[1]
   local ids = {}
   for i, d in ipairs(docs) do ids[i] = tostring(d.run_id or "?") end
@@ -529,7 +531,7 @@ local function merged_header(docs, seconds)
     format = M.FORMAT,
     run_id = table.concat(ids, "+"),
     started = first.started, finished = docs[#docs].finished, host = first.host,
-    points = merge_points(docs),
+    points = merge_points(docs, shift),
     state = { testRunDurationMs = seconds * 1e3, interrupted = false },
     tide = first.tide,
     merged = #docs,
@@ -539,13 +541,13 @@ end
 -- Documents that carry their registries: one merge in C (metrics_merge, as
 -- a run merges its threads), then the document made from the merged
 -- registry as a run makes it, thresholds judged as a run judges them.
-local function merge_registries(docs, seconds)
+local function merge_registries(docs, seconds, shift)
   local regs = {}
   for i, d in ipairs(docs) do regs[i] = d.registry end
   local report = { metrics = registry_merge(regs), elapsed = seconds }
   report.threshold_results = thresholds.evaluate(threshold_list(docs[1].threshold_results),
     report.metrics, series.values_for(report.metrics, seconds))
-  local doc = merged_header(docs, seconds)
+  local doc = merged_header(docs, seconds, shift)
   doc.metrics = doc_metrics(report)
   attach_thresholds(report, doc.metrics)
   doc.failures, doc.checks = failures(report), checks(report)
@@ -563,16 +565,21 @@ end
 -- Several runs (a distributed run's parts, or repeated runs) as one: trends
 -- merge by adding histogram buckets, so percentiles are exact. Documents
 -- without registries (tide-results/1, PostgreSQL) merge what they have.
-function M.merge(docs)
+-- shift (optional): per document, whole seconds it started after the first
+-- (segments of one run: their seconds line up by wall clock).
+function M.merge(docs, shift)
   if #docs == 1 then return docs[1] end
+  shift = shift or {}
   local seconds = 0
-  for _, d in ipairs(docs) do seconds = math.max(seconds, d.state.testRunDurationMs / 1e3) end
-  if all_have_registries(docs) then return merge_registries(docs, seconds) end
+  for i, d in ipairs(docs) do
+    seconds = math.max(seconds, d.state.testRunDurationMs / 1e3 + (shift[i] or 0))
+  end
+  if all_have_registries(docs) then return merge_registries(docs, seconds, shift) end
   local metrics = {}
   for _, d in ipairs(docs) do
     for key, m in pairs(d.metrics) do metrics[key] = merge_metric(metrics[key], m, seconds) end
   end
-  local doc = merged_header(docs, seconds)
+  local doc = merged_header(docs, seconds, shift)
   doc.metrics = metrics
   doc.failures = merge_counts(docs, "failures", function(e) return e.name .. "\0" .. e.reason end,
     function(a, b) a.count = a.count + b.count end)

@@ -80,17 +80,18 @@ local function summary_of(doc)
   return s
 end
 
-local function insert_run(db, doc)
+-- seg: the segment column's value; nil: the document's own (segment_of).
+local function insert_run(db, doc, seg)
   local t = doc.tide
   db:exec([[INSERT INTO tide.runs (run_id, scenario, options, target, started_at, finished_at,
               exit_code, host, tide_version, duration_s, summary, segment)
             VALUES ($1, $2, $3::jsonb, $4, $5::timestamptz, $6::timestamptz, $7, $8, $9, $10, $11::jsonb, $12)]],
     doc.run_id, t.scenario, json.encode({ scenarios = t.scenarios, threads = t.threads }), t.target,
     doc.started, doc.finished, doc.exit_code, doc.host, t.version,
-    doc.state.testRunDurationMs / 1e3, json.encode(summary_of(doc)), segment_of(doc))
+    doc.state.testRunDurationMs / 1e3, json.encode(summary_of(doc)), seg or segment_of(doc))
 end
 
-local function insert_metrics(db, doc)
+local function insert_metrics(db, doc, seg)
   local rows = {}
   for key, m in pairs(doc.metrics) do
     local name, tags = results.parse_key(key)
@@ -103,7 +104,7 @@ local function insert_metrics(db, doc)
             SELECT $1, $3::text, x.key, x.metric, coalesce(x.tags, '{}'), x.type, x.contains, x."values", x.histogram, x.thresholds
               FROM jsonb_to_recordset($2::jsonb) AS x(key text, metric text, tags jsonb, type text,
                    contains text, "values" jsonb, histogram jsonb, thresholds jsonb)]],
-    doc.run_id, json.encode(rows), segment_of(doc))
+    doc.run_id, json.encode(rows), seg or segment_of(doc))
 end
 
 -- Per second: the counts and latency percentiles the run handed over.
@@ -125,18 +126,19 @@ local function point_rows(doc)
   return rows
 end
 
-local function insert_points(db, doc)
+local function insert_points(db, doc, seg)
   local rows = point_rows(doc)
   if #rows == 0 then return end
   db:exec([[INSERT INTO tide.points (run_id, segment, t, metric, count, rate, p50, p95, p99, vus)
             SELECT $1, $3::text, x.t, x.metric, x.count, x.rate, x.p50, x.p95, x.p99, x.vus
               FROM jsonb_to_recordset($2::jsonb) AS x(t int, metric text, count float8, rate float8,
                    p50 float8, p95 float8, p99 float8, vus int)]],
-    doc.run_id, json.encode(rows), segment_of(doc))
+    doc.run_id, json.encode(rows), seg or segment_of(doc))
 end
 
--- The old tool's row: seconds, as it stored them.
-local function insert_legacy(db, doc)
+-- The old tool's row: seconds, as it stored them. One per run: storing a
+-- merged run again (tide report --store) replaces it.
+local function insert_legacy(db, doc, replace)
   local web = results.trend_hist(doc.metrics.http_req_duration)
   local container = results.trend_hist(doc.metrics.celery_task_duration)
   local function sec(h, f) -- microsecond precision, as text: numeric keeps it exact
@@ -146,7 +148,11 @@ local function insert_legacy(db, doc)
   for _, sc in ipairs(doc.tide.scenarios) do users = users + (sc.vus or 0) end
   db:exec([[INSERT INTO analytics.load_testing (run_id, num_users, avg_container_time,
               max_container_time, std_container_time, avg_web_time, max_web_time, std_web_time)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)]],
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)]] .. (replace and [[
+            ON CONFLICT (run_id) DO UPDATE SET num_users = EXCLUDED.num_users,
+              avg_container_time = EXCLUDED.avg_container_time, max_container_time = EXCLUDED.max_container_time,
+              std_container_time = EXCLUDED.std_container_time, avg_web_time = EXCLUDED.avg_web_time,
+              max_web_time = EXCLUDED.max_web_time, std_web_time = EXCLUDED.std_web_time]] or ""),
     doc.run_id, math.floor(users), sec(container, "mean"), sec(container, "max"),
     sec(container, "stdev"), sec(web, "mean"), sec(web, "max"), sec(web, "stdev"))
 end
@@ -156,10 +162,16 @@ function M.init(dsn)
   db:transaction(create_schema)
 end
 
--- A run id holds one whole run, or segments of one count, each once.
+-- tide.runs rows of a merged run (tide report --store) carry this segment,
+-- beside the segments it was merged from.
+M.MERGED = "merged"
+
+-- A run id holds one whole run, or segments of one count, each once (and
+-- perhaps their merged run).
 local function check_new(db, doc)
   local seg = segment_of(doc)
-  for _, row in ipairs(db:query("SELECT segment FROM tide.runs WHERE run_id = $1", doc.run_id)) do
+  for _, row in ipairs(db:query("SELECT segment FROM tide.runs WHERE run_id = $1 AND segment IS DISTINCT FROM $2",
+                                doc.run_id, M.MERGED)) do
     if not seg or row.segment == nil or row.segment == seg then
       error(("run %s%s is already stored"):format(doc.run_id, row.segment and " segment " .. row.segment or ""), 0)
     end
@@ -183,6 +195,40 @@ function M.save(dsn, doc)
     insert_points(db, doc)
     if not segment_of(doc) then insert_legacy(db, doc) end
   end)
+end
+
+-- Removes the merged run stored before under doc's run id; true when there
+-- was one. A run stored whole under that id is not replaced.
+local function drop_merged(db, doc)
+  if db:query("SELECT 1 FROM tide.runs WHERE run_id = $1 AND segment IS NULL", doc.run_id)[1] then
+    error(("run %s is already stored whole: not replaced"):format(doc.run_id), 0)
+  end
+  if not db:query("SELECT 1 FROM tide.runs WHERE run_id = $1 AND segment = $2", doc.run_id, M.MERGED)[1] then
+    return false
+  end
+  for _, tbl in ipairs({ "metrics", "points", "runs" }) do
+    db:exec(("DELETE FROM tide.%s WHERE run_id = $1 AND segment = $2"):format(tbl), doc.run_id, M.MERGED)
+  end
+  return true
+end
+
+-- Stores a merged run (tide report --store): one tide.runs row for the whole
+-- run (segment 'merged', beside its segments), its metrics and points, and
+-- its analytics.load_testing row. Storing it again replaces both (the same
+-- run merged again, perhaps with a late segment), so the run keeps one row.
+-- Returns true when it replaced one.
+function M.save_merged(dsn, doc)
+  local db <close> = pg.connect(dsn)
+  local replaced
+  db:transaction(function()
+    create_schema(db)
+    replaced = drop_merged(db, doc)
+    insert_run(db, doc, M.MERGED)
+    insert_metrics(db, doc, M.MERGED)
+    insert_points(db, doc, M.MERGED)
+    insert_legacy(db, doc, true)
+  end)
+  return replaced
 end
 
 -- ---------------------------------------------------------------- reading
@@ -233,10 +279,9 @@ function M.segments(dsn, run_id)
   return list
 end
 
--- One stored run: the whole run, or with segment ("I/N") that segment of it.
-function M.load(dsn, ref, segment)
-  local db <close> = pg.connect(dsn)
-  local run_id = resolve(db, ref)
+-- One stored document: segment nil is the whole run, else "I/N" or
+-- M.MERGED.
+local function load_run(db, run_id, segment)
   local run = db:query("SELECT summary FROM tide.runs WHERE run_id = $1 AND segment IS NOT DISTINCT FROM $2",
     run_id, segment)[1]
   if not run and not segment and db:query("SELECT 1 FROM tide.runs WHERE run_id = $1", run_id)[1] then
@@ -253,6 +298,34 @@ function M.load(dsn, ref, segment)
   end
   doc.points = load_points(db, run_id, segment)
   return results.recompute(results.decode(json.encode(doc), "pg:" .. run_id))
+end
+
+-- One stored run: the whole run, or with segment ("I/N") that segment of it.
+function M.load(dsn, ref, segment)
+  local db <close> = pg.connect(dsn)
+  return load_run(db, resolve(db, ref), segment)
+end
+
+-- Every document stored under a run id, for tide report to merge: each of
+-- its segments (tide run --segment I/N --out pg), or the run stored whole,
+-- or, when only that is left, the merged run (tide report --store).
+function M.load_all(dsn, ref)
+  local db <close> = pg.connect(dsn)
+  local run_id = resolve(db, ref)
+  local segs, merged, whole = {}, false, false
+  for _, r in ipairs(db:query("SELECT segment FROM tide.runs WHERE run_id = $1", run_id)) do
+    if r.segment == nil then whole = true
+    elseif r.segment == M.MERGED then merged = true
+    else segs[#segs + 1] = r.segment end
+  end
+  if #segs > 0 then
+    table.sort(segs, function(a, b) return tonumber(a:match("^%d+")) < tonumber(b:match("^%d+")) end)
+    local docs = {}
+    for k, seg in ipairs(segs) do docs[k] = load_run(db, run_id, seg) end
+    return docs
+  end
+  if not whole and not merged then error(("no run %s in the database"):format(run_id), 0) end
+  return { load_run(db, run_id, not whole and M.MERGED or nil) }
 end
 
 -- SQL for a value of a stored document as float8, or NULL when it is not a

@@ -115,7 +115,9 @@ local function header(doc)
     lines[#lines + 1] = ("  %s: %s, %s%s"):format(sc.name, sc.executor, shape(sc), at)
   end
   if t.target and t.target ~= "" then lines[#lines + 1] = ("  target %s"):format(t.target) end
-  if doc.merged then lines[#lines + 1] = ("  %d runs merged"):format(doc.merged) end
+  if type(doc.segments) == "table" then
+    lines[#lines + 1] = "  " .. require("tide.segments").describe(doc.segments)
+  elseif doc.merged then lines[#lines + 1] = ("  %d runs merged"):format(doc.merged) end
   return lines
 end
 
