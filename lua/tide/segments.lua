@@ -103,31 +103,14 @@ local function offsets(docs)
   return out
 end
 
--- The run's scenarios as a whole: users, iterations and rates of the
--- segments' shares added up, per scenario name.
+-- The run as a whole: every segment's document carries the run's plan
+-- (its scenarios with all their users, iterations and rates: what
+-- num_users counts), so any one gives it; the threads are each segment's own.
 local function whole_tide(docs)
   local t = {}
   for k, v in pairs(docs[1].tide) do t[k] = v end
-  local by, list = {}, {}
   t.threads = 0
-  for _, d in ipairs(docs) do
-    t.threads = t.threads + (tonumber(d.tide.threads) or 0)
-    for _, sc in ipairs(d.tide.scenarios) do
-      local w = by[sc.name]
-      if not w then
-        w = {}
-        for k, v in pairs(sc) do w[k] = v end
-        w.vus, w.iterations, w.rate = 0, 0, 0
-        by[sc.name] = w
-        list[#list + 1] = w
-      end
-      w.vus = w.vus + (tonumber(sc.vus) or 0)
-      w.iterations = w.iterations + (tonumber(sc.iterations) or 0)
-      w.rate = w.rate + (tonumber(sc.rate) or 0)
-      w.duration = math.max(tonumber(w.duration) or 0, tonumber(sc.duration) or 0)
-    end
-  end
-  t.scenarios = list
+  for _, d in ipairs(docs) do t.threads = t.threads + (tonumber(d.tide.threads) or 0) end
   return t
 end
 

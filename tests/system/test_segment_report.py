@@ -4,11 +4,8 @@ twice or segments of different runs are refused, `--check` judges the
 thresholds on the merged data and `--store pg:DSN` writes one run and one
 analytics.load_testing row for the whole run.
 
-The segment documents come from real runs against the session's nginx (its
-access log counts the requests). Until `tide run --segment I/N` lands (a
-parallel branch), a test makes a run a segment by giving its document the
-keys that option writes: one "run_id" for all and "segment": {"index": I,
-"count": N}. Once it has landed these can be made with --segment."""
+The segment documents come from real `tide run --segment I/N --run-id RUN`
+runs against the session's nginx (its access log counts the requests)."""
 
 import datetime
 import json
@@ -36,24 +33,26 @@ return {
 }
 """ % ITERATIONS
 
-# segment I of 4 runs this many users; segment 2 is left out where a test
-# needs one missing
-USERS = {1: 2, 3: 3, 4: 4}
+TOTAL_VUS = 9
+SHARES = {1: 3, 2: 2, 3: 2, 4: 2}  # 9 users over 4 segments: the first takes the remainder
+PRESENT = (1, 3, 4)                # segment 2 is left out where a test needs one missing
+USERS = {i: SHARES[i] for i in PRESENT}
 
 
-def segment_docs(tide, nginx, limit, users=USERS, run_id="seg-run-1", count=4):
+def segment_docs(tide, nginx, limit, segments=PRESENT, run_id="seg-run-1", count=4):
     """One real run per segment; returns {index: path of its document}."""
     scenario = tide.write(SCENARIO)
     paths = {}
-    for index, vus in users.items():
-        res = tide.run(scenario, "--target", nginx.url, "--threads", "2", timeout=60,
-                       env={"TIDE_TEST_VUS": str(vus), "TIDE_TEST_LIMIT": str(limit)})
+    for index in segments:
+        res = tide.run(scenario, "--target", nginx.url, "--threads", "2", "--segment", f"{index}/{count}",
+                       "--run-id", run_id, timeout=60,
+                       env={"TIDE_TEST_VUS": str(TOTAL_VUS), "TIDE_TEST_LIMIT": str(limit)})
         assert res.rc == 0 and res.json is not None, res
-        doc = res.json
-        # what `tide run --segment I/N --run-id RUN` will write (see the module's note)
-        doc["run_id"], doc["segment"] = run_id, {"index": index, "count": count}
+        assert res.json["segment"] == {"index": index, "count": count} and res.json["run_id"] == run_id
+        if count == 4:
+            assert res.count("iterations") == SHARES[index] * ITERATIONS, res
         path = tide.tmp / f"segment-{run_id}-{index}.json"
-        path.write_text(json.dumps(doc))
+        path.write_text(json.dumps(res.json))
         paths[index] = path
     return paths
 
@@ -94,8 +93,8 @@ def test_segments_merge_exactly_and_the_missing_one_is_named(tide, access_log):
     # counters added: exactly the requests nginx served
     assert merged["metrics"]["http_reqs"]["values"]["count"] == total
     assert merged["metrics"]["iterations"]["values"]["count"] == total
-    # the run's users are the segments' users added up
-    assert merged["tide"]["scenarios"][0]["vus"] == sum(USERS.values())
+    # the run's plan, which every segment's document carries: all its users
+    assert merged["tide"]["scenarios"][0]["vus"] == TOTAL_VUS
 
     # histograms added bucket by bucket: the merged one is the one histogram
     # of all the segments' samples
@@ -133,14 +132,14 @@ def test_segments_merge_exactly_and_the_missing_one_is_named(tide, access_log):
     assert merged["finished"] == late["finished"]
 
     # all four: nothing missing
-    paths2 = segment_docs(tide, access_log, 1000, users={2: 1}, run_id="seg-run-1")
+    paths2 = segment_docs(tide, access_log, 1000, segments=(2,), run_id="seg-run-1")
     rep = report(*paths.values(), paths2[2])
     assert rep.returncode == 0, rep.stderr
     assert "segments: 4 of 4\n" in rep.stdout and "missing" not in rep.stdout, rep.stdout
 
 
 def test_a_segment_twice_or_segments_of_other_runs_are_refused(tide, nginx):
-    paths = segment_docs(tide, nginx, 1000, users={1: 1, 3: 1})
+    paths = segment_docs(tide, nginx, 1000, segments=(1, 3))
     twice = tide.tmp / "copy-of-3.json"
     twice.write_text(paths[3].read_text())
     rep = report(paths[1], paths[3], twice)
@@ -149,13 +148,13 @@ def test_a_segment_twice_or_segments_of_other_runs_are_refused(tide, nginx):
     assert str(paths[3]) in rep.stderr and str(twice) in rep.stderr
     assert rep.stdout == ""
 
-    other = segment_docs(tide, nginx, 1000, users={2: 1}, run_id="seg-run-2")[2]
+    other = segment_docs(tide, nginx, 1000, segments=(2,), run_id="seg-run-2")[2]
     rep = report(paths[1], other)
     assert rep.returncode == 2, rep
     assert "segments of different runs" in rep.stderr
     assert str(paths[1]) in rep.stderr and str(other) in rep.stderr and "seg-run-2" in rep.stderr
 
-    split3 = segment_docs(tide, nginx, 1000, users={2: 1}, count=3)[2]
+    split3 = segment_docs(tide, nginx, 1000, segments=(2,), count=3)[2]
     rep = report(paths[1], split3)
     assert rep.returncode == 2, rep
     assert "1/4" in rep.stderr and "2/3" in rep.stderr and str(split3) in rep.stderr
@@ -170,12 +169,12 @@ def test_a_segment_twice_or_segments_of_other_runs_are_refused(tide, nginx):
 
 
 def test_check_judges_the_thresholds_on_the_merged_data(tide, nginx):
-    total = sum(USERS.values()) * ITERATIONS  # 45
-    # every segment alone has fewer than 40 requests: each run passed
-    fails = segment_docs(tide, nginx, 40)
+    total = sum(USERS.values()) * ITERATIONS  # 35
+    # every segment alone has fewer than 30 requests: each run passed
+    fails = segment_docs(tide, nginx, 30)
     rep = report(*fails.values(), "--check")
     assert rep.returncode == 1, rep
-    assert "✗ http_reqs: count < 40  (observed %d)" % total in rep.stdout, rep.stdout
+    assert "✗ http_reqs: count < 30  (observed %d)" % total in rep.stdout, rep.stdout
     assert "✓ http_req_duration: p(99) < 10s" in rep.stdout
     assert "segments: 3 of 4 (missing: 2/4)" in rep.stdout
     # without --check the report only reports
@@ -203,7 +202,7 @@ def test_store_writes_one_run_and_one_analytics_row_for_the_whole_run(tide, ngin
         assert "stored run seg-run-store" in rep.stdout
         assert ("replacing" in rep.stdout) == (attempt == 1), rep.stdout
         rows = pg.query(dsn, "SELECT run_id, num_users, avg_web_time, max_web_time FROM analytics.load_testing")
-        assert len(rows) == 1 and rows[0][0] == "seg-run-store" and rows[0][1] == sum(USERS.values()), rows
+        assert len(rows) == 1 and rows[0][0] == "seg-run-store" and rows[0][1] == TOTAL_VUS, rows
         assert rows[0][2] > 0 and rows[0][3] >= rows[0][2]
         assert pg.query(dsn, "SELECT count(*) FROM tide.runs WHERE run_id = 'seg-run-store'")[0][0] == 1
 
@@ -218,3 +217,36 @@ def test_store_writes_one_run_and_one_analytics_row_for_the_whole_run(tide, ngin
     # a bad --store value is exit 2 before anything is read
     rep = report(*paths.values(), "--store", dsn)
     assert rep.returncode == 2 and "--store: expected pg:DSN" in rep.stderr, rep
+
+
+def test_segments_run_and_stored_apart_merge_from_postgresql(tide, access_log, pg):
+    """The CI-matrix way: each segment is its own `tide run --segment I/N
+    --out pg=...` under one run id; `tide report pg:DSN#RUN --check` merges
+    them from the database, exactly as the server counted, and `--store`
+    puts the merged run beside them without hiding them."""
+    dsn = pg.fresh_db()
+    scenario = tide.write(SCENARIO)
+    env = {"TIDE_TEST_VUS": "7", "TIDE_TEST_LIMIT": "30"}  # 7 users × 5: 35 requests, 2-3 users each
+    for i in (1, 2, 3):
+        res = tide.run(scenario, "--target", access_log.url, "--segment", f"{i}/3", "--run-id", "ci-run",
+                       "--out", f"pg={dsn}", env=env, timeout=60)
+        assert res.rc == 0, res  # each segment alone stays under 30
+    served = len(access_log.wait_log(7 * ITERATIONS))
+    assert served == 7 * ITERATIONS
+
+    rep = report(f"pg:{dsn}#ci-run", "--check")
+    assert rep.returncode == 1, rep  # merged: 35 requests, not < 30
+    assert "✗ http_reqs: count < 30  (observed %d)" % served in rep.stdout, rep.stdout
+    assert "segments: 3 of 3" in rep.stdout, rep.stdout
+
+    out = tide.tmp / "merged.json"
+    rep = report(f"pg:{dsn}#ci-run", "--store", f"pg:{dsn}", "--json", out, cwd=tide.tmp)
+    assert rep.returncode == 0, rep
+    merged = json.loads(out.read_text())
+    assert merged["metrics"]["http_reqs"]["values"]["count"] == served
+    segments = pg.query(dsn, "SELECT segment FROM tide.runs WHERE run_id = 'ci-run' ORDER BY segment")
+    assert [r[0] for r in segments] == ["1/3", "2/3", "3/3", "merged"], segments
+    assert pg.query(dsn, "SELECT num_users FROM analytics.load_testing WHERE run_id = 'ci-run'") == [(7,)]
+    # the segments are still what the run id reads
+    rep = report(f"pg:{dsn}#ci-run")
+    assert rep.returncode == 0 and "segments: 3 of 3" in rep.stdout, rep
