@@ -47,6 +47,7 @@ struct session {
     struct sink sink;
     struct runner *runner;
     struct points no_points;    /* the seconds of a load that never started */
+    bool worker;                /* run by tide worker */
 };
 
 static int open_scenario(struct session *s)
@@ -208,7 +209,7 @@ static double wall_now(void)
 static bool start_cancelled(void *ud)
 {
     struct session *s = ud;
-    return s->sig->interrupts() > s->ctx.interrupts_before;
+    return s->sig->interrupts() > s->ctx.interrupts_before || (s->worker && load_input_ended());
 }
 
 /* --start-at: still ahead after setup (or at most START_AT_SLACK behind);
@@ -254,7 +255,8 @@ static int run_load_phase(struct session *s, const char *json, size_t json_len, 
         return EXIT_SCRIPT;
     }
     struct load_watch w = {.L = s->L, .scenario_ref = s->mod_ref, .opt = &s->opt, .sig = s->sig,
-                           .quiet = s->cli.out.quiet, .progress_every = s->cli.progress_every};
+                           .quiet = s->cli.out.quiet, .progress_every = s->cli.progress_every,
+                           .worker = s->worker};
     load_watch(&w, s->runner, snapshots);
     s->interrupted = w.interrupted;
     snprintf(s->aborted, sizeof s->aborted, "%s", w.aborted);
@@ -414,12 +416,13 @@ static int run_session(struct session *s, enum run_mode mode, int argc, char **a
     return status ? status : store ? store : verdict;
 }
 
-int cmd_run(enum run_mode mode, int argc, char **argv, const struct signals *sig)
+static int run_command(enum run_mode mode, int argc, char **argv, const struct signals *sig, bool worker)
 {
     struct session *s = xcalloc(1, sizeof *s);
     if (!s)
         return EXIT_SCRIPT;
     s->sig = sig;
+    s->worker = worker;
     s->cli.progress_every = 10;
     s->sink = (struct sink){.message = to_stderr};
     int rc = points_init(&s->no_points, 1) ? run_session(s, mode, argc, argv) : EXIT_SCRIPT;
@@ -433,4 +436,14 @@ int cmd_run(enum run_mode mode, int argc, char **argv, const struct signals *sig
     }
     free(s);
     return rc;
+}
+
+int cmd_run(enum run_mode mode, int argc, char **argv, const struct signals *sig)
+{
+    return run_command(mode, argc, argv, sig, false);
+}
+
+int cmd_run_worker(int argc, char **argv, const struct signals *sig)
+{
+    return run_command(MODE_RUN, argc, argv, sig, true);
 }
