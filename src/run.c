@@ -1,6 +1,8 @@
 /* `tide run`: options, setup, the engine threads, teardown, the summary. */
 #include "run.h"
 #include "clock.h"
+#include "coord.h"
+#include "luacmd.h"
 #include "state.h"
 #include "block.h"
 #include "engine.h"
@@ -347,6 +349,111 @@ static int run_hook_only(struct session *s, int ctx_idx)
     return !has || call_hook(s, "teardown", ctx_idx, true, 0) ? 0 : EXIT_SCRIPT;
 }
 
+/* teardown after the load, unless --data (then it runs once, elsewhere). */
+static bool run_teardown(struct session *s, int ctx_idx)
+{
+    lua_getfield(s->L, s->mod, "teardown");
+    bool has_teardown = !lua_isnil(s->L, -1) && !s->cli.data;
+    lua_pop(s->L, 1);
+    s->ctx.interrupts_before = s->sig->interrupts(); /* only a new Ctrl-C cuts teardown short */
+    bool teardown_ok = !has_teardown || call_hook(s, "teardown", ctx_idx, true, 0);
+    if (s->sig->interrupts() > s->ctx.interrupts_before && !s->interrupted)
+        s->interrupted = s->sig->interrupts(); /* Ctrl-C in teardown: interrupted, not a script failure */
+    return teardown_ok;
+}
+
+/* Where the workers' documents go: $TIDE_WORKER_DOCS (kept), else a
+ * temporary directory (removed). false with the reason printed. */
+static bool workers_docs_dir(char *dir, size_t len, bool *keep)
+{
+    const char *want = getenv("TIDE_WORKER_DOCS");
+    *keep = want && *want;
+    if (*keep) {
+        snprintf(dir, len, "%s", want);
+        if (mkdir(dir, 0700) == 0 || errno == EEXIST)
+            return true;
+    } else {
+        snprintf(dir, len, "/tmp/tide-run-XXXXXX");
+        if (mkdtemp(dir))
+            return true;
+    }
+    fprintf(stderr, "tide run: cannot make the directory %s for the workers' results: %s\n", dir, strerror(errno));
+    return false;
+}
+
+/* tide report over the workers' documents: the merged summary, the
+ * thresholds judged on the merged data (--check), --out json/html/pg. */
+static int report_workers(struct session *s, const char *dir, unsigned n)
+{
+    char **argv = xcalloc(n + 8, sizeof *argv);
+    char **paths = xcalloc(n, sizeof *paths);
+    char pg[2100];
+    int argc = 0;
+    for (unsigned i = 0; i < n; i++) {
+        paths[i] = xmalloc(strlen(dir) + 32);
+        sprintf(paths[i], "%s/worker-%u.json", dir, i + 1);
+        if (access(paths[i], R_OK) == 0)
+            argv[argc++] = paths[i];
+    }
+    argv[argc++] = "--check";
+    if (s->cli.out.json)
+        argv[argc++] = "--json", argv[argc++] = (char *)s->cli.out.json;
+    if (s->cli.out.html)
+        argv[argc++] = "--html", argv[argc++] = (char *)s->cli.out.html;
+    if (s->cli.out.pg[0]) {
+        snprintf(pg, sizeof pg, "pg:%s", s->cli.out.pg);
+        argv[argc++] = "--store", argv[argc++] = pg;
+    }
+    int rc = cmd_lua("report", argc, argv);
+    for (unsigned i = 0; i < n; i++)
+        free(paths[i]);
+    free(paths);
+    free(argv);
+    return rc;
+}
+
+static void remove_docs(const char *dir, unsigned n)
+{
+    char path[4200];
+    for (unsigned i = 0; i < n; i++) {
+        snprintf(path, sizeof path, "%s/worker-%u.json", dir, i + 1);
+        remove(path);
+    }
+    rmdir(dir);
+}
+
+/* --workers N: setup ran here; the load in N workers, teardown here, the
+ * merged report. A missing share is exit 5, Ctrl-C 130. */
+static int run_with_workers(struct session *s, const char *json, size_t json_len, int ctx_idx)
+{
+    char dir[4096];
+    bool keep;
+    if (!workers_docs_dir(dir, sizeof dir, &keep))
+        return EXIT_USAGE;
+    struct coord_plan plan = {.L = s->L, .path = s->path, .source = &s->source, .cli = &s->cli, .opt = &s->opt,
+                              .data_json = json, .data_len = json_len, .sig = s->sig, .docs_dir = dir};
+    struct coord_result res;
+    coord_run(&plan, &res);
+    if (res.interrupted)
+        s->interrupted = 1;
+    bool teardown_ok = run_teardown(s, ctx_idx);
+    int rc = EXIT_WORKER;
+    if (res.docs)
+        rc = report_workers(s, dir, s->cli.workers);
+    else
+        fprintf(stderr, "tide: no worker handed back results: nothing to report\n");
+    if (res.failed)
+        fprintf(stderr, "tide: %u of %u workers failed: the results lack their share%s\n", res.failed,
+                s->cli.workers, res.failed > 1 ? "s" : "");
+    if (!keep)
+        remove_docs(dir, s->cli.workers);
+    if (s->interrupted)
+        return EXIT_INTERRUPTED;
+    if (res.failed)
+        return EXIT_WORKER;
+    return !teardown_ok ? EXIT_SCRIPT : rc;
+}
+
 static int run_session(struct session *s, enum run_mode mode, int argc, char **argv)
 {
     int rc = run_args_parse(&s->cli, mode, argc, argv);
@@ -391,16 +498,14 @@ static int run_session(struct session *s, enum run_mode mode, int argc, char **a
         free(env);
         return s->sig->interrupts() ? EXIT_INTERRUPTED : rc;
     }
+    if (s->cli.workers) {
+        free(env);
+        return run_with_workers(s, json, json_len, ctx_idx);
+    }
     struct metrics *results = metrics_new();
     int load_rc = results ? run_load_phase(s, json, json_len, env, results) : EXIT_SCRIPT;
     free(env);
-    lua_getfield(s->L, s->mod, "teardown");
-    bool has_teardown = !lua_isnil(s->L, -1) && !s->cli.data; /* --data: teardown runs once, elsewhere */
-    lua_pop(s->L, 1);
-    s->ctx.interrupts_before = s->sig->interrupts(); /* only a new Ctrl-C cuts teardown short */
-    bool teardown_ok = !has_teardown || call_hook(s, "teardown", ctx_idx, true, 0);
-    if (s->sig->interrupts() > s->ctx.interrupts_before && !s->interrupted)
-        s->interrupted = s->sig->interrupts(); /* Ctrl-C in teardown: interrupted, not a script failure */
+    bool teardown_ok = run_teardown(s, ctx_idx);
     if (results && !metrics_merge_custom(results, s->ctx.metrics))
         teardown_ok = false;
     int status = s->interrupted ? EXIT_INTERRUPTED : load_rc ? load_rc : !teardown_ok ? EXIT_SCRIPT : 0;
