@@ -21,9 +21,29 @@
 #define SILENCE_LIMIT 30.0
 /* The common start: this far ahead, so every worker is ready by then. */
 #define START_AHEAD 2.0
+#define START_AHEAD_SSH 5.0       /* an SSH login takes a while */
+
+/* Worker i's host: "local", or the i-th of ssh:HOST[,HOST...] round robin. */
+static void host_of(const char *via, unsigned i, char *host, size_t len)
+{
+    if (!via || strncmp(via, "ssh:", 4) != 0) {
+        snprintf(host, len, "local");
+        return;
+    }
+    const char *list = via + 4;
+    unsigned count = 1;
+    for (const char *c = list; *c; c++)
+        count += *c == ',';
+    const char *h = list;
+    for (unsigned k = i % count; k > 0; k--)
+        h = strchr(h, ',') + 1;
+    size_t n = strcspn(h, ",");
+    snprintf(host, len, "%.*s", (int)(n < len ? n : len - 1), h);
+}
 
 struct worker {
     pid_t pid;
+    char host[256];             /* "local", or the SSH host it runs on */
     int in, out, err;           /* pipe ends; -1 once closed */
     char *doc;                  /* its standard output: the results document */
     size_t ndoc, capdoc;
@@ -107,6 +127,21 @@ static void close_fd(int *fd)
     *fd = -1;
 }
 
+/* `ssh [-F $TIDE_SSH_CONFIG] -o BatchMode=yes HOST ${TIDE_REMOTE_BIN:-tide} worker`:
+ * the job and the results go through ssh's stdio; when the coordinator
+ * closes ssh's stdin, the remote worker's stdin closes too. */
+static void exec_ssh(const char *host)
+{
+    const char *config = getenv("TIDE_SSH_CONFIG"), *bin = getenv("TIDE_REMOTE_BIN");
+    char remote[4200];
+    snprintf(remote, sizeof remote, "%s worker", bin && *bin ? bin : "tide");
+    if (config && *config)
+        execlp("ssh", "ssh", "-F", config, "-o", "BatchMode=yes", "--", host, remote, (char *)NULL);
+    else
+        execlp("ssh", "ssh", "-o", "BatchMode=yes", "--", host, remote, (char *)NULL);
+    fprintf(stderr, "could not start ssh: %s\n", strerror(errno));
+}
+
 /* One child: `tide worker` with the job on its stdin (kept open: its end
  * tells the worker that the coordinator is gone). In its own process group,
  * so a Ctrl-C at the terminal reaches it once, forwarded, not twice. */
@@ -123,8 +158,12 @@ static bool spawn(struct worker *w, const char *job, size_t len)
         dup2(in[0], 0);
         dup2(out[1], 1);
         dup2(err[1], 2);
-        execl("/proc/self/exe", "tide", "worker", (char *)NULL);
-        fprintf(stderr, "could not start /proc/self/exe worker: %s\n", strerror(errno));
+        if (strcmp(w->host, "local") == 0) {
+            execl("/proc/self/exe", "tide", "worker", (char *)NULL);
+            fprintf(stderr, "could not start /proc/self/exe worker: %s\n", strerror(errno));
+        } else {
+            exec_ssh(w->host);
+        }
         _exit(127);
     }
     close(in[0]), close(out[1]), close(err[1]);
@@ -246,14 +285,21 @@ static void show_progress(struct watch *c, double t, bool final)
 
 /* Ctrl-C: each press forwarded to every worker still running (the first
  * lets running iterations finish, the second cuts them; they still hand back
- * their results). */
+ * their results). A worker over ssh gets its stdin closed on the first
+ * press (it stops as on a first Ctrl-C), ssh a SIGINT on the next. */
 static void forward_presses(struct watch *c)
 {
     int now = c->p->sig->interrupts();
     for (; c->presses < now; c->presses++)
-        for (unsigned i = 0; i < c->n; i++)
-            if (c->w[i].pid > 0 && (c->w[i].out >= 0 || c->w[i].err >= 0))
-                kill(c->w[i].pid, SIGINT);
+        for (unsigned i = 0; i < c->n; i++) {
+            struct worker *w = &c->w[i];
+            if (w->pid <= 0 || (w->out < 0 && w->err < 0))
+                continue;
+            if (strcmp(w->host, "local") != 0 && w->in >= 0)
+                close_fd(&w->in);   /* over ssh a signal would end ssh, not the worker: its stdin ends */
+            else
+                kill(w->pid, SIGINT);
+        }
 }
 
 /* One poll over every worker's output; false when none is left to read. */
@@ -353,8 +399,8 @@ static void collect(struct watch *c, struct coord_result *out)
             snprintf(why, sizeof why, "its results could not be written under %s: %s", c->p->docs_dir,
                      strerror(errno));
         int code = w->pid > 0 && WIFEXITED(w->status) ? WEXITSTATUS(w->status) : -1;
-        fprintf(stderr, "tide: worker %u/%u  segment %u/%u  host local  requests %" PRIu64 "  errors %" PRIu64
-                        "  exit %d%s%s\n", i + 1, c->n, i + 1, c->n, w->reqs, w->failed, code,
+        fprintf(stderr, "tide: worker %u/%u  segment %u/%u  host %s  requests %" PRIu64 "  errors %" PRIu64
+                        "  exit %d%s%s\n", i + 1, c->n, i + 1, c->n, w->host, w->reqs, w->failed, code,
                 why[0] ? "  FAILED: " : "", why);
         if (why[0])
             out->failed++;
@@ -367,7 +413,8 @@ static void collect(struct watch *c, struct coord_result *out)
 void coord_run(const struct coord_plan *p, struct coord_result *out)
 {
     unsigned n = p->cli->workers;
-    double start_at = p->cli->start_at > 0 ? p->cli->start_at : now_wall() + START_AHEAD;
+    bool ssh = p->cli->via && strncmp(p->cli->via, "ssh:", 4) == 0;
+    double start_at = p->cli->start_at > 0 ? p->cli->start_at : now_wall() + (ssh ? START_AHEAD_SSH : START_AHEAD);
     int presses_before = p->sig->interrupts();
     struct watch c = {.w = xcalloc(n, sizeof *c.w), .n = n, .p = p, .end = planned_end(p->opt, start_at),
                       .presses = p->sig->interrupts()};
@@ -375,6 +422,7 @@ void coord_run(const struct coord_plan *p, struct coord_result *out)
     for (unsigned i = 0; i < n; i++) {
         struct worker *w = &c.w[i];
         w->in = w->out = w->err = -1;
+        host_of(p->cli->via, i, w->host, sizeof w->host);
         w->heard = now_wall();
         size_t len = 0;
         char *job = encode_job(p, i, start_at, &len);
@@ -385,7 +433,8 @@ void coord_run(const struct coord_plan *p, struct coord_result *out)
         free(job);
     }
     if (!p->cli->out.quiet)
-        fprintf(stderr, "tide: %u workers (local), run %s, the load starts in %.1fs\n", n, p->cli->out.run_id,
+        fprintf(stderr, "tide: %u workers (%s), run %s, the load starts in %.1fs\n", n, ssh ? p->cli->via : "local",
+                p->cli->out.run_id,
                 start_at - now_wall());
     while (watch_once(&c))
         ;

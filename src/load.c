@@ -115,7 +115,7 @@ void load_watch(struct load_watch *w, struct runner *r, bool snapshots)
     progress_show(&pr, runner_points(r), 0, true);
     if (w->worker)
         stream_figures(runner_points(r), runner_elapsed(r));
-    w->interrupted = seen;
+    w->interrupted = seen ? seen : orphan; /* a worker left by its coordinator stopped as on Ctrl-C */
 }
 
 void load_run_id(char *id, size_t len)

@@ -68,7 +68,9 @@ void run_usage(enum run_mode mode)
            "                       setup nor teardown\n"
            "  --workers N          run the load in N tide worker processes (segments 1/N..N/N):\n"
            "                       setup and teardown once here, their results merged exactly\n"
-           "  --via local          where the workers run: child processes of this tide\n"
+           "  --via local|ssh:HOST[,HOST...]\n"
+           "                       where the workers run: child processes of this tide, or\n"
+           "                       `ssh HOST tide worker` (hosts in turn)\n"
            "  --progress N         a progress line every N seconds when stderr is not a\n"
            "                       terminal (default 10; 0 for none)\n"
            "  --quiet              no summary on stdout, no progress\n");
@@ -184,13 +186,15 @@ static int parse_segment(struct run_args *a, const char *v)
     return 0;
 }
 
-/* --workers N (1..1000), --via local; ssh:HOST[,HOST...] is named but not built yet. */
+/* --workers N (1..1000), --via local or ssh:HOST[,HOST...]. */
 static int parse_workers(struct run_args *a, const char *key, const char *v)
 {
     if (key[0] == 'v') {
-        if (strncmp(v, "ssh:", 4) == 0 && v[4])
-            return run_usage_error("--via %s: workers over SSH are not built yet (use --via local)", v);
-        if (strcmp(v, "local") != 0)
+        bool ssh = strncmp(v, "ssh:", 4) == 0;
+        if (ssh && (!v[4] || strstr(v, ",,") || v[strlen(v) - 1] == ',' || v[4] == ',' || strstr(v, ",-") ||
+                    v[4] == '-' || strpbrk(v, " \t\n'\"\\;&|$`")))
+            return run_usage_error("--via: expected ssh:HOST[,HOST...] with plain host names (got '%s')", v);
+        if (!ssh && strcmp(v, "local") != 0)
             return run_usage_error("--via: expected local or ssh:HOST[,HOST...] (got '%s')", v);
         a->via = v;
         return 0;

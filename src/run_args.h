@@ -38,7 +38,7 @@ struct run_args {
     const char *data;           /* --data FILE: setup's data as tide setup wrote it */
     const char *out_data;       /* --out-data FILE: where tide setup writes it (stdout: NULL) */
     unsigned workers;           /* --workers N: the load run by N tide worker processes; 0: here */
-    const char *via;            /* --via local (the only engine so far) */
+    const char *via;            /* --via local or ssh:HOST[,HOST...] (NULL: local) */
     bool help;                  /* --help: print run_usage, nothing else */
 };
 

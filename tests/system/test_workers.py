@@ -139,11 +139,18 @@ def test_a_killed_worker_is_named_and_the_others_count(tide, access_log, tmp_pat
     assert theirs > 0 and res.count("http_reqs") == theirs, str(res)
 
 
-def test_ctrl_c_stops_every_worker_and_results_are_written(tide, access_log):
+@pytest.mark.parametrize("via", ["local", "ssh"])
+def test_ctrl_c_stops_every_worker_and_results_are_written(tide, access_log, request, via):
+    env = None
+    if via == "ssh":
+        from conftest import TIDE
+        sshd = request.getfixturevalue("sshd")
+        via = f"ssh:{sshd.host}"
+        env = {"TIDE_SSH_CONFIG": str(sshd.config), "TIDE_REMOTE_BIN": TIDE}
     path = tide.write(COUNTED % (LONG_OPTIONS, "tide.sleep(0.05)"))
-    run = tide.start(path, "--target", access_log.url, "--workers", "3", "--via", "local")
+    run = tide.start(path, "--target", access_log.url, "--workers", "3", "--via", via, env=env)
     kids = wait_children(run.proc.pid, 3)
-    time.sleep(4)
+    time.sleep(4 if via == "local" else 7)
     run.signal(signal.SIGINT)
     res = run.finish(timeout=30)
     assert res.rc == 130, str(res)
@@ -152,7 +159,7 @@ def test_ctrl_c_stops_every_worker_and_results_are_written(tide, access_log):
     assert res.count("http_reqs") > 0, str(res)
     assert res.json["state"]["interrupted"] is True, res.json["state"]
     for i in range(1, 4):
-        assert f"worker {i}/3  segment {i}/3  host local" in res.stderr and "FAILED" not in res.stderr, str(res)
+        assert f"worker {i}/3  segment {i}/3  host " in res.stderr and "FAILED" not in res.stderr, str(res)
 
 
 def test_a_worker_whose_stdin_closes_stops(tide, access_log, tmp_path):
@@ -183,11 +190,39 @@ def test_a_worker_whose_stdin_closes_stops(tide, access_log, tmp_path):
     assert figures and figures[-1]["requests"] == doc["metrics"]["http_reqs"]["values"]["count"]
 
 
-def test_via_ssh_is_not_yet_and_bad_values_are_named(tide):
+def test_workers_over_ssh(tide, access_log, sshd, tmp_path):
+    from conftest import TIDE
+    docs = tmp_path / "docs"
     path = tide.write(COUNTED % (COUNT_OPTIONS, ""))
-    res = tide.run(path, "--workers", "2", "--via", "ssh:127.0.0.1")
-    assert res.rc == 2 and "not built yet" in res.stderr, str(res)
+    res = tide.run(path, "--target", access_log.url, "--workers", "2", "--via", f"ssh:{sshd.host}",
+                   env={"TIDE_SSH_CONFIG": str(sshd.config), "TIDE_REMOTE_BIN": TIDE,
+                        "TIDE_WORKER_DOCS": str(docs)}, timeout=90)
+    assert res.rc == 0, str(res)
+    assert res.count("http_reqs") == 1000, str(res)
+    lines = access_log.wait_log(1000, settle=0.2)
+    assert collections.Counter(int(l.query["id"][0]) for l in lines) == {i: 50 for i in range(1, 21)}
+    for i in (1, 2):
+        assert f"worker {i}/2  segment {i}/2  host {sshd.host}  requests 500  errors 0  exit 0" in res.stderr, str(res)
+    assert len(list(docs.glob("worker-*.json"))) == 2
+
+
+def test_an_unreachable_ssh_host_is_named(tide, access_log, sshd):
+    path = tide.write(COUNTED % (COUNT_OPTIONS, ""))
+    res = tide.run(path, "--target", access_log.url, "--workers", "2", "--via", f"ssh:{sshd.host},no-such-host.invalid",
+                   env={"TIDE_SSH_CONFIG": str(sshd.config), "TIDE_REMOTE_BIN": __import__("conftest").TIDE},
+                   timeout=90)
+    assert res.rc == 5, str(res)
+    assert "host no-such-host.invalid" in res.stderr and "exited with code 255" in res.stderr, str(res)
+    assert res.count("http_reqs") == 500, str(res)   # the other worker's share
+
+
+def test_bad_worker_options_are_named(tide):
+    path = tide.write(COUNTED % (COUNT_OPTIONS, ""))
     res = tide.run(path, "--workers", "0")
     assert res.rc == 2 and "--workers" in res.stderr, str(res)
     res = tide.run(path, "--workers", "2", "--via", "lambda")
     assert res.rc == 2 and "'lambda'" in res.stderr, str(res)
+    res = tide.run(path, "--workers", "2", "--via", "ssh:a,,b")
+    assert res.rc == 2 and "'ssh:a,,b'" in res.stderr, str(res)
+    res = tide.run(path, "--via", "local")
+    assert res.rc == 2 and "needs --workers" in res.stderr, str(res)
