@@ -22,6 +22,7 @@
 #include "split.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libpq-fe.h>
 #include <lauxlib.h>
 #include <stdio.h>
@@ -404,7 +405,22 @@ static int report_workers(struct session *s, const char *dir, unsigned n)
         snprintf(pg, sizeof pg, "pg:%s", s->cli.out.pg);
         argv[argc++] = "--store", argv[argc++] = pg;
     }
+    int quiet_out = -1;
+    if (s->cli.out.quiet) { /* --quiet: no summary on stdout, as for a run here */
+        fflush(stdout);
+        int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        quiet_out = null >= 0 ? dup(1) : -1;
+        if (quiet_out >= 0)
+            dup2(null, 1);
+        if (null >= 0)
+            close(null);
+    }
     int rc = cmd_lua("report", argc, argv);
+    if (quiet_out >= 0) {
+        fflush(stdout);
+        dup2(quiet_out, 1);
+        close(quiet_out);
+    }
     for (unsigned i = 0; i < n; i++)
         free(paths[i]);
     free(paths);
@@ -412,14 +428,15 @@ static int report_workers(struct session *s, const char *dir, unsigned n)
     return rc;
 }
 
-static void remove_docs(const char *dir, unsigned n)
+static void remove_docs(const char *dir, unsigned n, bool and_dir)
 {
     char path[4200];
     for (unsigned i = 0; i < n; i++) {
         snprintf(path, sizeof path, "%s/worker-%u.json", dir, i + 1);
         remove(path);
     }
-    rmdir(dir);
+    if (and_dir)
+        rmdir(dir);
 }
 
 /* --workers N: setup ran here; the load in N workers, teardown here, the
@@ -430,6 +447,7 @@ static int run_with_workers(struct session *s, const char *json, size_t json_len
     bool keep;
     if (!workers_docs_dir(dir, sizeof dir, &keep))
         return EXIT_USAGE;
+    remove_docs(dir, s->cli.workers, false); /* a kept directory's documents of an earlier run */
     struct coord_plan plan = {.L = s->L, .path = s->path, .source = &s->source, .cli = &s->cli, .opt = &s->opt,
                               .data_json = json, .data_len = json_len, .sig = s->sig, .docs_dir = dir};
     struct coord_result res;
@@ -446,7 +464,7 @@ static int run_with_workers(struct session *s, const char *json, size_t json_len
         fprintf(stderr, "tide: %u of %u workers failed: the results lack their share%s\n", res.failed,
                 s->cli.workers, res.failed > 1 ? "s" : "");
     if (!keep)
-        remove_docs(dir, s->cli.workers);
+        remove_docs(dir, s->cli.workers, true);
     if (s->interrupted)
         return EXIT_INTERRUPTED;
     if (res.failed)

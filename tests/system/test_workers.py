@@ -226,3 +226,15 @@ def test_bad_worker_options_are_named(tide):
     assert res.rc == 2 and "'ssh:a,,b'" in res.stderr, str(res)
     res = tide.run(path, "--via", "local")
     assert res.rc == 2 and "needs --workers" in res.stderr, str(res)
+
+
+def test_quiet_workers_print_no_summary_and_stale_documents_are_not_merged(tide, access_log, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "worker-2.json").write_text("{}")   # left by an earlier run: not this run's
+    path = tide.write(COUNTED % (COUNT_OPTIONS, ""))
+    res = tide.run(path, "--target", access_log.url, "--workers", "2", "--quiet",
+                   env={"TIDE_WORKER_DOCS": str(docs)}, timeout=90)
+    assert res.rc == 0, str(res)
+    assert res.stdout == "", str(res)
+    assert res.count("http_reqs") == 1000, str(res)
