@@ -8,6 +8,7 @@ enum {
     EXIT_USAGE = 2,
     EXIT_SCRIPT = 3,
     EXIT_STORE = 4,
+    EXIT_WORKER = 5,            /* a worker failed: the results lack its share */
     EXIT_INTERRUPTED = 130,
 };
 

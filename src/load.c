@@ -6,6 +6,7 @@
 #include "split.h"
 #include "xmalloc.h"
 
+#include <poll.h>
 #include <stdio.h>
 #include <sys/resource.h>
 #include <stdlib.h>
@@ -59,15 +60,45 @@ static void check_abort(struct load_watch *w, struct runner *r, double elapsed)
     metrics_free(m);
 }
 
+/* tide worker: the load so far, one JSON line, for the coordinator's progress line. */
+static void stream_figures(const struct points *pts, double elapsed)
+{
+    const struct second *last = pts->nsecs ? &pts->secs[pts->nsecs - 1] : NULL;
+    fprintf(stderr, "{\"tide_worker\":1,\"elapsed\":%.1f,\"requests\":%llu,\"failures\":%llu,"
+                    "\"iterations\":%llu,\"vus\":%llu}\n", elapsed, (unsigned long long)pts->reqs,
+            (unsigned long long)pts->failed, (unsigned long long)pts->iterations,
+            (unsigned long long)(last ? last->vus : 0));
+    fflush(stderr);
+}
+
+bool load_input_ended(void)
+{
+    struct pollfd p = {.fd = 0, .events = POLLIN};
+    if (poll(&p, 1, 0) <= 0)
+        return false;
+    char buf[256];
+    return read(0, buf, sizeof buf) <= 0;
+}
+
 void load_watch(struct load_watch *w, struct runner *r, bool snapshots)
 {
-    double next_abort_check = 1;
+    double next_abort_check = 1, next_stream = 1;
     int seen = 0;
+    bool orphan = false;
     struct progress pr;
     plan_progress(w, &pr);
     while (!runner_wait(r, 20)) {
         double elapsed = runner_elapsed(r);
         progress_show(&pr, runner_points(r), elapsed, false);
+        if (w->worker && elapsed >= next_stream) {
+            next_stream = elapsed + 1;
+            stream_figures(runner_points(r), elapsed);
+        }
+        if (w->worker && !orphan && load_input_ended()) {
+            orphan = true;
+            fprintf(stderr, "tide worker: standard input closed (the coordinator is gone): stopping\n");
+            runner_stop(r, 1);
+        }
         if (snapshots && !w->aborted[0] && elapsed >= next_abort_check) {
             next_abort_check = elapsed + 1;
             check_abort(w, r, elapsed);
@@ -82,7 +113,9 @@ void load_watch(struct load_watch *w, struct runner *r, bool snapshots)
         runner_stop(r, seen >= 2 ? 2 : 1);
     }
     progress_show(&pr, runner_points(r), 0, true);
-    w->interrupted = seen;
+    if (w->worker)
+        stream_figures(runner_points(r), runner_elapsed(r));
+    w->interrupted = seen ? seen : orphan; /* a worker left by its coordinator stopped as on Ctrl-C */
 }
 
 void load_run_id(char *id, size_t len)

@@ -21,11 +21,17 @@ struct load_watch {
     int presses_before;         /* Ctrl-C presses that came before the load */
     bool quiet;                 /* no progress line */
     double progress_every;      /* off a terminal: seconds between lines (0: none) */
+    bool worker;                /* tide worker: a JSON line a second on stderr, and standard
+                                 * input's end (the coordinator gone) stops the load */
     int interrupted;            /* out: presses during the load */
     char aborted[512];          /* out: the threshold that stopped it early */
 };
 
 void load_watch(struct load_watch *w, struct runner *r, bool snapshots);
+
+/* tide worker: true once standard input has ended (the coordinator closed it
+ * or died); what arrives on it after the job is read and dropped. */
+bool load_input_ended(void);
 
 /* environ followed by the "KEY=VALUE" extras (later ones win when read by
  * state_push_env); free() the array, not the strings. */

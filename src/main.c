@@ -4,6 +4,7 @@
 #include "luacmd.h"
 #include "repl.h"
 #include "run.h"
+#include "worker.h"
 
 #include <curl/curl.h>
 #include <malloc.h>
@@ -47,6 +48,7 @@ static void usage(FILE *f)
             "                                run only teardown, with that data\n"
             "  tide repl [SCENARIO] [--target URL] [--env KEY=VALUE]... [--threads N]\n"
             "                                a Lua prompt: setup(), run{...}, teardown() step by step\n"
+            "  tide worker                   run one job read as JSON on stdin (tide run --workers)\n"
             "  tide list                     the named scenarios\n"
             "  tide report SOURCE... [--html FILE] [--json FILE]\n"
             "                                print a stored run again (merging several exactly);\n"
@@ -57,7 +59,8 @@ static void usage(FILE *f)
             "  tide db init DSN | db runs DSN [--scenario NAME] [--last N] | db import DSN FILE\n"
             "  tide --version\n\n"
             "exit codes: 0 pass, 1 a threshold failed, 2 bad command line\n"
-            "or options, 3 the script failed, 4 results not stored where asked, 130 interrupted\n",
+            "or options, 3 the script failed, 4 results not stored where asked,\n"
+            "5 a worker failed (the results lack its share), 130 interrupted\n",
             TIDE_VERSION);
 }
 
@@ -109,8 +112,9 @@ int main(int argc, char **argv)
     for (int i = 0; i < 3; i++)
         if (strcmp(cmd, lives[i]) == 0)
             mode = i;
-    if (mode < 0 && strcmp(cmd, "repl") != 0) {
-        fprintf(stderr, "tide: unknown command '%s' (valid: run, setup, teardown, repl, list, report, compare, db, --help, "
+    bool worker = strcmp(cmd, "worker") == 0;
+    if (mode < 0 && strcmp(cmd, "repl") != 0 && !worker) {
+        fprintf(stderr, "tide: unknown command '%s' (valid: run, setup, teardown, worker, repl, list, report, compare, db, --help, "
                         "--version)\n", cmd);
         return EXIT_USAGE;
     }
@@ -130,7 +134,9 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     init_curl();
     struct signals sig = {.interrupts = interrupt_count, .fd = interrupt_fd};
-    int rc = mode >= 0 ? cmd_run((enum run_mode)mode, argc - 2, argv + 2, &sig) : cmd_repl(argc - 2, argv + 2, &sig);
+    int rc = worker      ? cmd_worker(argc - 2, argv + 2, &sig)
+             : mode >= 0 ? cmd_run((enum run_mode)mode, argc - 2, argv + 2, &sig)
+                         : cmd_repl(argc - 2, argv + 2, &sig);
     curl_global_cleanup();
     return rc;
 }

@@ -1,6 +1,8 @@
 /* `tide run`: options, setup, the engine threads, teardown, the summary. */
 #include "run.h"
 #include "clock.h"
+#include "coord.h"
+#include "luacmd.h"
 #include "state.h"
 #include "block.h"
 #include "engine.h"
@@ -20,6 +22,7 @@
 #include "split.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libpq-fe.h>
 #include <lauxlib.h>
 #include <stdio.h>
@@ -47,6 +50,7 @@ struct session {
     struct sink sink;
     struct runner *runner;
     struct points no_points;    /* the seconds of a load that never started */
+    bool worker;                /* run by tide worker */
 };
 
 static int open_scenario(struct session *s)
@@ -208,7 +212,7 @@ static double wall_now(void)
 static bool start_cancelled(void *ud)
 {
     struct session *s = ud;
-    return s->sig->interrupts() > s->ctx.interrupts_before;
+    return s->sig->interrupts() > s->ctx.interrupts_before || (s->worker && load_input_ended());
 }
 
 /* --start-at: still ahead after setup (or at most START_AT_SLACK behind);
@@ -254,7 +258,8 @@ static int run_load_phase(struct session *s, const char *json, size_t json_len, 
         return EXIT_SCRIPT;
     }
     struct load_watch w = {.L = s->L, .scenario_ref = s->mod_ref, .opt = &s->opt, .sig = s->sig,
-                           .quiet = s->cli.out.quiet, .progress_every = s->cli.progress_every};
+                           .quiet = s->cli.out.quiet, .progress_every = s->cli.progress_every,
+                           .worker = s->worker};
     load_watch(&w, s->runner, snapshots);
     s->interrupted = w.interrupted;
     snprintf(s->aborted, sizeof s->aborted, "%s", w.aborted);
@@ -345,6 +350,128 @@ static int run_hook_only(struct session *s, int ctx_idx)
     return !has || call_hook(s, "teardown", ctx_idx, true, 0) ? 0 : EXIT_SCRIPT;
 }
 
+/* teardown after the load, unless --data (then it runs once, elsewhere). */
+static bool run_teardown(struct session *s, int ctx_idx)
+{
+    lua_getfield(s->L, s->mod, "teardown");
+    bool has_teardown = !lua_isnil(s->L, -1) && !s->cli.data;
+    lua_pop(s->L, 1);
+    s->ctx.interrupts_before = s->sig->interrupts(); /* only a new Ctrl-C cuts teardown short */
+    bool teardown_ok = !has_teardown || call_hook(s, "teardown", ctx_idx, true, 0);
+    if (s->sig->interrupts() > s->ctx.interrupts_before && !s->interrupted)
+        s->interrupted = s->sig->interrupts(); /* Ctrl-C in teardown: interrupted, not a script failure */
+    return teardown_ok;
+}
+
+/* Where the workers' documents go: $TIDE_WORKER_DOCS (kept), else a
+ * temporary directory (removed). false with the reason printed. */
+static bool workers_docs_dir(char *dir, size_t len, bool *keep)
+{
+    const char *want = getenv("TIDE_WORKER_DOCS");
+    *keep = want && *want;
+    if (*keep) {
+        snprintf(dir, len, "%s", want);
+        if (mkdir(dir, 0700) == 0 || errno == EEXIST)
+            return true;
+    } else {
+        snprintf(dir, len, "/tmp/tide-run-XXXXXX");
+        if (mkdtemp(dir))
+            return true;
+    }
+    fprintf(stderr, "tide run: cannot make the directory %s for the workers' results: %s\n", dir, strerror(errno));
+    return false;
+}
+
+/* tide report over the workers' documents: the merged summary, the
+ * thresholds judged on the merged data (--check), --out json/html/pg. */
+static int report_workers(struct session *s, const char *dir, unsigned n)
+{
+    char **argv = xcalloc(n + 8, sizeof *argv);
+    char **paths = xcalloc(n, sizeof *paths);
+    char pg[2100];
+    int argc = 0;
+    for (unsigned i = 0; i < n; i++) {
+        paths[i] = xmalloc(strlen(dir) + 32);
+        sprintf(paths[i], "%s/worker-%u.json", dir, i + 1);
+        if (access(paths[i], R_OK) == 0)
+            argv[argc++] = paths[i];
+    }
+    argv[argc++] = "--check";
+    if (s->cli.out.json)
+        argv[argc++] = "--json", argv[argc++] = (char *)s->cli.out.json;
+    if (s->cli.out.html)
+        argv[argc++] = "--html", argv[argc++] = (char *)s->cli.out.html;
+    if (s->cli.out.pg[0]) {
+        snprintf(pg, sizeof pg, "pg:%s", s->cli.out.pg);
+        argv[argc++] = "--store", argv[argc++] = pg;
+    }
+    int quiet_out = -1;
+    if (s->cli.out.quiet) { /* --quiet: no summary on stdout, as for a run here */
+        fflush(stdout);
+        int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        quiet_out = null >= 0 ? dup(1) : -1;
+        if (quiet_out >= 0)
+            dup2(null, 1);
+        if (null >= 0)
+            close(null);
+    }
+    int rc = cmd_lua("report", argc, argv);
+    if (quiet_out >= 0) {
+        fflush(stdout);
+        dup2(quiet_out, 1);
+        close(quiet_out);
+    }
+    for (unsigned i = 0; i < n; i++)
+        free(paths[i]);
+    free(paths);
+    free(argv);
+    return rc;
+}
+
+static void remove_docs(const char *dir, unsigned n, bool and_dir)
+{
+    char path[4200];
+    for (unsigned i = 0; i < n; i++) {
+        snprintf(path, sizeof path, "%s/worker-%u.json", dir, i + 1);
+        remove(path);
+    }
+    if (and_dir)
+        rmdir(dir);
+}
+
+/* --workers N: setup ran here; the load in N workers, teardown here, the
+ * merged report. A missing share is exit 5, Ctrl-C 130. */
+static int run_with_workers(struct session *s, const char *json, size_t json_len, int ctx_idx)
+{
+    char dir[4096];
+    bool keep;
+    if (!workers_docs_dir(dir, sizeof dir, &keep))
+        return EXIT_USAGE;
+    remove_docs(dir, s->cli.workers, false); /* a kept directory's documents of an earlier run */
+    struct coord_plan plan = {.L = s->L, .path = s->path, .source = &s->source, .cli = &s->cli, .opt = &s->opt,
+                              .data_json = json, .data_len = json_len, .sig = s->sig, .docs_dir = dir};
+    struct coord_result res;
+    coord_run(&plan, &res);
+    if (res.interrupted)
+        s->interrupted = 1;
+    bool teardown_ok = run_teardown(s, ctx_idx);
+    int rc = EXIT_WORKER;
+    if (res.docs)
+        rc = report_workers(s, dir, s->cli.workers);
+    else
+        fprintf(stderr, "tide: no worker handed back results: nothing to report\n");
+    if (res.failed)
+        fprintf(stderr, "tide: %u of %u workers failed: the results lack their share%s\n", res.failed,
+                s->cli.workers, res.failed > 1 ? "s" : "");
+    if (!keep)
+        remove_docs(dir, s->cli.workers, true);
+    if (s->interrupted)
+        return EXIT_INTERRUPTED;
+    if (res.failed)
+        return EXIT_WORKER;
+    return !teardown_ok ? EXIT_SCRIPT : rc;
+}
+
 static int run_session(struct session *s, enum run_mode mode, int argc, char **argv)
 {
     int rc = run_args_parse(&s->cli, mode, argc, argv);
@@ -389,16 +516,14 @@ static int run_session(struct session *s, enum run_mode mode, int argc, char **a
         free(env);
         return s->sig->interrupts() ? EXIT_INTERRUPTED : rc;
     }
+    if (s->cli.workers) {
+        free(env);
+        return run_with_workers(s, json, json_len, ctx_idx);
+    }
     struct metrics *results = metrics_new();
     int load_rc = results ? run_load_phase(s, json, json_len, env, results) : EXIT_SCRIPT;
     free(env);
-    lua_getfield(s->L, s->mod, "teardown");
-    bool has_teardown = !lua_isnil(s->L, -1) && !s->cli.data; /* --data: teardown runs once, elsewhere */
-    lua_pop(s->L, 1);
-    s->ctx.interrupts_before = s->sig->interrupts(); /* only a new Ctrl-C cuts teardown short */
-    bool teardown_ok = !has_teardown || call_hook(s, "teardown", ctx_idx, true, 0);
-    if (s->sig->interrupts() > s->ctx.interrupts_before && !s->interrupted)
-        s->interrupted = s->sig->interrupts(); /* Ctrl-C in teardown: interrupted, not a script failure */
+    bool teardown_ok = run_teardown(s, ctx_idx);
     if (results && !metrics_merge_custom(results, s->ctx.metrics))
         teardown_ok = false;
     int status = s->interrupted ? EXIT_INTERRUPTED : load_rc ? load_rc : !teardown_ok ? EXIT_SCRIPT : 0;
@@ -414,12 +539,13 @@ static int run_session(struct session *s, enum run_mode mode, int argc, char **a
     return status ? status : store ? store : verdict;
 }
 
-int cmd_run(enum run_mode mode, int argc, char **argv, const struct signals *sig)
+static int run_command(enum run_mode mode, int argc, char **argv, const struct signals *sig, bool worker)
 {
     struct session *s = xcalloc(1, sizeof *s);
     if (!s)
         return EXIT_SCRIPT;
     s->sig = sig;
+    s->worker = worker;
     s->cli.progress_every = 10;
     s->sink = (struct sink){.message = to_stderr};
     int rc = points_init(&s->no_points, 1) ? run_session(s, mode, argc, argv) : EXIT_SCRIPT;
@@ -433,4 +559,14 @@ int cmd_run(enum run_mode mode, int argc, char **argv, const struct signals *sig
     }
     free(s);
     return rc;
+}
+
+int cmd_run(enum run_mode mode, int argc, char **argv, const struct signals *sig)
+{
+    return run_command(mode, argc, argv, sig, false);
+}
+
+int cmd_run_worker(int argc, char **argv, const struct signals *sig)
+{
+    return run_command(MODE_RUN, argc, argv, sig, true);
 }

@@ -8,5 +8,7 @@
 
 /* tide run, tide setup, tide teardown: one scenario's life, or one part of it. */
 int cmd_run(enum run_mode mode, int argc, char **argv, const struct signals *sig);
+/* tide run for tide worker: figures streamed on stderr, standard input's end stops the load. */
+int cmd_run_worker(int argc, char **argv, const struct signals *sig);
 
 #endif

@@ -66,6 +66,11 @@ void run_usage(enum run_mode mode)
            "                       2026-12-04T22:30:00Z, or Unix seconds); at most 1s in the past\n"
            "  --data FILE          setup's data from FILE (written by tide setup): runs neither\n"
            "                       setup nor teardown\n"
+           "  --workers N          run the load in N tide worker processes (segments 1/N..N/N):\n"
+           "                       setup and teardown once here, their results merged exactly\n"
+           "  --via local|ssh:HOST[,HOST...]\n"
+           "                       where the workers run: child processes of this tide, or\n"
+           "                       `ssh HOST tide worker` (hosts in turn)\n"
            "  --progress N         a progress line every N seconds when stderr is not a\n"
            "                       terminal (default 10; 0 for none)\n"
            "  --quiet              no summary on stdout, no progress\n");
@@ -158,13 +163,14 @@ static const char *option_value(int argc, char **argv, int *i, char *key, size_t
 static const char *const run_flags[] = {"vus", "duration", "iterations", "executor", "threads",
                                         "target", "graceful-stop", "max-body", "lua-memory", "max-names",
                                         "progress", "ca",
-                                        "run-id", "segment", "start-at", "data", "out-data", NULL};
+                                        "run-id", "segment", "start-at", "data", "out-data", "workers", "via", NULL};
 /* Flags of `tide run` itself, not scenario options. */
 static bool run_own_flag(const char *key)
 {
     return strcmp(key, "env") == 0 || strcmp(key, "out") == 0 || strcmp(key, "progress") == 0 ||
            strcmp(key, "run-id") == 0 || strcmp(key, "segment") == 0 || strcmp(key, "start-at") == 0 ||
-           strcmp(key, "data") == 0 || strcmp(key, "out-data") == 0;
+           strcmp(key, "data") == 0 || strcmp(key, "out-data") == 0 || strcmp(key, "workers") == 0 ||
+           strcmp(key, "via") == 0;
 }
 
 /* --segment I/N: share I of N, 1 <= I <= N (plain decimal numbers). */
@@ -177,6 +183,27 @@ static int parse_segment(struct run_args *a, const char *v)
         return run_usage_error("--segment: expected I/N with 1 <= I <= N <= 1000000, as in 2/4 (got '%s')", v);
     a->segment = (unsigned)i - 1;
     a->segments = (unsigned)n;
+    return 0;
+}
+
+/* --workers N (1..1000), --via local or ssh:HOST[,HOST...]. */
+static int parse_workers(struct run_args *a, const char *key, const char *v)
+{
+    if (key[0] == 'v') {
+        bool ssh = strncmp(v, "ssh:", 4) == 0;
+        if (ssh && (!v[4] || strstr(v, ",,") || v[strlen(v) - 1] == ',' || v[4] == ',' || strstr(v, ",-") ||
+                    v[4] == '-' || strpbrk(v, " \t\n'\"\\;&|$`")))
+            return run_usage_error("--via: expected ssh:HOST[,HOST...] with plain host names (got '%s')", v);
+        if (!ssh && strcmp(v, "local") != 0)
+            return run_usage_error("--via: expected local or ssh:HOST[,HOST...] (got '%s')", v);
+        a->via = v;
+        return 0;
+    }
+    char *end;
+    unsigned long n = strtoul(v, &end, 10);
+    if (*end || end == v || *v == '-' || n < 1 || n > MAX_WORKERS)
+        return run_usage_error("--workers: expected a number of worker processes from 1 to 1000 (got '%s')", v);
+    a->workers = (unsigned)n;
     return 0;
 }
 
@@ -264,7 +291,7 @@ static int parse_flag(struct run_args *a, int argc, char **argv, int *i)
         return run_usage_error("unknown option '%s' (valid: --vus --duration --iterations --executor "
                            "--graceful-stop --threads --target --env --max-body --lua-memory --max-names --out "
                            "--progress --no-compression --insecure --ca "
-                           "--run-id --segment --start-at --data --out-data --quiet)", flag);
+                           "--run-id --segment --start-at --data --out-data --workers --via --quiet)", flag);
     if (!v)
         return run_usage_error("--%s needs a value", key);
     if (strcmp(key, "out") == 0)
@@ -277,6 +304,8 @@ static int parse_flag(struct run_args *a, int argc, char **argv, int *i)
     }
     if (strcmp(key, "segment") == 0)
         return parse_segment(a, v);
+    if (strcmp(key, "workers") == 0 || strcmp(key, "via") == 0)
+        return parse_workers(a, key, v);
     if (strcmp(key, "start-at") == 0)
         return parse_start_at(a, v);
     if (strcmp(key, "data") == 0 || strcmp(key, "out-data") == 0) {
@@ -320,7 +349,7 @@ static int check_mode(const struct run_args *a)
         return run_usage_error("--data is for tide run and tide teardown, not tide %s", cmd);
     if (!a->data && a->mode == MODE_TEARDOWN)
         return run_usage_error("tide %s needs --data FILE (what tide setup wrote)", cmd);
-    if (a->mode != MODE_RUN && (a->segments || a->start_at > 0 || a->out.json || a->out.csv || a->out.html ||
+    if (a->mode != MODE_RUN && (a->segments || a->workers || a->start_at > 0 || a->out.json || a->out.csv || a->out.html ||
                                 a->out.pg[0]))
         return run_usage_error("--segment, --start-at and --out are for tide run, not tide %s", cmd);
     return 0;
@@ -348,7 +377,15 @@ int run_args_parse(struct run_args *a, enum run_mode mode, int argc, char **argv
     }
     if (!a->scenario)
         return run_usage_error("%s", "which scenario? usage: tide run SCENARIO [options]");
-    return check_mode(a);
+    int rc = check_mode(a);
+    if (!rc && a->via && !a->workers)
+        return run_usage_error("--via %s needs --workers N", a->via);
+    if (!rc && a->workers && a->segments)
+        return run_usage_error("--workers splits the load itself: leave out --segment (got --workers %s)",
+                               "with --segment");
+    if (!rc && a->workers && a->out.csv)
+        return run_usage_error("--out csv=%s: not yet with --workers (json, html and pg are)", a->out.csv);
+    return rc;
 }
 
 int run_args_apply(const struct run_args *a, struct options *o)

@@ -8,6 +8,7 @@
 #define MAX_CLI_ENV 256
 #define MAX_OVERRIDES 64
 #define MAX_SEGMENTS 1000000
+#define MAX_WORKERS 1000
 /* --start-at may be this many seconds in the past (clocks of hosts differ a little) */
 #define START_AT_SLACK 1.0
 
@@ -36,6 +37,8 @@ struct run_args {
     const char *start_at_text;  /* as given, for messages */
     const char *data;           /* --data FILE: setup's data as tide setup wrote it */
     const char *out_data;       /* --out-data FILE: where tide setup writes it (stdout: NULL) */
+    unsigned workers;           /* --workers N: the load run by N tide worker processes; 0: here */
+    const char *via;            /* --via local or ssh:HOST[,HOST...] (NULL: local) */
     bool help;                  /* --help: print run_usage, nothing else */
 };
 

@@ -1,0 +1,256 @@
+/* `tide worker`: one job as a JSON line on standard input, its load run as
+ * `tide run --segment I/N --data ... --start-at ... --run-id ...` would, its
+ * results document on standard output (README, "Beyond one machine"). */
+#include "worker.h"
+#include "exitcodes.h"
+#include "run.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int luaopen_cjson(lua_State *L);
+
+#define MAX_JOB (256u << 20)
+#define MAX_ARGS (2 * MAX_CLI_ENV + 2 * MAX_OVERRIDES + 32)
+
+/* The job: standard input up to its first newline (the coordinator keeps
+ * the pipe open after it: its end means the coordinator is gone). */
+static char *read_job(size_t *len)
+{
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (n == cap) {
+            char *more = cap < MAX_JOB ? realloc(buf, cap *= 2) : NULL;
+            if (!more)
+                break;
+            buf = more;
+        }
+        ssize_t got = read(0, buf + n, 1);   /* a byte at a time: nothing past the line is taken */
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0 || buf[n] == '\n') {
+            *len = n;
+            return n ? buf : (free(buf), NULL);
+        }
+        n++;
+    }
+    free(buf);
+    return NULL;
+}
+
+static bool write_file(const char *path, const char *text, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return false;
+    bool ok = fwrite(text, 1, len, f) == len;
+    return fclose(f) == 0 && ok;
+}
+
+/* The scenario as the coordinator read it: its own file when this host has
+ * the same text there (relative data files resolve as they did), else a copy. */
+static bool place_scenario(const char *path, const char *source, size_t len, const char *dir, char *out, size_t outlen)
+{
+    FILE *f = path ? fopen(path, "rb") : NULL;
+    if (f) {
+        char *have = malloc(len + 1);
+        bool same = have && fread(have, 1, len + 1, f) == len && memcmp(have, source, len) == 0;
+        free(have);
+        fclose(f);
+        if (same) {
+            snprintf(out, outlen, "%s", path);
+            return true;
+        }
+    }
+    const char *base = path && strrchr(path, '/') ? strrchr(path, '/') + 1 : "scenario.lua";
+    snprintf(out, outlen, "%s/%s", dir, *base && strcmp(base, "..") ? base : "scenario.lua");
+    return write_file(out, source, len);
+}
+
+static const char *str_field(lua_State *L, int t, const char *name)
+{
+    lua_getfield(L, t, name);
+    const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    lua_pop(L, 1);   /* the string stays alive in the job table */
+    return v;
+}
+
+struct job_args {
+    char *argv[MAX_ARGS];
+    int argc;
+    char scenario[4096], data[4200], results[4200], segment[64], start_at[64];
+};
+
+static void add(struct job_args *a, const char *s)
+{
+    if (a->argc < MAX_ARGS - 1)
+        a->argv[a->argc++] = (char *)s;
+}
+
+/* job.options: [[key, value], ...], as tide run's flags. */
+static void add_overrides(lua_State *L, int job, struct job_args *a, char flags[][160], int max)
+{
+    lua_getfield(L, job, "options");
+    int n = lua_istable(L, -1) ? (int)lua_rawlen(L, -1) : 0;
+    for (int i = 1; i <= n && i <= max; i++) {
+        lua_rawgeti(L, -1, i);
+        lua_rawgeti(L, -1, 1);
+        lua_rawgeti(L, -2, 2);
+        const char *k = lua_tostring(L, -2), *v = lua_tostring(L, -1);
+        if (k && v) {
+            if (strcmp(k, "compression") == 0 && strcmp(v, "false") == 0)
+                snprintf(flags[i - 1], 160, "--no-compression");
+            else if (strcmp(k, "insecure") == 0 && strcmp(v, "true") == 0)
+                snprintf(flags[i - 1], 160, "--insecure");
+            else
+                snprintf(flags[i - 1], 160, "--%s=%s", k, v);
+            add(a, flags[i - 1]);
+        }
+        lua_pop(L, 3);
+    }
+    lua_pop(L, 1);
+}
+
+static void add_env(lua_State *L, int job, struct job_args *a)
+{
+    lua_getfield(L, job, "env");
+    int n = lua_istable(L, -1) ? (int)lua_rawlen(L, -1) : 0;
+    for (int i = 1; i <= n && i <= MAX_CLI_ENV; i++) {
+        lua_rawgeti(L, -1, i);
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            add(a, "--env");
+            add(a, lua_tostring(L, -1));
+        }
+        lua_pop(L, 1);   /* the string stays alive in the env table, itself in the job */
+    }
+    lua_pop(L, 1);
+}
+
+/* The job's fields as tide run's command line; false with a message. */
+static bool job_to_args(lua_State *L, int job, const char *dir, struct job_args *a, char flags[][160])
+{
+    size_t slen;
+    lua_getfield(L, job, "source");
+    const char *source = lua_tolstring(L, -1, &slen);
+    lua_pop(L, 1);
+    lua_getfield(L, job, "data_json");
+    size_t dlen;
+    const char *data = lua_tolstring(L, -1, &dlen);
+    lua_pop(L, 1);
+    lua_getfield(L, job, "segment");
+    lua_rawgeti(L, -1, 1);
+    lua_rawgeti(L, -2, 2);
+    long long si = lua_tointeger(L, -2), sn = lua_tointeger(L, -1);
+    lua_pop(L, 3);
+    lua_getfield(L, job, "start_at");
+    double start = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    const char *run_id = str_field(L, job, "run_id");
+    if (!source || !data || si < 1 || sn < si || !run_id) {
+        fprintf(stderr, "tide worker: the job lacks source, data_json, segment [I, N] or run_id\n");
+        return false;
+    }
+    snprintf(a->data, sizeof a->data, "%s/data.json", dir);
+    snprintf(a->results, sizeof a->results, "json=%s/results.json", dir);
+    if (!place_scenario(str_field(L, job, "path"), source, slen, dir, a->scenario, sizeof a->scenario) ||
+        !write_file(a->data, data, dlen)) {
+        fprintf(stderr, "tide worker: cannot write the job's files under %s: %s\n", dir, strerror(errno));
+        return false;
+    }
+    snprintf(a->segment, sizeof a->segment, "%lld/%lld", si, sn);
+    add(a, a->scenario);
+    add(a, "--quiet");
+    add(a, "--segment");
+    add(a, a->segment);
+    add(a, "--data");
+    add(a, a->data);
+    add(a, "--run-id");
+    add(a, run_id);
+    add(a, "--out");
+    add(a, a->results);
+    if (start > 0) {
+        snprintf(a->start_at, sizeof a->start_at, "%.3f", start);
+        add(a, "--start-at");
+        add(a, a->start_at);
+    }
+    add_env(L, job, a);
+    add_overrides(L, job, a, flags, MAX_OVERRIDES);
+    return true;
+}
+
+/* The results document to standard output, as it was written. */
+static bool copy_results(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return false;
+    char buf[65536];
+    size_t n;
+    bool ok = true;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        ok = ok && fwrite(buf, 1, n, stdout) == n;
+    fclose(f);
+    return fflush(stdout) == 0 && ok;
+}
+
+static int run_job(lua_State *L, const char *dir, const struct signals *sig)
+{
+    static char flags[MAX_OVERRIDES][160];
+    struct job_args *a = calloc(1, sizeof *a);
+    int rc = EXIT_USAGE;
+    if (a && job_to_args(L, lua_gettop(L), dir, a, flags)) {
+        rc = cmd_run_worker(a->argc, a->argv, sig);
+        if (!copy_results(a->results + 5) && rc != EXIT_USAGE) {
+            fprintf(stderr, "tide worker: no results document to hand back\n");
+            rc = rc ? rc : EXIT_SCRIPT;
+        }
+        remove(a->results + 5);
+        remove(a->data);
+        if (strncmp(a->scenario, dir, strlen(dir)) == 0)
+            remove(a->scenario);
+    }
+    free(a);
+    return rc;
+}
+
+int cmd_worker(int argc, char **argv, const struct signals *sig)
+{
+    (void)argv;
+    if (argc > 0) {
+        fprintf(stderr, "usage: tide worker   (reads one job as a JSON line on standard input;\n"
+                        "                      README, \"Beyond one machine\")\n");
+        return EXIT_USAGE;
+    }
+    size_t len = 0;
+    char *text = read_job(&len);
+    if (!text) {
+        fprintf(stderr, "tide worker: no job on standard input (one JSON line)\n");
+        return EXIT_USAGE;
+    }
+    lua_State *L = luaL_newstate();
+    char dir[] = "/tmp/tide-worker-XXXXXX";
+    int rc = EXIT_USAGE;
+    if (L && mkdtemp(dir)) {
+        luaL_requiref(L, "cjson", luaopen_cjson, 0);
+        lua_getfield(L, -1, "decode");
+        lua_pushlstring(L, text, len);
+        if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1))
+            rc = run_job(L, dir, sig);
+        else
+            fprintf(stderr, "tide worker: the job is not a JSON object: %s\n",
+                    lua_isstring(L, -1) ? lua_tostring(L, -1) : "(not an object)");
+        rmdir(dir);
+    } else {
+        fprintf(stderr, "tide worker: cannot make a temporary directory: %s\n", strerror(errno));
+    }
+    if (L)
+        lua_close(L);
+    free(text);
+    return rc;
+}
