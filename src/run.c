@@ -384,9 +384,34 @@ static bool workers_docs_dir(char *dir, size_t len, bool *keep)
 
 /* tide report over the workers' documents: the merged summary, the
  * thresholds judged on the merged data (--check), --out json/html/pg. */
+/* What setup and teardown recorded here (checks, custom metrics), as a
+ * registry file `tide report --add-registry` merges beside the workers'
+ * documents: a check made in teardown counts as in a run on one machine. */
+static bool write_own_registry(struct session *s, const char *path)
+{
+    lua_State *L = s->L;
+    int top = lua_gettop(L);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "tide.results");
+    bool ok = lua_pcall(L, 1, 1, 0) == LUA_OK && lua_getfield(L, -1, "write_registry") == LUA_TFUNCTION;
+    if (ok) {
+        metrics_push(L, s->ctx.metrics);
+        lua_pushstring(L, path);
+        lua_rotate(L, -2, 1); /* write_registry(path, metrics) */
+        ok = lua_pcall(L, 2, 0, 0) == LUA_OK;
+    }
+    if (!ok)
+        fprintf(stderr, "tide: setup's and teardown's own metrics could not be kept: %s\n",
+                lua_isstring(L, -1) ? lua_tostring(L, -1) : "no tide.results");
+    lua_settop(L, top);
+    return ok;
+}
+
 static int report_workers(struct session *s, const char *dir, unsigned n)
 {
-    char **argv = xcalloc(n + 8, sizeof *argv);
+    char **argv = xcalloc(n + 10, sizeof *argv);
+    char own[4200];
+    snprintf(own, sizeof own, "%s/coordinator-registry.json", dir);
     char **paths = xcalloc(n, sizeof *paths);
     char pg[2100];
     int argc = 0;
@@ -397,6 +422,8 @@ static int report_workers(struct session *s, const char *dir, unsigned n)
             argv[argc++] = paths[i];
     }
     argv[argc++] = "--check";
+    if (write_own_registry(s, own))
+        argv[argc++] = "--add-registry", argv[argc++] = own;
     if (s->cli.out.json)
         argv[argc++] = "--json", argv[argc++] = (char *)s->cli.out.json;
     if (s->cli.out.html)
@@ -435,6 +462,8 @@ static void remove_docs(const char *dir, unsigned n, bool and_dir)
         snprintf(path, sizeof path, "%s/worker-%u.json", dir, i + 1);
         remove(path);
     }
+    snprintf(path, sizeof path, "%s/coordinator-registry.json", dir);
+    remove(path);
     if (and_dir)
         rmdir(dir);
 }

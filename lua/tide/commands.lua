@@ -1,6 +1,7 @@
 -- `tide report`, `tide compare` and `tide db`: results read back from files
 -- or PostgreSQL. Each command returns an exit code; bad input raises a
 -- message, which the C side prints and turns into exit 2.
+local json = require "cjson"
 local outputs = require "tide.outputs"
 local redact = require "tide.redact"
 local results = require "tide.results"
@@ -161,14 +162,17 @@ end
 function M.report(args)
   if help_asked("report", args) then return 0 end
   local pos, opt = parse(args, { html = true, json = true, check = "switch", ["require-all"] = "switch",
-                                 store = true })
+                                 store = true, ["add-registry"] = true })
   if #pos == 0 then usage(usage_line("report")) end
   local dsn = store_dsn(opt.store)
   local docs, names = {}, {}
   for _, src in ipairs(pos) do load_all(src, docs, names) end
   local segments = require "tide.segments"
   local segs = segments.check(docs, names)
-  local doc = segs and segments.merge(docs, segs) or results.merge(docs)
+  -- --add-registry FILE (tide run --workers): the coordinator's own setup
+  -- and teardown metrics, merged in beside the workers' documents
+  local extra = opt["add-registry"] and json.decode(assert(io.open(opt["add-registry"])):read("a"))
+  local doc = segs and segments.merge(docs, segs, extra) or results.merge(docs, nil, extra)
   io.stdout:write(text.render(doc))
   if opt.json then write(opt.json, outputs.encode(doc)) end
   if opt.html then write(opt.html, require("tide.html").render(doc)) end

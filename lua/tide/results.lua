@@ -541,9 +541,10 @@ end
 -- Documents that carry their registries: one merge in C (metrics_merge, as
 -- a run merges its threads), then the document made from the merged
 -- registry as a run makes it, thresholds judged as a run judges them.
-local function merge_registries(docs, seconds, shift)
+local function merge_registries(docs, seconds, shift, extra)
   local regs = {}
   for i, d in ipairs(docs) do regs[i] = d.registry end
+  if extra then regs[#regs + 1] = extra end
   local report = { metrics = registry_merge(regs), elapsed = seconds }
   report.threshold_results = thresholds.evaluate(threshold_list(docs[1].threshold_results),
     report.metrics, series.values_for(report.metrics, seconds))
@@ -562,19 +563,29 @@ local function merge_registries(docs, seconds, shift)
   return doc
 end
 
+-- Writes metrics (as tide.metrics pushes a registry) to path as a document
+-- carries its registry: for `tide report --add-registry`.
+function M.write_registry(path, metrics)
+  local f = assert(io.open(path, "w"))
+  f:write(json.encode(encode_registry(metrics)))
+  f:close()
+end
+
 -- Several runs (a distributed run's parts, or repeated runs) as one: trends
 -- merge by adding histogram buckets, so percentiles are exact. Documents
 -- without registries (tide-results/1, PostgreSQL) merge what they have.
 -- shift (optional): per document, whole seconds it started after the first
 -- (segments of one run: their seconds line up by wall clock).
-function M.merge(docs, shift)
-  if #docs == 1 then return docs[1] end
+-- extra: a registry (as documents carry it) merged in too: the metrics a
+-- coordinator's own setup and teardown recorded beside its workers' runs.
+function M.merge(docs, shift, extra)
+  if #docs == 1 and not extra then return docs[1] end
   shift = shift or {}
   local seconds = 0
   for i, d in ipairs(docs) do
     seconds = math.max(seconds, d.state.testRunDurationMs / 1e3 + (shift[i] or 0))
   end
-  if all_have_registries(docs) then return merge_registries(docs, seconds, shift) end
+  if all_have_registries(docs) then return merge_registries(docs, seconds, shift, extra) end
   local metrics = {}
   for _, d in ipairs(docs) do
     for key, m in pairs(d.metrics) do metrics[key] = merge_metric(metrics[key], m, seconds) end

@@ -136,9 +136,9 @@ end
 -- The segments merged into the whole run's document: counters, histograms
 -- (bucket by bucket), checks and rates added by results.merge, seconds
 -- aligned by wall clock, thresholds judged again on the merged data.
-function M.merge(docs, segs)
-  local doc = results.merge(docs, offsets(docs))
-  if #docs == 1 then
+function M.merge(docs, segs, extra)
+  local doc = results.merge(docs, offsets(docs), extra)
+  if #docs == 1 and not extra then
     local copy = {}
     for k, v in pairs(doc) do copy[k] = v end
     doc = copy

@@ -238,3 +238,29 @@ def test_quiet_workers_print_no_summary_and_stale_documents_are_not_merged(tide,
     assert res.rc == 0, str(res)
     assert res.stdout == "", str(res)
     assert res.count("http_reqs") == 1000, str(res)
+
+
+# ------------------------------------------------- the demo service, over workers
+
+from demo_stack import WEBSERVER_SCENARIO, normal_stack  # noqa: E402,F401
+
+
+def test_demo_service_over_two_workers(run_tide, normal_stack):  # noqa: F811
+    """The webserver scenario with --workers 2 --via local: setup once here
+    (the 20 load-test users created once), both workers use its data (each
+    half of the users asks for its container), teardown once (the users
+    deleted, the double-assignment check run on the whole run)."""
+    users = "SELECT count(*) FROM users WHERE username LIKE 'load\\_test\\_user\\_%'"
+    since = normal_stack.scalar("SELECT coalesce(max(id), 0) FROM assignments")
+    res = run_tide(WEBSERVER_SCENARIO, *normal_stack.tide_args(), "--workers", "2", "--via", "local",
+                   timeout=180)
+    assert res.rc == 0, str(res)
+    assert "worker 1/2" in res.stderr and "worker 2/2" in res.stderr, res.stderr
+    assert res.count("iterations") == 20 and res.count("iteration_errors") == 0, str(res)
+    checks = res.metric("checks")["values"]
+    # 20 "assign accepted" + 20 "task succeeded" from the workers, and the
+    # teardown's one "no container assigned twice" here
+    assert checks["fails"] == 0 and checks["passes"] == 41, str(res)
+    assert normal_stack.scalar(users) == 0  # teardown ran (once: a second would find no users)
+    rows = normal_stack.query("SELECT username FROM assignments WHERE id > %s", (since,))
+    assert sorted(r[0] for r in rows) == sorted(f"load_test_user_{n}" for n in range(1, 21)), rows
