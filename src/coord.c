@@ -44,6 +44,7 @@ static void host_of(const char *via, unsigned i, char *host, size_t len)
 struct worker {
     pid_t pid;
     char host[256];             /* "local", or the SSH host it runs on */
+    char bin[128];              /* the tide to run there ("": $TIDE_REMOTE_BIN or tide) */
     int in, out, err;           /* pipe ends; -1 once closed */
     char *doc;                  /* its standard output: the results document */
     size_t ndoc, capdoc;
@@ -130,9 +131,9 @@ static void close_fd(int *fd)
 /* `ssh [-F $TIDE_SSH_CONFIG] -o BatchMode=yes HOST ${TIDE_REMOTE_BIN:-tide} worker`:
  * the job and the results go through ssh's stdio; when the coordinator
  * closes ssh's stdin, the remote worker's stdin closes too. */
-static void exec_ssh(const char *host)
+static void exec_ssh(const char *host, const char *copied)
 {
-    const char *config = getenv("TIDE_SSH_CONFIG"), *bin = getenv("TIDE_REMOTE_BIN");
+    const char *config = getenv("TIDE_SSH_CONFIG"), *bin = *copied ? copied : getenv("TIDE_REMOTE_BIN");
     char remote[4200];
     snprintf(remote, sizeof remote, "%s worker", bin && *bin ? bin : "tide");
     if (config && *config)
@@ -162,7 +163,7 @@ static bool spawn(struct worker *w, const char *job, size_t len)
             execl("/proc/self/exe", "tide", "worker", (char *)NULL);
             fprintf(stderr, "could not start /proc/self/exe worker: %s\n", strerror(errno));
         } else {
-            exec_ssh(w->host);
+            exec_ssh(w->host, w->bin);
         }
         _exit(127);
     }
@@ -410,6 +411,120 @@ static void collect(struct watch *c, struct coord_result *out)
     }
 }
 
+/* Runs `ssh|scp [-F $TIDE_SSH_CONFIG] -o BatchMode=yes ARGS...` and waits
+ * (at most 120 s); its first output line into out. True when it exited 0. */
+static bool run_ssh_tool(const char *tool, const char *const *args, char *out, size_t outlen)
+{
+    const char *config = getenv("TIDE_SSH_CONFIG");
+    const char *argv[16];
+    int n = 0;
+    argv[n++] = tool;
+    if (config && *config)
+        argv[n++] = "-F", argv[n++] = config;
+    argv[n++] = "-q", argv[n++] = "-o", argv[n++] = "BatchMode=yes";
+    for (int i = 0; args[i] && n < 15; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    int fd[2];
+    if (pipe2(fd, O_CLOEXEC))
+        return false;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fd[1], 1);
+        int null = open("/dev/null", O_RDONLY);
+        dup2(null, 0);
+        execvp(tool, (char *const *)argv);
+        _exit(127);
+    }
+    close(fd[1]);
+    size_t got = 0;
+    ssize_t r;
+    struct pollfd pf = {.fd = fd[0], .events = POLLIN};
+    double deadline = now_wall() + 120;
+    while (now_wall() < deadline && poll(&pf, 1, 1000) >= 0) {
+        if (!pf.revents)
+            continue;
+        char buf[256];
+        if ((r = read(fd[0], buf, sizeof buf)) <= 0)
+            break;
+        for (ssize_t i = 0; i < r && got + 1 < outlen; i++)
+            out[got++] = buf[i];
+    }
+    close(fd[0]);
+    if (outlen)
+        out[got < outlen ? got : outlen - 1] = '\0';
+    out[strcspn(out, "\n")] = '\0';
+    int status = 0;
+    if (pid < 0)
+        return false;
+    if (now_wall() >= deadline)
+        kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+static void remove_copy(const char *host, const char *bin)
+{
+    char rm[256], ignored[64];
+    snprintf(rm, sizeof rm, "rm -f %s", bin);
+    const char *args[] = {"--", host, rm, NULL};
+    run_ssh_tool("ssh", args, ignored, sizeof ignored);
+}
+
+/* --ssh-copy: this binary to a fresh temp path on host, into bin. */
+static bool copy_to_host(const char *host, char *bin, size_t len, char *why, size_t whylen)
+{
+    const char *mk[] = {"--", host, "mktemp /tmp/tide.XXXXXXXX", NULL};
+    if (!run_ssh_tool("ssh", mk, bin, len) || bin[0] != '/' || strpbrk(bin, " '\"\\;&|$`")) {
+        snprintf(why, whylen, "could not start: --ssh-copy could not make a temp file on %s", host);
+        bin[0] = '\0';
+        return false;
+    }
+    char dest[512], ignored[64], self[4096];
+    snprintf(dest, sizeof dest, "%s:%s", host, bin);
+    /* resolved here: in scp's own process /proc/self/exe is scp */
+    ssize_t sn = readlink("/proc/self/exe", self, sizeof self - 1);
+    self[sn > 0 ? sn : 0] = '\0';
+    const char *cp[] = {self, dest, NULL};
+    char chmod_cmd[256];
+    snprintf(chmod_cmd, sizeof chmod_cmd, "chmod 700 %s", bin);
+    const char *ch[] = {"--", host, chmod_cmd, NULL};
+    if (!run_ssh_tool("scp", cp, ignored, sizeof ignored) || !run_ssh_tool("ssh", ch, ignored, sizeof ignored)) {
+        snprintf(why, whylen, "could not start: --ssh-copy could not copy tide to %s:%s", host, bin);
+        remove_copy(host, bin);
+        bin[0] = '\0';
+        return false;
+    }
+    return true;
+}
+
+/* One copy per host, shared by its workers (hosts go round robin). */
+static void copy_binaries(struct worker *w, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        unsigned k = 0;
+        while (k < i && strcmp(w[k].host, w[i].host) != 0)
+            k++;
+        if (k < i) { /* copied (or not) for an earlier worker on this host */
+            memcpy(w[i].bin, w[k].bin, sizeof w[i].bin);
+            memcpy(w[i].said, w[k].said, sizeof w[i].said);
+        } else {
+            copy_to_host(w[i].host, w[i].bin, sizeof w[i].bin, w[i].said, sizeof w[i].said);
+        }
+    }
+}
+
+static void remove_binaries(struct worker *w, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        bool first = w[i].bin[0] != '\0';
+        for (unsigned k = 0; k < i && first; k++)
+            first = strcmp(w[k].bin, w[i].bin) != 0 || strcmp(w[k].host, w[i].host) != 0;
+        if (first)
+            remove_copy(w[i].host, w[i].bin);
+    }
+}
+
 void coord_run(const struct coord_plan *p, struct coord_result *out)
 {
     unsigned n = p->cli->workers;
@@ -420,10 +535,21 @@ void coord_run(const struct coord_plan *p, struct coord_result *out)
                       .presses = p->sig->interrupts()};
     *out = (struct coord_result){0};
     for (unsigned i = 0; i < n; i++) {
+        c.w[i].in = c.w[i].out = c.w[i].err = -1;
+        host_of(p->cli->via, i, c.w[i].host, sizeof c.w[i].host);
+    }
+    if (ssh && p->cli->ssh_copy) {
+        copy_binaries(c.w, n);
+        if (p->cli->start_at <= 0) { /* copying took its time: the start stays ahead */
+            start_at = now_wall() + START_AHEAD_SSH;
+            c.end = planned_end(p->opt, start_at);
+        }
+    }
+    for (unsigned i = 0; i < n; i++) {
         struct worker *w = &c.w[i];
-        w->in = w->out = w->err = -1;
-        host_of(p->cli->via, i, w->host, sizeof w->host);
         w->heard = now_wall();
+        if (w->said[0]) /* its copy failed: named, not started */
+            continue;
         size_t len = 0;
         char *job = encode_job(p, i, start_at, &len);
         if (!job)
@@ -441,6 +567,8 @@ void coord_run(const struct coord_plan *p, struct coord_result *out)
     show_progress(&c, now_wall(), true);
     for (unsigned i = 0; i < n; i++)
         reap(&c.w[i]);
+    if (ssh && p->cli->ssh_copy)
+        remove_binaries(c.w, n);
     out->interrupted = p->sig->interrupts() > presses_before;
     collect(&c, out);
     free(c.w);

@@ -71,6 +71,8 @@ void run_usage(enum run_mode mode)
            "  --via local|ssh:HOST[,HOST...]\n"
            "                       where the workers run: child processes of this tide, or\n"
            "                       `ssh HOST tide worker` (hosts in turn)\n"
+           "  --ssh-copy           with --via ssh: copy this tide to a temp path on each host\n"
+           "                       first (scp), for hosts without tide; removed afterwards\n"
            "  --progress N         a progress line every N seconds when stderr is not a\n"
            "                       terminal (default 10; 0 for none)\n"
            "  --quiet              no summary on stdout, no progress\n");
@@ -281,6 +283,8 @@ static int parse_flag(struct run_args *a, int argc, char **argv, int *i)
     int rc;
     if (strcmp(flag, "--quiet") == 0 || strcmp(flag, "-q") == 0)
         return a->out.quiet = true, 0;
+    if (strcmp(flag, "--ssh-copy") == 0)
+        return a->ssh_copy = true, 0;
     if (switch_flag(a, flag, &rc))
         return rc;
     const char *v = option_value(argc, argv, i, key, sizeof key);
@@ -291,7 +295,7 @@ static int parse_flag(struct run_args *a, int argc, char **argv, int *i)
         return run_usage_error("unknown option '%s' (valid: --vus --duration --iterations --executor "
                            "--graceful-stop --threads --target --env --max-body --lua-memory --max-names --out "
                            "--progress --no-compression --insecure --ca "
-                           "--run-id --segment --start-at --data --out-data --workers --via --quiet)", flag);
+                           "--run-id --segment --start-at --data --out-data --workers --via --ssh-copy --quiet)", flag);
     if (!v)
         return run_usage_error("--%s needs a value", key);
     if (strcmp(key, "out") == 0)
@@ -380,6 +384,9 @@ int run_args_parse(struct run_args *a, enum run_mode mode, int argc, char **argv
     int rc = check_mode(a);
     if (!rc && a->via && !a->workers)
         return run_usage_error("--via %s needs --workers N", a->via);
+    if (!rc && a->ssh_copy && !(a->via && strncmp(a->via, "ssh:", 4) == 0))
+        return run_usage_error("--ssh-copy copies tide to ssh hosts: it needs --via ssh:HOST[,HOST...] (got --via %s)",
+                               a->via ? a->via : "(none)");
     if (!rc && a->workers && a->segments)
         return run_usage_error("--workers splits the load itself: leave out --segment (got --workers %s)",
                                "with --segment");

@@ -39,6 +39,7 @@ struct run_args {
     const char *out_data;       /* --out-data FILE: where tide setup writes it (stdout: NULL) */
     unsigned workers;           /* --workers N: the load run by N tide worker processes; 0: here */
     const char *via;            /* --via local or ssh:HOST[,HOST...] (NULL: local) */
+    bool ssh_copy;              /* --ssh-copy: scp this binary to each ssh host first */
     bool help;                  /* --help: print run_usage, nothing else */
 };
 

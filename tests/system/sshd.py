@@ -41,6 +41,7 @@ PermitRootLogin prohibit-password
 StrictModes no
 UsePAM no
 PrintMotd no
+Subsystem sftp internal-sftp
 """)
         self.config.write_text(f"""Host {HOST}
   HostName 127.0.0.1

@@ -264,3 +264,23 @@ def test_demo_service_over_two_workers(run_tide, normal_stack):  # noqa: F811
     assert normal_stack.scalar(users) == 0  # teardown ran (once: a second would find no users)
     rows = normal_stack.query("SELECT username FROM assignments WHERE id > %s", (since,))
     assert sorted(r[0] for r in rows) == sorted(f"load_test_user_{n}" for n in range(1, 21)), rows
+
+
+def test_ssh_copy_brings_tide_to_a_host_without_it(tide, access_log, sshd):
+    """Over ssh with no tide on the remote PATH: without --ssh-copy the
+    workers cannot start (named, exit 5); with it, this binary is copied to
+    a temp path on the host, the load runs, and the copy is removed."""
+    path = tide.write(COUNTED % (COUNT_OPTIONS, ""))
+    env = {"TIDE_SSH_CONFIG": str(sshd.config), "TIDE_REMOTE_BIN": ""}
+    before = set(os.listdir("/tmp"))
+    res = tide.run(path, "--target", access_log.url, "--workers", "2", "--via", f"ssh:{sshd.host}",
+                   env=env, timeout=90)
+    assert res.rc == 5, str(res)  # `tide` is on no PATH the ssh login has
+    res = tide.run(path, "--target", access_log.url, "--workers", "2", "--via", f"ssh:{sshd.host}", "--ssh-copy",
+                   env=env, timeout=120)
+    assert res.rc == 0, str(res)
+    assert res.count("http_reqs") == 1000, str(res)
+    copies = [f for f in set(os.listdir("/tmp")) - before if f.startswith("tide.")]
+    assert copies == [], copies  # removed afterwards
+    res = tide.run(path, "--target", access_log.url, "--ssh-copy")
+    assert res.rc == 2 and "--ssh-copy" in res.stderr, str(res)
