@@ -15,6 +15,7 @@ struct http_defaults {
     char ca[HTTP_PATH_MAX], cert[HTTP_PATH_MAX], key[HTTP_PATH_MAX];   /* "": none */
     int expect[MAX_EXPECT];     /* the statuses that are a success; nexpect 0: below 400 */
     int nexpect;
+    bool paths_checked;         /* ca, cert, key made absolute and found readable (once per thread) */
 };
 
 #endif

@@ -310,15 +310,38 @@ static uintptr_t tls_path(lua_State *L, struct req *r, const char *fn, int opts,
         v = keep_path(L, r, fn, key, lua_tostring(L, -1));
     else if (t != LUA_TNIL)
         bad_opt(L, fn, key, "file name", -1);
-    else if (*dflt)
-        v = keep_path(L, r, fn, key, dflt);
+    else if (*dflt) /* absolute and readable: check_default_paths */
+        v = keep(L, r, dflt, strlen(dflt));
     lua_pop(L, 1);
     return v;
+}
+
+/* The run's ca, cert and key, resolved against the scenario's directory and
+ * checked once per thread, not at every request that takes them. */
+static void check_default_paths(lua_State *L, struct req *r, const char *fn)
+{
+    struct http_defaults *h = &r->ctx->http;
+    char *paths[] = {h->ca, h->cert, h->key};
+    static const char *const keys[] = {"ca", "cert", "key"};
+    size_t top = r->more ? r->more->store.len : 0;
+    for (int i = 0; i < 3; i++) {
+        if (!*paths[i])
+            continue;
+        const char *full = at(r, keep_path(L, r, fn, keys[i], paths[i])); /* raises when unreadable */
+        if (strlen(full) >= HTTP_PATH_MAX)
+            luaL_error(L, "http.%s: option '%s': path too long: '%s'", fn, keys[i], full);
+        memmove(paths[i], full, strlen(full) + 1);
+    }
+    if (r->more)
+        r->more->store.len = top;
+    h->paths_checked = true;
 }
 
 static void read_tls(lua_State *L, struct req *r, const char *fn, int opts, uintptr_t path[3])
 {
     const struct http_defaults *h = &r->ctx->http;
+    if (!h->paths_checked)
+        check_default_paths(L, r, fn);
     r->q.tls.insecure = bool_opt(L, opts, fn, "insecure", h->insecure);
     path[0] = tls_path(L, r, fn, opts, "ca", h->ca);
     path[1] = tls_path(L, r, fn, opts, "cert", h->cert);
