@@ -15,6 +15,10 @@ struct http_defaults {
     char ca[HTTP_PATH_MAX], cert[HTTP_PATH_MAX], key[HTTP_PATH_MAX];   /* "": none */
     int expect[MAX_EXPECT];     /* the statuses that are a success; nexpect 0: below 400 */
     int nexpect;
+    /* --http-engine curl, options.http_engine = "curl" or TIDE_HTTP_ENGINE=curl:
+     * libcurl carries every request; false ("auto"): plain-HTTP/1.1 requests
+     * take the lean transport (h1_transport.c) */
+    bool engine_curl;
     bool paths_checked;         /* ca, cert, key made absolute and found readable (once per thread) */
 };
 
