@@ -3,7 +3,7 @@ CC      ?= cc
 VERSION ?= 0.1.0
 BUILD   ?= build
 OPT     ?= -O2
-PKGS     = lua5.4 libcurl libpq libedit libcrypto
+PKGS     = lua5.4 libcurl libpq libedit libcrypto zlib libbrotlidec libzstd
 CJSON_A ?= $(firstword $(wildcard /usr/lib/*/liblua5.4-cjson.a /usr/lib/liblua5.4-cjson.a))
 PYTHON  ?= /usr/bin/python3
 DEMO_RACE ?= 0
@@ -11,6 +11,8 @@ CFLAGS  += -std=c11 -D_GNU_SOURCE -DTIDE_VERSION=\"$(VERSION)\" $(OPT) -g -Wall 
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -Isrc -I$(BUILD)
 LDLIBS  += $(CJSON_A) $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread
 BIN     ?= tide
+# The unit tests also compress what they decode (src/decode.c's tests).
+UNIT_LDLIBS = $(shell pkg-config --libs libbrotlienc 2>/dev/null)
 
 SRCS    := $(wildcard src/*.c)
 OBJS    := $(SRCS:src/%.c=$(BUILD)/%.o) $(BUILD)/embedded.o
@@ -24,7 +26,7 @@ UNIT    := $(patsubst tests/unit/%.c,$(BUILD)/%,$(wildcard tests/unit/test_*.c))
 DEBS = gcc make pkg-config liblua5.4-dev libcurl4-openssl-dev libssl-dev lua-cjson-dev libpq-dev \
        libedit-dev nginx wrk postgresql redis-server python3-flask python3-celery \
        python3-redis python3-psycopg2 python3-pytest python3-pexpect gunicorn python3-httpbin openssh-server openssh-client valgrind \
-       chromium python3-websocket time
+       chromium python3-websocket time zlib1g-dev libbrotli-dev libzstd-dev libhttp-parser-dev
 
 .PHONY: all deps test unit systest depcheck asan run bench clean
 all: $(BIN)
@@ -45,7 +47,7 @@ $(BUILD)/embedded.o: $(BUILD)/embedded.c src/embedded.h
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/test_%: tests/unit/test_%.c $(LIBOBJS) tests/unit/check.h
-	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(LIBOBJS) $(LDLIBS)
+	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(LIBOBJS) $(LDLIBS) $(UNIT_LDLIBS)
 
 $(BUILD):
 	mkdir -p $@
