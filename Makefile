@@ -9,7 +9,7 @@ PYTHON  ?= /usr/bin/python3
 DEMO_RACE ?= 0
 CFLAGS  += -std=c11 -D_GNU_SOURCE -DTIDE_VERSION=\"$(VERSION)\" $(OPT) -g -Wall -Wextra -Werror -pthread \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -Isrc -I$(BUILD)
-LDLIBS  += $(CJSON_A) $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread
+LDLIBS  += $(CJSON_A) $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lm -pthread
 BIN     ?= tide
 # The unit tests also compress what they decode (src/decode.c's tests).
 UNIT_LDLIBS = $(shell pkg-config --libs libbrotlienc 2>/dev/null)

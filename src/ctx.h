@@ -18,9 +18,17 @@ struct tjar;        /* the transport's (transport.h) */
 
 /* Whose cookies a request carries: a virtual user, or the caller of a
  * blocking call (setup, teardown, the prompt). */
+/* tide.http's transports (http.c): libcurl, and the lean HTTP/1.1 one. */
+enum { TRANSPORT_CURL, TRANSPORT_LEAN, TRANSPORTS };
+
 struct agent {
     struct req *req;    /* its own request and transfer, made on first use */
-    struct tjar *jar;   /* made on first batch, so batch requests share its cookies */
+    /* A jar per transport, made when its requests are shared (a batch,
+     * HTTP/2) or the user's cookies move between transports; until then
+     * its own transfer holds them. */
+    struct tjar *jars[TRANSPORTS];
+    unsigned char kind; /* the transport whose jar (or own transfer) has the cookies as they are now */
+    bool started;       /* kind is set */
 };
 
 /* One per Lua state (per engine thread, plus the main thread's). Stored as

@@ -741,6 +741,3 @@ const struct transport_ops curl_transport = {
     .jar_import = jar_import,
     .jar_clear = jar_clear,
 };
-
-/* libcurl is the only transport yet, so it is the default (transport.h). */
-const struct transport_ops *const transport_default = &curl_transport;

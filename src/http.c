@@ -7,6 +7,8 @@
 #include "metrics.h"
 #include "redact.h"
 #include "hist.h"
+#include "h1_transport.h"
+#include "curl_transport.h"
 #include "vu.h"
 
 #include <lauxlib.h>
@@ -32,13 +34,25 @@ static void on_retry_timer(struct timer *t);
 
 static const struct tcalls req_calls = {.resent = on_resent, .done = on_done};
 
+static const struct transport_ops *const transports[TRANSPORTS] = {
+    [TRANSPORT_CURL] = &curl_transport,
+    [TRANSPORT_LEAN] = &h1_transport,
+};
+
+/* The transport a run starts its users on. */
+static unsigned first_kind(const struct tctx *ctx)
+{
+    return ctx->http.engine_curl ? TRANSPORT_CURL : TRANSPORT_LEAN;
+}
+
 static struct req *req_new(struct tctx *ctx)
 {
     struct req *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
-    r->tp = transport_default; /* per request: another transport plugs in here */
-    if (!(r->x = r->tp->xfer_new(ctx->loop, &req_calls, r, ctx->buffer_size))) {
+    r->kind = (unsigned char)first_kind(ctx);
+    r->tp = transports[r->kind];
+    if (!(r->x = r->xs[r->kind] = r->tp->xfer_new(ctx->loop, &req_calls, r, ctx->buffer_size))) {
         free(r);
         return NULL;
     }
@@ -54,7 +68,9 @@ static struct req *req_new(struct tctx *ctx)
 
 static void req_destroy(struct req *r)
 {
-    r->tp->xfer_free(r->x);
+    for (unsigned k = 0; k < TRANSPORTS; k++)
+        if (r->xs[k])
+            transports[k]->xfer_free(r->xs[k]);
     req_opts_free(r);
     timer_stop(r->ctx->loop, &r->retry_timer);
     buf_free(&r->q.url);
@@ -85,28 +101,83 @@ static struct req *agent_req(lua_State *L, struct tctx *ctx, struct agent *ag)
 {
     if (!ag->req && !(ag->req = req_new(ctx)))
         luaL_error(L, "out of memory (transfer)");
-    ag->req->q.jar = ag->jar;
+    ag->req->ag = ag;
     return ag->req;
 }
 
-/* Batch requests join the agent's cookie jar, shared between transfers. The
- * cookies the agent's own transfer had are carried over when the jar is made. */
-static bool agent_jar(struct agent *ag)
+/* The agent's cookies, as they are now, into transport to's jar (both jars
+ * made: the one of the transport they were on takes its own transfer's). */
+static bool agent_move_cookies(struct agent *ag, unsigned to)
 {
-    if (!ag->jar)
-        ag->jar = transport_default->jar_new(ag->req ? ag->req->x : NULL);
-    return ag->jar != NULL;
+    unsigned from = ag->kind;
+    struct req *own = ag->req;
+    if (!ag->jars[from] && !(ag->jars[from] = transports[from]->jar_new(own ? own->xs[from] : NULL)))
+        return false;
+    struct buf lines = {0};
+    bool ok = transports[from]->jar_export(ag->jars[from], &lines) && buf_append(&lines, "", 1);
+    transports[to]->jar_clear(ag->jars[to]);
+    for (char *line = lines.data, *nl; ok && line && *line; line = nl + 1) {
+        if (!(nl = strchr(line, '\n')))
+            break;
+        *nl = '\0';
+        ok = transports[to]->jar_import(ag->jars[to], line);
+    }
+    buf_free(&lines);
+    ag->kind = (unsigned char)to;
+    return ok;
+}
+
+/* Transport k's jar for the agent, holding its cookies as they are now: made
+ * on first need (the cookies its own transfer of k had carried over), and
+ * given the agent's cookies when they were on the other transport. */
+static bool agent_jar(struct agent *ag, unsigned k)
+{
+    if (!ag->started) {
+        ag->kind = (unsigned char)k;
+        ag->started = true;
+    }
+    if (!ag->jars[k] && !(ag->jars[k] = transports[k]->jar_new(ag->req ? ag->req->xs[k] : NULL)))
+        return false;
+    return ag->kind == k || agent_move_cookies(ag, k);
 }
 
 void agent_free(struct tctx *ctx, struct agent *ag)
 {
-    if (ag->jar) {
+    for (unsigned k = 0; k < TRANSPORTS; k++) {
+        if (!ag->jars[k])
+            continue;
         /* every transfer leaves it first: a jar in use cannot be freed */
         for (struct req *r = ctx->all; r; r = r->next_all)
-            r->tp->jar_leave(r->x, ag->jar);
-        transport_default->jar_free(ag->jar);
+            if (r->xs[k])
+                transports[k]->jar_leave(r->xs[k], ag->jars[k]);
+        transports[k]->jar_free(ag->jars[k]);
     }
     *ag = (struct agent){0};
+}
+
+bool req_pick(struct req *r, struct treq *q, bool *ok)
+{
+    struct agent *ag = r->ag;
+    unsigned k = !r->ctx->http.engine_curl && h1_carries(q) ? TRANSPORT_LEAN : TRANSPORT_CURL;
+    bool switched = k != r->kind;
+    *ok = true;
+    if (switched) {
+        if (!r->xs[k] && !(r->xs[k] = transports[k]->xfer_new(r->ctx->loop, &req_calls, r, r->ctx->buffer_size)))
+            return *ok = false;
+        r->kind = (unsigned char)k;
+        r->tp = transports[k];
+        r->x = r->xs[k];
+        r->moved = r->dirty = true;
+    }
+    /* a batch's requests share the user's jar; its own request keeps its
+     * cookies in its transfer until a jar is needed */
+    bool shared = r != ag->req || ag->jars[k] || (ag->started && ag->kind != k);
+    if (shared && !agent_jar(ag, k))
+        *ok = false;
+    else if (!ag->started)
+        ag->kind = (unsigned char)k, ag->started = true;
+    q->jar = ag->jars[k];
+    return switched;
 }
 
 static struct req *pool_get(lua_State *L, struct tctx *ctx, struct agent *ag)
@@ -116,9 +187,7 @@ static struct req *pool_get(lua_State *L, struct tctx *ctx, struct agent *ag)
         ctx->pool = r->next_free;
     else if (!(r = req_new(ctx)))
         luaL_error(L, "out of memory (transfer)");
-    if (!agent_jar(ag))
-        luaL_error(L, "out of memory (cookie jar)");
-    r->q.jar = ag->jar;
+    r->ag = ag;
     return r;
 }
 
@@ -185,6 +254,10 @@ static enum terr add_cookie_header(struct req *r)
  * made from it when the script's cookies go in one header with the jar's. */
 static enum terr first_hop(struct req *r)
 {
+    bool ok;
+    req_pick(r, &r->q, &ok); /* after a redirect to another transport, q's again */
+    if (!ok)
+        return TERR_NOMEM;
     r->hops = 0;
     r->chain_us = 0;
     r->hop_cookies = r->cookie_own;
@@ -324,6 +397,10 @@ static enum terr redirect_to(struct req *r, const char *location, long status)
     }
     uint64_t left_us = (uint64_t)r->q.timeout_ms * 1000 - r->chain_us; /* > 0: wants_redirect */
     h->timeout_ms = (long)((left_us + 999) / 1000);
+    bool ok;
+    req_pick(r, h, &ok);
+    if (!ok)
+        return TERR_NOMEM;
     if (r->tp->set_url(r->x, h) != TERR_NONE)
         return TERR_BAD_URL;
     r->moved = r->dirty = true;
@@ -448,6 +525,7 @@ static void add_sample(struct req *r, long status, const char *err, struct sampl
     lv->failed += failed;
     hist_record(lv->duration, (uint64_t)sm->duration);
     metrics_add(m, M_HTTP_REQS, tag, 1);
+    metrics_add(m, r->kind == TRANSPORT_LEAN ? M_HTTP_REQS_LEAN : M_HTTP_REQS_CURL, tag, 1);
     metrics_add(m, M_HTTP_REQ_DURATION, tag, sm->duration);
     metrics_add(m, M_HTTP_REQ_WAITING, tag, sm->waiting);
     metrics_add(m, M_HTTP_REQ_CONNECTING, tag, sm->connecting);
@@ -577,11 +655,11 @@ static struct agent *caller_agent(lua_State *L, struct tctx *ctx, struct vu *vu,
 static void own_connections(lua_State *L, struct agent *ag, struct req *r)
 {
     bool h2 = r->q.version == THTTP_2 || (r->q.version == THTTP_DEFAULT && r->q.parts.tls);
-    if (ag->jar || !h2)
+    if (r->kind != TRANSPORT_CURL || ag->jars[TRANSPORT_CURL] || !h2)
         return;
-    if (!agent_jar(ag))
+    if (!agent_jar(ag, TRANSPORT_CURL))
         luaL_error(L, "out of memory (cookie jar)");
-    r->q.jar = ag->jar;
+    r->q.jar = ag->jars[TRANSPORT_CURL];
 }
 
 static int do_request(lua_State *L, const char *fn, const char *method, int url_idx, int opts_idx)
@@ -596,10 +674,10 @@ static int do_request(lua_State *L, const char *fn, const char *method, int url_
     own_connections(L, ag, r);
     r->vu = vu;
     r->batch = NULL;
-    if (r->cookie_own && !ag->jar) { /* the script's cookies go with the jar's: a jar to read */
-        if (!agent_jar(ag))
+    if (r->cookie_own && !ag->jars[r->kind]) { /* the script's cookies go with the jar's: a jar to read */
+        if (!agent_jar(ag, r->kind))
             return luaL_error(L, "http.%s: out of memory (cookie jar)", fn);
-        r->q.jar = ag->jar;
+        r->q.jar = ag->jars[r->kind];
     }
     enum terr e = launch(r, vu ? vu->shard : ctx->shards[0]);
     if (e != TERR_NONE)
@@ -756,13 +834,16 @@ static int l_batch(lua_State *L)
 
 /* ---------------- the user's cookie jar ---------------- */
 
-static struct tjar *caller_jar(lua_State *L, const char *fn)
+/* The jar holding the caller's cookies as they are now, and its transport. */
+static struct tjar *caller_jar(lua_State *L, const char *fn, const struct transport_ops **tp)
 {
     struct tctx *ctx = tctx_get(L);
     struct agent *ag = caller_agent(L, ctx, vu_current(L), fn);
-    if (!agent_jar(ag))
+    unsigned k = ag->started ? ag->kind : first_kind(ctx);
+    if (!agent_jar(ag, k))
         luaL_error(L, "http.%s: out of memory (cookie jar)", fn);
-    return ag->jar;
+    *tp = transports[k];
+    return ag->jars[k];
 }
 
 /* The http(s) URL at idx, split into u; raises naming it otherwise. */
@@ -797,9 +878,10 @@ static int l_cookies(lua_State *L)
 {
     struct turl u;
     const char *url = check_url(L, 1, "cookies", &u);
-    struct tjar *j = caller_jar(L, "cookies");
+    const struct transport_ops *tp;
+    struct tjar *j = caller_jar(L, "cookies", &tp);
     struct buf lines = {0};
-    bool ok = transport_default->jar_export(j, &lines);
+    bool ok = tp->jar_export(j, &lines);
     lua_pushlstring(L, lines.len ? lines.data : "", lines.len); /* Lua's from here: an error frees it */
     buf_free(&lines);
     size_t len;
@@ -880,10 +962,11 @@ static int l_set_cookie(lua_State *L)
         return luaL_error(L, "http.set_cookie: cookie name and value cannot hold NUL");
     if (!lua_isnoneornil(L, 4))
         read_cookie_attrs(L, 4, &c);
-    struct tjar *j = caller_jar(L, "set_cookie");
+    const struct transport_ops *tp;
+    struct tjar *j = caller_jar(L, "set_cookie", &tp);
     struct buf line = {0};
     const char *why = cookie_line(&line, url, &u, &c);
-    if (!why && !transport_default->jar_import(j, line.data))
+    if (!why && !tp->jar_import(j, line.data))
         why = "out of memory";
     buf_free(&line);
     if (why)
@@ -893,7 +976,9 @@ static int l_set_cookie(lua_State *L)
 
 static int l_clear_cookies(lua_State *L)
 {
-    transport_default->jar_clear(caller_jar(L, "clear_cookies"));
+    const struct transport_ops *tp;
+    struct tjar *j = caller_jar(L, "clear_cookies", &tp);
+    tp->jar_clear(j);
     return 0;
 }
 

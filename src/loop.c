@@ -28,6 +28,8 @@ struct loop {
     bool no_pwait2;
     uint64_t (*clock)(void *ud);    /* NULL: CLOCK_MONOTONIC; else a test's own clock */
     void *clock_ud;
+    char *scratch;                  /* loop_scratch's */
+    size_t scratch_len;
 };
 
 struct loop *loop_new(void)
@@ -57,10 +59,23 @@ void loop_free(struct loop *l)
         close(l->wakefd);
     free(l->watches);
     free(l->heap);
+    free(l->scratch);
     free(l);
 }
 
 uint64_t loop_now(const struct loop *l) { return l->now; }
+
+char *loop_scratch(struct loop *l, size_t len)
+{
+    if (l->scratch_len < len) {
+        char *b = realloc(l->scratch, len);
+        if (!b)
+            return NULL;
+        l->scratch = b;
+        l->scratch_len = len;
+    }
+    return l->scratch;
+}
 
 uint64_t loop_refresh_now(struct loop *l)
 {

@@ -30,6 +30,10 @@ void timer_start(struct loop *l, struct timer *t, uint64_t due_ns);
 void timer_stop(struct loop *l, struct timer *t);
 static inline bool timer_armed(const struct timer *t) { return t->heap_idx != 0; }
 
+/* A buffer of at least len bytes for what a callback reads and is done
+ * with before it returns: one per loop (thread), not one per socket. */
+char *loop_scratch(struct loop *l, size_t len);
+
 /* Time read at the last wake-up: cheap, good to ~a syscall. */
 uint64_t loop_now(const struct loop *l);
 uint64_t loop_refresh_now(struct loop *l);

@@ -54,6 +54,8 @@ static const struct { const char *name; enum metric_type t; enum metric_contains
     [M_HTTP_REQ_TLS] = {"http_req_tls_handshaking", METRIC_TREND, CONTAINS_TIME},
     [M_HTTP_REQ_FAILED] = {"http_req_failed", METRIC_RATE, CONTAINS_DEFAULT},
     [M_HTTP_BODY_TRUNCATED] = {"http_body_truncated", METRIC_COUNTER, CONTAINS_DEFAULT},
+    [M_HTTP_REQS_CURL] = {"http_reqs_curl", METRIC_COUNTER, CONTAINS_DEFAULT},
+    [M_HTTP_REQS_LEAN] = {"http_reqs_lean", METRIC_COUNTER, CONTAINS_DEFAULT},
     [M_DATA_SENT] = {"data_sent", METRIC_COUNTER, CONTAINS_DATA},
     [M_DATA_RECEIVED] = {"data_received", METRIC_COUNTER, CONTAINS_DATA},
     [M_ITERATIONS] = {"iterations", METRIC_COUNTER, CONTAINS_DEFAULT},

@@ -21,6 +21,8 @@ enum {
     M_HTTP_REQ_TLS,
     M_HTTP_REQ_FAILED,
     M_HTTP_BODY_TRUNCATED,
+    M_HTTP_REQS_CURL,           /* the requests libcurl carried (bookkeeping: the summary's engines line) */
+    M_HTTP_REQS_LEAN,           /* ... and the lean HTTP/1.1 transport */
     M_DATA_SENT,
     M_DATA_RECEIVED,
     M_ITERATIONS,

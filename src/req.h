@@ -43,6 +43,9 @@ struct req {
     struct tres res;
     const struct transport_ops *tp;
     struct txfer *x;                /* tp's transfer, reused request after request */
+    struct txfer *xs[TRANSPORTS];   /* one per transport, made on its first request */
+    unsigned char kind;             /* tp's index (TRANSPORT_CURL, TRANSPORT_LEAN) */
+    struct agent *ag;               /* whose request it is now */
     struct shard *shard;            /* where it last started (a retry goes there again) */
     struct tctx *ctx;
     struct req *next_all, *next_free;
@@ -103,6 +106,13 @@ void req_opts_judge(struct req *r);
 bool req_opts_expected(const struct req *r, long status);
 /* The tag-set key of the request's own tags (len 0: none). */
 const char *req_opts_tags(const struct req *r, size_t *len);
+
+/* Chooses the transport for q (r->q or its hop): the lean one when the run
+ * allows it and it carries q, libcurl otherwise; q takes the agent's jar
+ * of that transport (the cookies brought over when the user switched).
+ * True when r changed transports: its transfer needs q's URL and the rest
+ * again (r->moved, r->dirty). Raises nothing; false in *ok when out of memory. */
+bool req_pick(struct req *r, struct treq *q, bool *ok);
 
 /* Pushes a tide.response holding a copy of what r received. */
 void response_push(lua_State *L, struct req *r);

@@ -218,8 +218,5 @@ struct transport_ops {
     void (*jar_clear)(struct tjar *j);
 };
 
-/* The transport a request takes (for now libcurl's for every request; defined
- * with it in curl_transport.c). */
-extern const struct transport_ops *const transport_default;
 
 #endif
