@@ -61,7 +61,10 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
         keep = room;
         x->res->truncated = true;
     }
-    return (keep == 0 || buf_append(b, p, keep)) ? len : 0;
+    if (keep == 0 || buf_append(b, p, keep))
+        return len;
+    x->fail = TERR_NOMEM;
+    return 0;
 }
 
 /* Parses the status code of a status line ("HTTP/1.1 200 OK"); -1 if none. */
@@ -95,7 +98,10 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
         x->fail = TERR_HEAD_TOO_LARGE;
         return 0;
     }
-    return buf_append(head, p, len) ? len : 0;
+    if (buf_append(head, p, len))
+        return len;
+    x->fail = TERR_NOMEM;
+    return 0;
 }
 
 /* Called as each request goes out, on a new or a reused connection. libcurl
@@ -150,7 +156,9 @@ static enum terr error_of(CURLcode rc, long os_errno)
     case CURLE_SSL_CERTPROBLEM:
     case CURLE_SSL_CACERT_BADFILE:
         return TERR_TLS;
-    case CURLE_WRITE_ERROR:
+    /* a write error tide's callback did not cause (x->fail): libcurl's
+     * decoder refused bytes past the end of a compressed stream */
+    case CURLE_WRITE_ERROR: return TERR_MALFORMED;
     case CURLE_OUT_OF_MEMORY: return TERR_NOMEM;
     default: return TERR_OTHER;
     }
