@@ -72,7 +72,7 @@ static char *encode_job(const struct coord_plan *p, unsigned i, double start_at,
     lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
     lua_getfield(L, -1, "cjson");
     lua_getfield(L, -1, "encode");
-    lua_createtable(L, 0, 9);
+    lua_createtable(L, 0, 10);
     lua_pushlstring(L, p->source->text, p->source->len);
     lua_setfield(L, -2, "source");
     lua_pushstring(L, p->path);
@@ -110,6 +110,13 @@ static char *encode_job(const struct coord_plan *p, unsigned i, double start_at,
         lua_rawseti(L, -2, k + 1);
     }
     lua_setfield(L, -2, "options");
+    /* ssh does not carry the environment: the engine chosen here by
+     * TIDE_HTTP_ENGINE travels in the job (flag and option travel as such) */
+    const char *engine = getenv(ENGINE_ENV);
+    if (engine && *engine) {
+        lua_pushstring(L, engine);
+        lua_setfield(L, -2, "http_engine_env");
+    }
     char *job = NULL;
     if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
         const char *s = lua_tolstring(L, -1, len);

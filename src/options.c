@@ -68,7 +68,26 @@ static const struct key {
 
 static const char *const global_keys[] = {"threads", "target", "max_body", "lua_memory", "max_names",
                                           "thresholds", "scenarios", "tags",
-                                          "compression", "insecure", "ca", "cert", "key", "expect", NULL};
+                                          "compression", "insecure", "ca", "cert", "key", "expect", "http_engine",
+                                          NULL};
+
+/* "auto" or "curl" into *curl; false for anything else. */
+static bool parse_engine(const char *v, bool *curl)
+{
+    if (strcmp(v, "auto") == 0 || strcmp(v, "curl") == 0)
+        return *curl = v[0] == 'c', true;
+    return false;
+}
+
+/* TIDE_HTTP_ENGINE, the weakest of the three ways to choose the engine: the
+ * scenario's options and the command line are applied over it. Empty counts
+ * as unset; a bad value is left for options_finish to name. */
+static void engine_from_env(struct http_defaults *h)
+{
+    const char *v = getenv(ENGINE_ENV);
+    if (v && *v)
+        parse_engine(v, &h->engine_curl);
+}
 
 static void scen_init(struct scen *s, const char *name)
 {
@@ -92,6 +111,7 @@ void options_init(struct options *o)
     o->max_body = DEFAULT_MAX_BODY;
     o->lua_memory = DEFAULT_LUA_MEMORY;
     o->max_names = DEFAULT_MAX_NAMES;
+    engine_from_env(&o->http);
 }
 
 const char *executor_name(enum executor e)
@@ -311,7 +331,7 @@ static bool unknown_key(char *err, const char *prefix, const char *key)
                 "graceful_stop, start_vus, stages, graceful_ramp_down, rate, start_rate, time_unit, "
                 "pre_allocated_vus, max_vus, start_time, exec, tags, threads, target, max_body, "
                 "lua_memory, max_names, thresholds, scenarios, compression, insecure, ca, cert, key, "
-                "expect, env (in scenarios.NAME))", NULL);
+                "expect, http_engine, env (in scenarios.NAME))", NULL);
 }
 
 /* ---------------- tide.http's defaults: compression, TLS, expect ---------------- */
@@ -347,8 +367,8 @@ static bool set_http_path(char *dst, const char *prefix, const char *key, const 
     return true;
 }
 
-/* compression, insecure, ca, cert, key from the command line (or a Lua
- * value turned into text); false when key is none of them. */
+/* compression, insecure, ca, cert, key, http_engine from the command line
+ * (or a Lua value turned into text); false when key is none of them. */
 static bool set_http_key(struct options *o, const char *prefix, const char *key, const char *v, char *err,
                          bool *known)
 {
@@ -364,6 +384,8 @@ static bool set_http_key(struct options *o, const char *prefix, const char *key,
             h->insecure = b;
         return true;
     }
+    if (same_key(key, "http_engine"))
+        return parse_engine(v, &h->engine_curl) ? true : fail(err, prefix, key, "must be auto or curl", v);
     char *path = same_key(key, "ca") ? h->ca : same_key(key, "cert") ? h->cert
                : same_key(key, "key") ? h->key : NULL;
     if (path)
@@ -397,6 +419,19 @@ static bool read_expect(lua_State *L, int idx, struct http_defaults *h, char *er
                             "like { 200, 404 }", NULL);
 }
 
+/* options.http_engine = "auto" | "curl": over TIDE_HTTP_ENGINE, under --http-engine. */
+static bool read_engine(lua_State *L, int idx, struct options *o, char *err)
+{
+    int t = lua_getfield(L, idx, "http_engine");
+    bool known, ok = t == LUA_TNIL;
+    if (t == LUA_TSTRING)
+        ok = set_http_key(o, "options.", "http_engine", lua_tostring(L, -1), err, &known);
+    else if (!ok)
+        fail(err, "options.", "http_engine", "expected \"auto\" or \"curl\"", NULL);
+    lua_settop(L, idx);
+    return ok;
+}
+
 static bool read_http(lua_State *L, int idx, struct options *o, char *err)
 {
     static const char *const names[] = {"compression", "insecure", "ca", "cert", "key", NULL};
@@ -413,7 +448,7 @@ static bool read_http(lua_State *L, int idx, struct options *o, char *err)
         if (!ok)
             return false;
     }
-    return read_expect(L, idx, &o->http, err);
+    return read_expect(L, idx, &o->http, err) && read_engine(L, idx, o, err);
 }
 
 /* ---------------- max_names: request names with a series of their own ---------------- */
@@ -920,6 +955,10 @@ long long options_total_vus(const struct options *o)
 
 bool options_finish(struct options *o, unsigned cores, char *err)
 {
+    const char *engine = getenv(ENGINE_ENV);
+    bool curl;
+    if (engine && *engine && !parse_engine(engine, &curl))
+        return fail(err, "", ENGINE_ENV, "must be auto or curl", engine);
     for (int i = 0; i < o->nscen; i++) {
         char prefix[128] = "options.";
         if (o->named)

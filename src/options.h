@@ -56,13 +56,16 @@ struct options {
     size_t max_body;
     size_t lua_memory;          /* bytes each Lua state may allocate */
     size_t max_names;           /* distinct request names with a series of their own */
-    struct http_defaults http;  /* compression, insecure, ca, cert, key, expect */
+    struct http_defaults http;  /* compression, insecure, ca, cert, key, expect, http_engine */
     char target[2048];
 };
 
 /* What a response body may keep when nothing says otherwise. */
 #define DEFAULT_MAX_BODY (64ull << 20)
 #define OPTIONS_ERR 512
+/* The environment variable that picks tide.http's engine ("auto" or "curl")
+ * when neither options.http_engine nor --http-engine does. */
+#define ENGINE_ENV "TIDE_HTTP_ENGINE"
 
 void options_init(struct options *o);
 /* The scenario's `options` table at idx. Returns false with "options.KEY: ..." in err. */

@@ -275,7 +275,14 @@ static int open_state(struct repl *r)
     struct options *defaults = xcalloc(1, sizeof *defaults);
     options_init(defaults);
     r->ctx.mem_limit = defaults->lua_memory; /* as for setup in `tide run` */
+    r->ctx.http.engine_curl = defaults->http.engine_curl; /* TIDE_HTTP_ENGINE, for the prompt's own requests */
+    char err[OPTIONS_ERR];
+    bool ok = options_finish(defaults, 1, err);
     free(defaults);
+    if (!ok) {
+        fprintf(stderr, "tide repl: %s\n", err);
+        return EXIT_USAGE;
+    }
     int rc;
     if (!(r->life = life_open(r->L, &r->ctx, &r->cli, r->sig, &rc)))
         return rc;

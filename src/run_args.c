@@ -55,6 +55,10 @@ void run_usage(enum run_mode mode)
            "  --no-compression     send no Accept-Encoding, keep bodies as received\n"
            "  --insecure           accept any TLS certificate (self-signed staging servers)\n"
            "  --ca FILE            trust the CA certificates in FILE (PEM) for https://\n"
+           "  --http-engine auto|curl\n"
+           "                       auto (default): plain HTTP/1.1 requests take tide's lean\n"
+           "                       transport, the rest libcurl; curl: libcurl for all\n"
+           "                       (over options.http_engine, itself over $TIDE_HTTP_ENGINE)\n"
            "  --out json=FILE      write the results (k6 summary shape + histograms + points)\n"
            "  --out csv=FILE       one row per metric and aggregate per second\n"
            "  --out html=FILE      a self-contained HTML report with charts\n"
@@ -164,7 +168,7 @@ static const char *option_value(int argc, char **argv, int *i, char *key, size_t
 
 static const char *const run_flags[] = {"vus", "duration", "iterations", "executor", "threads",
                                         "target", "graceful-stop", "max-body", "lua-memory", "max-names",
-                                        "progress", "ca",
+                                        "progress", "ca", "http-engine",
                                         "run-id", "segment", "start-at", "data", "out-data", "workers", "via", NULL};
 /* Flags of `tide run` itself, not scenario options. */
 static bool run_own_flag(const char *key)
@@ -294,7 +298,7 @@ static int parse_flag(struct run_args *a, int argc, char **argv, int *i)
     if (!known)
         return run_usage_error("unknown option '%s' (valid: --vus --duration --iterations --executor "
                            "--graceful-stop --threads --target --env --max-body --lua-memory --max-names --out "
-                           "--progress --no-compression --insecure --ca "
+                           "--progress --no-compression --insecure --ca --http-engine "
                            "--run-id --segment --start-at --data --out-data --workers --via --ssh-copy --quiet)", flag);
     if (!v)
         return run_usage_error("--%s needs a value", key);

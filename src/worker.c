@@ -181,6 +181,13 @@ static bool job_to_args(lua_State *L, int job, const char *dir, struct job_args 
     }
     add_env(L, job, a);
     add_overrides(L, job, a, flags, MAX_OVERRIDES);
+    /* the coordinator's TIDE_HTTP_ENGINE over this host's: this process
+     * runs only this job, and the run reads it as the coordinator did */
+    const char *engine = str_field(L, job, "http_engine_env");
+    if (engine && setenv(ENGINE_ENV, engine, 1) != 0) {
+        fprintf(stderr, "tide worker: cannot set %s: %s\n", ENGINE_ENV, strerror(errno));
+        return false;
+    }
     return true;
 }
 

@@ -126,6 +126,38 @@ def refused_url():
     return f"http://{servers.LOOPBACK}:{servers.free_port()}"
 
 
+# ------------------------------------------------------- the two HTTP engines
+
+# The modules that test tide.http: each of their tests runs once per engine
+# (issue 15), "auto" (the lean HTTP/1.1 transport where it can, libcurl for
+# the rest) and "curl" (libcurl for all), chosen by TIDE_HTTP_ENGINE in the
+# environment every tide the test starts inherits. Test ids end in
+# engine-auto / engine-curl.
+ENGINE_MODULES = frozenset({
+    "test_http.py", "test_http_exact.py", "test_redirects.py", "test_cookies.py", "test_compression.py",
+    "test_auth.py", "test_files.py", "test_transport.py", "test_faults_http.py", "test_request_tags.py",
+    "test_failures.py", "test_tls.py", "test_http2.py",
+})
+HTTP_ENGINES = ("auto", "curl")
+
+
+def pytest_generate_tests(metafunc):
+    if Path(metafunc.module.__file__).name in ENGINE_MODULES and "http_engine" in metafunc.fixturenames:
+        metafunc.parametrize("http_engine", HTTP_ENGINES, indirect=True,
+                             ids=[f"engine-{e}" for e in HTTP_ENGINES])
+
+
+@pytest.fixture(autouse=True)
+def http_engine(request, monkeypatch):
+    """The engine this test's tide runs use: "auto" or "curl" in ENGINE_MODULES
+    (set as TIDE_HTTP_ENGINE for the test), None elsewhere (the environment
+    as it is)."""
+    engine = getattr(request, "param", None)
+    if engine:
+        monkeypatch.setenv("TIDE_HTTP_ENGINE", engine)
+    return engine
+
+
 # --------------------------------------------------------------------- tide
 
 

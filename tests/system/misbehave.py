@@ -22,6 +22,20 @@ Modes:
     garbage             answers with bytes that are not HTTP, then closes
     huge-headers        a 200 with 1 MB of headers (16 KB lines)
     huge-header-line    a 200 with one 1 MB header line
+    chunked-trailers    a chunked 200 with chunk extensions and trailers (keep-alive)
+    split  piece=N      a keep-alive 200 sent N bytes per packet (1 ms apart)
+    continue-ok         "100 Continue", then the real 200 (keep-alive)
+    http10              "HTTP/1.0 200" with no Content-Length: the body runs
+                        until the server closes
+    short-length        promises Content-Length 5, sends 10 bytes, keeps the
+                        connection open
+    no-body  code=S     a response that has no body (204, 304, or any status
+                        to a HEAD) with 5 stray bytes after its head (keep-alive)
+    close-each          every answer says Connection: close, then closes
+    close-after  n=N    answers N requests per connection; reads the next
+                        and closes (FIN) without answering
+    idle-close  n=N     answers N requests per connection, closes right after
+                        the Nth answer (no Connection: close)
 
 stats() -> {"read": requests read, "reset": connections reset after
 reading a request, "connections": accepted, "methods": {method: count}}.
@@ -37,6 +51,19 @@ from servers import _SocketServer
 MAX_HEAD = 1 << 20
 MAX_BODY = 16 << 20
 STALL_LIMIT_S = 120
+
+
+BODY = b"the body of a misbehaving server\n"
+CHUNKED_TRAILERS = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n"
+                    b"Trailer: X-Checksum\r\n\r\n"
+                    b"5;name=value\r\nhello\r\n"
+                    b"6;quoted=\"a;b\";flag\r\n world\r\n"
+                    b"1A\r\n" + b"z" * 26 + b"\r\n"
+                    b"0;last\r\nX-Checksum: abc123\r\nX-Trailer-Two: 2\r\n\r\n")
+SPLIT_RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-One: 1\r\nX-Two: two\r\n"
+                  b"X-Two: again\r\nContent-Length: " + str(len(BODY)).encode() + b"\r\n\r\n" + BODY)
+KEEP_ALIVE_MODES = ("chunked-trailers", "split", "continue-ok", "short-length", "no-body", "close-after",
+                    "idle-close")
 
 
 class MisbehavingServer(_SocketServer):
@@ -122,7 +149,7 @@ class MisbehavingServer(_SocketServer):
                 return
             method, nth = got
             on_conn += 1
-            if not self._respond(conn, on_conn, nth):
+            if not self._respond(conn, on_conn, nth, method):
                 return
 
     def _should_reset(self, on_conn, nth):
@@ -135,7 +162,7 @@ class MisbehavingServer(_SocketServer):
             return nth % every == 0
         return False
 
-    def _respond(self, conn, on_conn, nth):
+    def _respond(self, conn, on_conn, nth, method="GET"):
         """Misbehaves for one request; False when the connection is done."""
         mode = self.mode
         if mode in ("ok", "reset-second", "reset-nth", "reset-pct"):
@@ -144,7 +171,13 @@ class MisbehavingServer(_SocketServer):
                 return False
             self._answer(conn)
             return True
-        if mode == "cut-headers":
+        if mode in KEEP_ALIVE_MODES:
+            return self._keep_alive_answer(conn, on_conn, method)
+        if mode == "close-each":
+            self._answer(conn, body=BODY, extra=b"Connection: close\r\n")
+        elif mode == "http10":
+            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n" + BODY * 50)
+        elif mode == "cut-headers":
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Ty")
         elif mode == "cut-body":
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
@@ -169,6 +202,44 @@ class MisbehavingServer(_SocketServer):
         conn.shutdown(socket.SHUT_WR)
         self._stall(0.5)
         return False
+
+    def _keep_alive_answer(self, conn, on_conn, method):
+        """The modes whose answers leave the connection open (or close it on
+        their own terms); False when the connection is done."""
+        mode = self.mode
+        if mode == "chunked-trailers":
+            conn.sendall(CHUNKED_TRAILERS)
+        elif mode == "split":
+            self._send_split(conn, SPLIT_RESPONSE, int(self.params.get("piece", 1)))
+        elif mode == "continue-ok":
+            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self._stall(0.05)
+            self._answer(conn, body=BODY)
+        elif mode == "short-length":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n0123456789")
+        elif mode == "no-body":
+            status = int(self.params.get("code", 204))
+            head = b"HTTP/1.1 %d Whatever\r\n" % (200 if method == "HEAD" else status)
+            if status != 204 or method == "HEAD":
+                head += b"Content-Length: 5\r\n"
+            conn.sendall(head + b"X-Kind: no-body\r\n\r\nSTRAY")
+        elif mode in ("close-after", "idle-close"):
+            n = int(self.params.get("n", 1))
+            if mode == "close-after" and on_conn > n:
+                conn.close()  # a FIN after reading the request, no answer
+                return False
+            self._answer(conn, body=BODY)
+            if mode == "idle-close" and on_conn >= n:
+                conn.close()
+                return False
+        return True
+
+    def _send_split(self, conn, data, piece):
+        for i in range(0, len(data), piece):
+            if self.stopping.is_set():
+                return
+            conn.sendall(data[i:i + piece])
+            self._stall(0.001)
 
     def _drip(self, conn, data):
         for i in range(len(data)):
