@@ -232,8 +232,8 @@ static bool make_cookie(const struct draft *d, struct cookie *c)
     char *m = malloc(d->domain.n + d->path.n + spath.n + d->name.n + d->value.n + 5);
     if (!m)
         return false;
-    *c = (struct cookie){.mem = m, .expires = d->expires, .bucket = bucket(d->domain, is_ip(d->domain)), .tailmatch = d->tailmatch,
-                         .secure = d->secure, .httponly = d->httponly};
+    *c = (struct cookie){.mem = m, .expires = d->expires, .bucket = bucket(d->domain, is_ip(d->domain)),
+                         .tailmatch = d->tailmatch, .secure = d->secure, .httponly = d->httponly};
     m = put(m, d->domain, &c->domain);
     m = put(m, d->path, &c->path);
     m = put(m, spath, &c->spath);
