@@ -31,6 +31,7 @@ struct cookie {
     struct span name, value;
     int64_t expires;            /* Unix time; 0: the session's */
     uint64_t created;           /* kept when a cookie is replaced */
+    unsigned char bucket;       /* libcurl's hash of the domain */
     bool tailmatch, secure, httponly;
 };
 
@@ -116,6 +117,30 @@ static bool tailmatch(struct span domain, struct span host)
     if (host.n < domain.n || strncasecmp(domain.p, host.p + host.n - domain.n, domain.n) != 0)
         return false;
     return host.n == domain.n || host.p[host.n - domain.n - 1] == '.';
+}
+
+/* The bucket of libcurl's cookie hash table a domain's cookies are in: a
+ * hash of its last two labels (bucket 0 for an address). libcurl looks
+ * for a request's cookies in its host's bucket alone, so a cookie for a
+ * one-label domain ("localhost") does not go to its subdomains. */
+static unsigned char bucket(struct span domain, bool ip)
+{
+    if (ip)
+        return 0;
+    const char *p = domain.p, *last = memrchr(p, '.', domain.n);
+    size_t n = domain.n;
+    const char *first = last ? memrchr(p, '.', (size_t)(last - p)) : NULL;
+    if (first) {
+        n -= (size_t)(first + 1 - p);
+        p = first + 1;
+    }
+    size_t h = 5381;
+    for (size_t i = 0; i < n; i++) {
+        char up = p[i] >= 'a' && p[i] <= 'z' ? (char)(p[i] - 'a' + 'A') : p[i];
+        h += h << 5;
+        h ^= (size_t)up; /* a byte over 0x7f widens as libcurl's does */
+    }
+    return (unsigned char)(h % 256);
 }
 
 /* Where libcurl sends and takes secure cookies. */
@@ -207,8 +232,8 @@ static bool make_cookie(const struct draft *d, struct cookie *c)
     char *m = malloc(d->domain.n + d->path.n + spath.n + d->name.n + d->value.n + 5);
     if (!m)
         return false;
-    *c = (struct cookie){.mem = m, .expires = d->expires, .tailmatch = d->tailmatch, .secure = d->secure,
-                         .httponly = d->httponly};
+    *c = (struct cookie){.mem = m, .expires = d->expires, .bucket = bucket(d->domain, is_ip(d->domain)),
+                         .tailmatch = d->tailmatch, .secure = d->secure, .httponly = d->httponly};
     m = put(m, d->domain, &c->domain);
     m = put(m, d->path, &c->path);
     m = put(m, spath, &c->spath);
@@ -454,13 +479,17 @@ static struct span default_path(const char *url, const struct turl *u)
     return p;
 }
 
-/* libpsl's psl_is_cookie_domain_acceptable with only its "*" rule: a
- * Domain must be the host, or longer than the host's last label. */
+/* libpsl's psl_is_cookie_domain_acceptable with only its "*" rule, on
+ * lower-cased names of under 256 bytes as Debian's libcurl 7.88 asks it
+ * (the fix of CVE-2023-46218): a Domain must be the host, or longer than
+ * the host's last label. */
 static bool suffix_allows(struct span host, struct span domain)
 {
-    if (host.n == domain.n && memcmp(host.p, domain.p, host.n) == 0)
+    if (host.n >= 256 || domain.n >= 256)
+        return false;
+    if (span_ieq(host, domain))
         return true;
-    if (domain.n >= host.n || memcmp(host.p + host.n - domain.n, domain.p, domain.n) != 0 ||
+    if (domain.n >= host.n || strncasecmp(host.p + host.n - domain.n, domain.p, domain.n) != 0 ||
         host.p[host.n - domain.n - 1] != '.')
         return false;
     size_t last = 0;
@@ -514,15 +543,16 @@ static bool pathmatch(struct span spath, struct span req)
     return req.n == spath.n || req.p[spath.n] == '/';
 }
 
-static bool goes_to(const struct cookie *c, struct span host, bool host_ip, bool secure, struct span path)
+static bool goes_to(const struct cookie *c, struct span host, bool host_ip, bool secure, struct span path,
+                    unsigned char host_bucket)
 {
-    if (c->secure && !secure)
+    if (c->bucket != host_bucket || (c->secure && !secure))
         return false;
     bool domain_ok = c->tailmatch && !host_ip ? tailmatch(c->domain, host) : span_ieq(host, c->domain);
     return domain_ok && pathmatch(c->spath, path);
 }
 
-/* libcurl's cookie_sort: whether a goes before b. */
+/* libcurl's cookie_sort: whether a goes before b (the newer of equals). */
 static bool sends_before(const struct cookie *a, const struct cookie *b)
 {
     if (a->path.n != b->path.n)
@@ -531,7 +561,7 @@ static bool sends_before(const struct cookie *a, const struct cookie *b)
         return a->domain.n > b->domain.n;
     if (a->name.n != b->name.n)
         return a->name.n > b->name.n;
-    return a->created < b->created;
+    return a->created > b->created;
 }
 
 bool cjar_header(struct cjar *j, struct buf *out, const char *url, const struct turl *u, int64_t now)
@@ -541,11 +571,12 @@ bool cjar_header(struct cjar *j, struct buf *out, const char *url, const struct 
     remove_expired(j, now);
     struct span host = {url + u->host, u->host_len}, path = request_path(url, u);
     bool host_ip = is_ip(host), secure = secure_context(host, u);
+    unsigned char host_bucket = bucket(host, host_ip);
     const struct cookie *pick[SEND_MAX];
     size_t n = 0;
     for (size_t i = 0; i < j->n && n < SEND_MAX; i++) {
         const struct cookie *c = &j->c[i];
-        if (!goes_to(c, host, host_ip, secure, path))
+        if (!goes_to(c, host, host_ip, secure, path, host_bucket))
             continue;
         size_t k = n++;
         for (; k > 0 && sends_before(c, pick[k - 1]); k--)
@@ -616,13 +647,29 @@ static bool span_eq(struct span a, const char *word)
     return a.n == strlen(word) && memcmp(a.p, word, a.n) == 0;
 }
 
+/* libcurl writes an empty path for "Path=" and reads such a line back as
+ * one without a path ("/"). Kept empty here, so that libcurl's jar comes
+ * over as it is; it matches as "/" does. Where the path field starts, when
+ * it is empty and the two before it are not. */
+static const char *empty_path(const char *p, const char *end)
+{
+    const char *t1 = memchr(p, '\t', (size_t)(end - p));
+    const char *t2 = t1 ? memchr(t1 + 1, '\t', (size_t)(end - t1 - 1)) : NULL;
+    return t1 && t1 > p && t2 && t2 > t1 + 1 && t2 + 1 < end && t2[1] == '\t' ? t2 + 1 : NULL;
+}
+
 /* The fields of a line as libcurl's Curl_cookie_add reads them: a path
  * field that reads TRUE or FALSE is the secure flag of a line without one. */
 static bool read_line(const char *p, const char *end, struct draft *d)
 {
     struct span f;
     int fields = 0;
+    const char *no_path = empty_path(p, end);
     for (; next_field(&p, end, &f); fields++) {
+        if (fields == 2 && no_path && f.p > no_path) {
+            d->path = (struct span){no_path, 0};
+            fields++;
+        }
         switch (fields) {
         case 0:
             if (f.n && f.p[0] == '.')

@@ -25,6 +25,9 @@
  *   trailing '/';
  * - at most 150 cookies go in one request, and none that would take the
  *   request head past 8190 bytes (out's length counts as the head so far);
+ * - a cookie for a one-label domain ("localhost", Domain=internal) goes to
+ *   that host only, not its subdomains: libcurl looks for a host's cookies
+ *   in the bucket of its last two labels;
  * - no limit on cookies per domain or per jar (7.88 had none).
  * The caller caps Set-Cookie headers per response (CJAR_MAX_SET). */
 #include <stdbool.h>
@@ -55,8 +58,10 @@ bool cjar_store_counted(struct cjar *j, const char *value, size_t len, const cha
 
 /* Appends to out the value of the Cookie header for a request to url
  * ("a=1; b=2"), nothing when no cookie goes: longer paths first, then longer
- * domains, longer names, older cookies (libcurl's order). Drops expired
- * cookies. False: out of memory. */
+ * domains, longer names, newer cookies (libcurl's order). Drops expired
+ * cookies. out->len counts as the request head before the cookies (libcurl's
+ * 8190-byte cap): build into the request buffer after "Cookie: " and take
+ * the header back out when nothing was appended. False: out of memory. */
 bool cjar_header(struct cjar *j, struct buf *out, const char *url, const struct turl *u, int64_t now);
 
 /* No cookie at all: a request needs no Cookie header. */
