@@ -37,7 +37,7 @@ struct stage {
     BrotliDecoderState *br;
     ZSTD_DStream *zs;
     char *buf;                      /* this stage's output when another stage follows */
-    unsigned char stash[STASH];     /* deflate input so far, while Z_HEAD */
+    unsigned char stash[STASH];     /* deflate input before this read, while Z_HEAD */
 };
 
 struct decoder {
@@ -232,8 +232,9 @@ static enum dec_status zlib_after_end(struct stage *s, size_t len)
 static enum dec_status zlib_feed(struct decoder *d, unsigned i, const char *in, size_t len);
 
 /* Some servers send "deflate" without the zlib wrapper: libcurl retries a
- * body that fails before any output as raw deflate. */
-static enum dec_status zlib_go_raw(struct decoder *d, unsigned i)
+ * body that fails before any output as raw deflate. The earlier reads of
+ * it are in the stash, this one is in. */
+static enum dec_status zlib_go_raw(struct decoder *d, unsigned i, const char *in, size_t len)
 {
     struct stage *s = &d->stage[i];
     enum dec_status st = zlib_start(s, -MAX_WBITS);
@@ -241,7 +242,8 @@ static enum dec_status zlib_go_raw(struct decoder *d, unsigned i)
         return st;
     s->zphase = Z_BODY;
     s->slack = RAW_SLACK;
-    return zlib_feed(d, i, (const char *)s->stash, s->stashed);
+    st = s->stashed ? zlib_feed(d, i, (const char *)s->stash, s->stashed) : DEC_OK;
+    return st == DEC_OK ? zlib_feed(d, i, in, len) : st;
 }
 
 static enum dec_status zlib_error(int rc)
@@ -249,18 +251,15 @@ static enum dec_status zlib_error(int rc)
     return rc == Z_MEM_ERROR ? DEC_NOMEM : DEC_BAD;
 }
 
+/* While a deflate body has given no output, its input is kept (up to
+ * STASH bytes) to start again as raw deflate if zlib rejects it. libcurl
+ * retries only within its first write; keeping a few bytes makes the retry
+ * independent of how the body was split into reads. */
 static enum dec_status zlib_feed(struct decoder *d, unsigned i, const char *in, size_t len)
 {
     struct stage *s = &d->stage[i];
     if (s->zphase == Z_DONE)
         return zlib_after_end(s, len);
-    if (s->zphase == Z_HEAD && s->stashed + len > STASH)
-        s->zphase = Z_BODY; /* too far in to start again */
-    bool may_go_raw = s->coding == C_DEFLATE && s->zphase == Z_HEAD;
-    if (may_go_raw) {
-        memcpy(s->stash + s->stashed, in, len);
-        s->stashed += len;
-    }
     z_stream *z = &s->z;
     z->next_in = (Bytef *)in;
     z->avail_in = (uInt)len;
@@ -273,10 +272,10 @@ static enum dec_status zlib_feed(struct decoder *d, unsigned i, const char *in, 
         z->avail_out = (uInt)room;
         int rc = inflate(z, Z_NO_FLUSH);
         size_t made = room - z->avail_out;
+        if (rc == Z_DATA_ERROR && s->coding == C_DEFLATE && s->zphase == Z_HEAD && made == 0)
+            return zlib_go_raw(d, i, in, len);
         if (made)
             s->zphase = Z_BODY;
-        if (rc == Z_DATA_ERROR && may_go_raw && s->zphase == Z_HEAD)
-            return zlib_go_raw(d, i);
         enum dec_status st = pass_on(d, i, to, made);
         if (st != DEC_OK)
             return st;
@@ -286,10 +285,19 @@ static enum dec_status zlib_feed(struct decoder *d, unsigned i, const char *in, 
             return zlib_after_end(s, z->avail_in);
         }
         if (rc == Z_BUF_ERROR || (rc == Z_OK && z->avail_in == 0 && z->avail_out != 0))
-            return DEC_OK; /* all taken, nothing held back */
+            break; /* all taken, nothing held back */
         if (rc != Z_OK)
             return zlib_error(rc);
     }
+    if (s->zphase == Z_HEAD && s->coding == C_DEFLATE) {
+        if (s->stashed + len > STASH) {
+            s->zphase = Z_BODY; /* too far in to start again */
+        } else {
+            memcpy(s->stash + s->stashed, in, len);
+            s->stashed += len;
+        }
+    }
+    return DEC_OK;
 }
 
 static enum dec_status zlib_setup(struct stage *s)
