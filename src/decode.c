@@ -5,6 +5,7 @@
 #include "decode.h"
 
 #include <brotli/decode.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <strings.h>
 #include <zlib.h>
@@ -15,6 +16,8 @@
 #define STASH 64    /* deflate input kept while a raw-deflate retry is possible */
 #define RAW_SLACK 4 /* stray bytes libcurl lets follow a raw deflate stream */
 #define ZLIB_PIECE ((size_t)1 << 30)
+#define BR_KEEP 16          /* freed brotli blocks kept for the next stream */
+#define BR_KEEP_MAX 65536   /* the largest kept: a small body's ring buffer fits */
 
 enum coding { C_IDENTITY, C_DEFLATE, C_GZIP, C_BR, C_ZSTD, C_UNKNOWN };
 
@@ -23,6 +26,18 @@ enum zphase {
     Z_HEAD,    /* no output yet: a deflate body may still turn out raw */
     Z_BODY,
     Z_DONE,    /* the stream ended; only raw deflate's slack may follow */
+};
+
+/* brotli 1.0 cannot reset a decoder, and its ~9 blocks are made again for
+ * every stream: they come back from here instead of malloc. */
+struct br_blocks {
+    unsigned n;
+    void *block[BR_KEEP];
+};
+
+union br_head { /* before each block: its size, keeping malloc's alignment */
+    size_t cap;
+    max_align_t align;
 };
 
 struct stage {
@@ -35,6 +50,7 @@ struct stage {
     size_t stashed;
     z_stream z;
     BrotliDecoderState *br;
+    struct br_blocks br_kept;
     ZSTD_DStream *zs;
     char *buf;                      /* this stage's output when another stage follows */
     unsigned char stash[STASH];     /* deflate input before this read, while Z_HEAD */
@@ -59,20 +75,36 @@ struct decoder *decoder_new(void)
     return calloc(1, sizeof(struct decoder));
 }
 
+static void br_release(struct stage *s);
+
+/* Gives back what the libraries hold; the next response makes it again. */
+static void release_stage(struct stage *s)
+{
+    if (s->z_ready)
+        inflateEnd(&s->z);
+    s->z_ready = false;
+    br_release(s);
+    ZSTD_freeDStream(s->zs);
+    s->zs = NULL;
+    free(s->buf);
+    s->buf = NULL;
+}
+
+void decoder_trim(struct decoder *d)
+{
+    for (unsigned i = 0; i < DECODE_MAX_CODINGS; i++)
+        release_stage(&d->stage[i]);
+    free(d->scratch);
+    d->scratch = NULL;
+    d->set_up = false; /* a response under way cannot go on */
+    d->failed = true;
+}
+
 void decoder_free(struct decoder *d)
 {
     if (!d)
         return;
-    for (unsigned i = 0; i < DECODE_MAX_CODINGS; i++) {
-        struct stage *s = &d->stage[i];
-        if (s->z_ready)
-            inflateEnd(&s->z);
-        if (s->br)
-            BrotliDecoderDestroyInstance(s->br);
-        ZSTD_freeDStream(s->zs);
-        free(s->buf);
-    }
-    free(d->scratch);
+    decoder_trim(d);
     free(d);
 }
 
@@ -353,12 +385,56 @@ static enum dec_status brotli_feed(struct decoder *d, unsigned i, const char *in
     }
 }
 
-/* brotli 1.0 has no reset: a new state per stream. */
+static void *br_alloc(void *opaque, size_t n)
+{
+    struct br_blocks *kept = opaque;
+    unsigned best = kept->n;
+    for (unsigned i = 0; i < kept->n; i++) {
+        size_t cap = ((union br_head *)kept->block[i])->cap;
+        bool fits = cap >= n && cap <= 2 * n + 64; /* no big block for a small need */
+        if (fits && (best == kept->n || cap < ((union br_head *)kept->block[best])->cap))
+            best = i;
+    }
+    union br_head *h;
+    if (best < kept->n) {
+        h = kept->block[best];
+        kept->block[best] = kept->block[--kept->n];
+    } else {
+        h = malloc(sizeof *h + n);
+        if (!h)
+            return NULL;
+        h->cap = n;
+    }
+    return h + 1;
+}
+
+static void br_free(void *opaque, void *p)
+{
+    struct br_blocks *kept = opaque;
+    if (!p)
+        return;
+    union br_head *h = (union br_head *)p - 1;
+    if (h->cap <= BR_KEEP_MAX && kept->n < BR_KEEP)
+        kept->block[kept->n++] = h;
+    else
+        free(h);
+}
+
+static void br_release(struct stage *s)
+{
+    if (s->br)
+        BrotliDecoderDestroyInstance(s->br);
+    s->br = NULL;
+    while (s->br_kept.n)
+        free(s->br_kept.block[--s->br_kept.n]);
+}
+
+/* brotli 1.0 has no reset: a new state per stream, from kept blocks. */
 static enum dec_status brotli_setup(struct stage *s)
 {
     if (s->br)
         BrotliDecoderDestroyInstance(s->br);
-    s->br = BrotliDecoderCreateInstance(NULL, NULL, NULL);
+    s->br = BrotliDecoderCreateInstance(br_alloc, br_free, &s->br_kept);
     return s->br ? DEC_OK : DEC_NOMEM;
 }
 
@@ -374,10 +450,12 @@ static enum dec_status zstd_feed(struct decoder *d, unsigned i, const char *in, 
         if (!to)
             return DEC_NOMEM;
         ZSTD_outBuffer dst = {to, room, 0};
+        size_t took = src.pos;
         size_t rc = ZSTD_decompressStream(s->zs, &dst, &src);
         if (ZSTD_isError(rc))
             return ZSTD_getErrorCode(rc) == ZSTD_error_memory_allocation ? DEC_NOMEM : DEC_BAD;
-        s->ended = rc == 0; /* at a frame's end, all of it out */
+        if (src.pos != took || dst.pos)
+            s->ended = rc == 0; /* at a frame's end, all of it out (a call with nothing to do asks for the next frame) */
         enum dec_status st = pass_on(d, i, to, dst.pos);
         if (st != DEC_OK)
             return st;

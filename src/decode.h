@@ -21,8 +21,8 @@
  *   member too) are rejected (zstd reads further frames).
  *
  * One decoder per transfer, made on the first response that needs one and
- * reused: a repeated coding allocates nothing for gzip, deflate and zstd
- * (brotli's own library allocates per stream). */
+ * reused: a repeated coding allocates nothing (but for brotli blocks over
+ * 64 KB: its ring buffer for a large body). */
 #include "buf.h"
 
 #include <stdbool.h>
@@ -58,6 +58,12 @@ struct decoder;
  * libraries' states and buffers are made when first needed. */
 struct decoder *decoder_new(void);
 void decoder_free(struct decoder *d);
+
+/* Gives back the memory the libraries hold between responses (zlib's
+ * state and window, ~40 KB; zstd's context and buffers, ~100 KB and up to
+ * the window; brotli's kept blocks), e.g. for a user that goes idle. The
+ * response under way, if any, cannot be fed further. */
+void decoder_trim(struct decoder *d);
 
 /* A new response: no codings yet. */
 void decoder_begin(struct decoder *d);

@@ -150,7 +150,7 @@ static bool decodes_to(const char *coding, const struct buf *body, size_t step, 
  * the decoding buffer; the names as servers spell them. */
 static void test_round_trips(void)
 {
-    static const size_t sizes[] = {1, 100, 70000, 300000};
+    static const size_t sizes[] = {1, 100, 65536, 70000, 300000}; /* 65536: ends as the output buffer fills */
     static const size_t steps[] = {0, 1, 7, 4096};
     for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
         struct buf t = text(sizes[k], (unsigned)k);
@@ -428,7 +428,8 @@ static void test_too_many(void)
 }
 
 /* One decoder for response after response: the coding changes, repeats,
- * and a response cut short or corrupt leaves nothing behind. */
+ * and a response cut short or corrupt leaves nothing behind; trimmed, it
+ * starts afresh. */
 static void test_reuse(void)
 {
     struct buf t = text(30000, 12), u = text(20000, 13);
@@ -456,6 +457,21 @@ static void test_reuse(void)
         CHECK(x.feed == DEC_BAD);
         buf_free(&x.body);
     }
+    /* trimmed: the libraries' memory given back, made again for the next response */
+    decoder_trim(d);
+    struct result x = run_on(d, "br", &b, 0, SIZE_MAX);
+    CHECK(x.feed == DEC_OK && x.end == DEC_OK && same(&x.body, &u));
+    buf_free(&x.body);
+    decoder_begin(d);
+    decoder_add(d, "gzip", 4, false);
+    bool dropped = false;
+    CHECK(decoder_feed(d, half.data, half.len, &x.body, SIZE_MAX, &dropped) == DEC_OK);
+    decoder_trim(d);
+    CHECK(decoder_feed(d, half.data, half.len, &x.body, SIZE_MAX, &dropped) == DEC_BAD);
+    buf_free(&x.body);
+    x = run_on(d, "gzip", &g, 1, SIZE_MAX);
+    CHECK(x.feed == DEC_OK && x.end == DEC_OK && same(&x.body, &t));
+    buf_free(&x.body);
     decoder_free(d);
     decoder_free(NULL);
     buf_free(&t), buf_free(&u), buf_free(&g), buf_free(&z), buf_free(&r), buf_free(&b), buf_free(&s);
