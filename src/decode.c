@@ -16,6 +16,7 @@
 #define STASH 64    /* deflate input kept while a raw-deflate retry is possible */
 #define RAW_SLACK 4 /* stray bytes libcurl lets follow a raw deflate stream */
 #define ZLIB_PIECE ((size_t)1 << 30)
+#define KEEP_MAX 262144     /* a zstd context larger than this is not kept */
 #define BR_KEEP 16          /* freed brotli blocks kept for the next stream */
 #define BR_KEEP_MAX 65536   /* the largest kept: a small body's ring buffer fits */
 
@@ -75,6 +76,7 @@ struct decoder *decoder_new(void)
     return calloc(1, sizeof(struct decoder));
 }
 
+static void br_end(struct stage *s);
 static void br_release(struct stage *s);
 
 /* Gives back what the libraries hold; the next response makes it again. */
@@ -378,6 +380,7 @@ static enum dec_status brotli_feed(struct decoder *d, unsigned i, const char *in
             return DEC_OK;
         case BROTLI_DECODER_RESULT_SUCCESS:
             s->ended = true;
+            br_end(s);
             return avail_in ? DEC_REJECTED : DEC_OK;
         default:
             return brotli_error(BrotliDecoderGetErrorCode(s->br));
@@ -420,11 +423,18 @@ static void br_free(void *opaque, void *p)
         free(h);
 }
 
-static void br_release(struct stage *s)
+/* A brotli state lives for one stream: its blocks go back to br_kept
+ * (a large ring buffer to the system). */
+static void br_end(struct stage *s)
 {
     if (s->br)
         BrotliDecoderDestroyInstance(s->br);
     s->br = NULL;
+}
+
+static void br_release(struct stage *s)
+{
+    br_end(s);
     while (s->br_kept.n)
         free(s->br_kept.block[--s->br_kept.n]);
 }
@@ -432,8 +442,7 @@ static void br_release(struct stage *s)
 /* brotli 1.0 has no reset: a new state per stream, from kept blocks. */
 static enum dec_status brotli_setup(struct stage *s)
 {
-    if (s->br)
-        BrotliDecoderDestroyInstance(s->br);
+    br_end(s);
     s->br = BrotliDecoderCreateInstance(br_alloc, br_free, &s->br_kept);
     return s->br ? DEC_OK : DEC_NOMEM;
 }
@@ -553,13 +562,27 @@ enum dec_status decoder_feed(struct decoder *d, const char *in, size_t len, stru
     return st;
 }
 
+/* What a large body made the libraries grow is not kept for the next
+ * response: thousands of users each holding a window's worth would cost
+ * far more memory than making it again costs time next to decoding it. */
+static void shrink(struct stage *s)
+{
+    br_end(s);
+    if (s->zs && ZSTD_sizeof_DStream(s->zs) > KEEP_MAX) {
+        ZSTD_freeDStream(s->zs);
+        s->zs = NULL;
+    }
+}
+
 enum dec_status decoder_end(struct decoder *d)
 {
+    enum dec_status st = DEC_OK;
     for (unsigned i = 0; i < d->nstages; i++) {
-        const struct stage *s = &d->stage[i];
+        struct stage *s = &d->stage[i];
         bool streams = s->coding != C_IDENTITY && s->coding != C_UNKNOWN;
         if (streams && s->fed && !s->ended)
-            return DEC_INCOMPLETE;
+            st = DEC_INCOMPLETE;
+        shrink(s);
     }
-    return DEC_OK;
+    return st;
 }

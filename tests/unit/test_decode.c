@@ -432,8 +432,9 @@ static void test_too_many(void)
  * starts afresh. */
 static void test_reuse(void)
 {
-    struct buf t = text(30000, 12), u = text(20000, 13);
+    struct buf t = text(30000, 12), u = text(20000, 13), big = text(1 << 20, 14);
     struct buf g = gzip_of(&t), z = zlib_of(&u), r = raw_of(&t), b = br_of(&u), s = zstd_of(&t);
+    struct buf bigs = zstd_of(&big), bigb = br_of(&big); /* their large buffers are not kept */
     struct buf half = {0};
     buf_append(&half, g.data, g.len / 2);
     struct decoder *d = decoder_new();
@@ -446,6 +447,7 @@ static void test_reuse(void)
             struct buf *in, *want;
         } seq[] = {{"gzip", &g, &t}, {"deflate", &z, &u}, {"deflate", &r, &t}, {"gzip", &g, &t},
                    {"br", &b, &u},   {"zstd", &s, &t},    {"br", &b, &u},      {"zstd", &s, &t},
+                   {"zstd", &bigs, &big}, {"zstd", &s, &t}, {"br", &bigb, &big}, {"br", &b, &u},
                    {"identity", &u, &u}};
         for (size_t i = 0; i < sizeof seq / sizeof seq[0]; i++) {
             x = run_on(d, seq[i].coding, seq[i].in, round == 1 ? 997 : 0, SIZE_MAX);
@@ -475,7 +477,7 @@ static void test_reuse(void)
     decoder_free(d);
     decoder_free(NULL);
     buf_free(&t), buf_free(&u), buf_free(&g), buf_free(&z), buf_free(&r), buf_free(&b), buf_free(&s);
-    buf_free(&half);
+    buf_free(&half), buf_free(&big), buf_free(&bigs), buf_free(&bigb);
 }
 
 /* What libcurl sends for compression on: the codings it was built with, in
