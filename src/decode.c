@@ -24,9 +24,9 @@ enum coding { C_IDENTITY, C_DEFLATE, C_GZIP, C_BR, C_ZSTD, C_UNKNOWN };
 
 /* zlib's progress on the stream of one stage. */
 enum zphase {
-    Z_HEAD,    /* no output yet: a deflate body may still turn out raw */
-    Z_BODY,
-    Z_DONE,    /* the stream ended; only raw deflate's slack may follow */
+    ZP_HEAD,    /* no output yet: a deflate body may still turn out raw */
+    ZP_BODY,
+    ZP_DONE,    /* the stream ended; only raw deflate's slack may follow */
 };
 
 /* brotli 1.0 cannot reset a decoder, and its ~9 blocks are made again for
@@ -54,7 +54,7 @@ struct stage {
     struct br_blocks br_kept;
     ZSTD_DStream *zs;
     char *buf;                      /* this stage's output when another stage follows */
-    unsigned char stash[STASH];     /* deflate input before this read, while Z_HEAD */
+    unsigned char stash[STASH];     /* deflate input before this read, while ZP_HEAD */
 };
 
 struct decoder {
@@ -274,7 +274,7 @@ static enum dec_status zlib_go_raw(struct decoder *d, unsigned i, const char *in
     enum dec_status st = zlib_start(s, -MAX_WBITS);
     if (st != DEC_OK)
         return st;
-    s->zphase = Z_BODY;
+    s->zphase = ZP_BODY;
     s->slack = RAW_SLACK;
     st = s->stashed ? zlib_feed(d, i, (const char *)s->stash, s->stashed) : DEC_OK;
     return st == DEC_OK ? zlib_feed(d, i, in, len) : st;
@@ -292,7 +292,7 @@ static enum dec_status zlib_error(int rc)
 static enum dec_status zlib_feed(struct decoder *d, unsigned i, const char *in, size_t len)
 {
     struct stage *s = &d->stage[i];
-    if (s->zphase == Z_DONE)
+    if (s->zphase == ZP_DONE)
         return zlib_after_end(s, len);
     z_stream *z = &s->z;
     z->next_in = (Bytef *)in;
@@ -306,15 +306,15 @@ static enum dec_status zlib_feed(struct decoder *d, unsigned i, const char *in, 
         z->avail_out = (uInt)room;
         int rc = inflate(z, Z_NO_FLUSH);
         size_t made = room - z->avail_out;
-        if (rc == Z_DATA_ERROR && s->coding == C_DEFLATE && s->zphase == Z_HEAD && made == 0)
+        if (rc == Z_DATA_ERROR && s->coding == C_DEFLATE && s->zphase == ZP_HEAD && made == 0)
             return zlib_go_raw(d, i, in, len);
         if (made)
-            s->zphase = Z_BODY;
+            s->zphase = ZP_BODY;
         enum dec_status st = pass_on(d, i, to, made);
         if (st != DEC_OK)
             return st;
         if (rc == Z_STREAM_END) {
-            s->zphase = Z_DONE;
+            s->zphase = ZP_DONE;
             s->ended = true;
             return zlib_after_end(s, z->avail_in);
         }
@@ -323,9 +323,9 @@ static enum dec_status zlib_feed(struct decoder *d, unsigned i, const char *in, 
         if (rc != Z_OK)
             return zlib_error(rc);
     }
-    if (s->zphase == Z_HEAD && s->coding == C_DEFLATE) {
+    if (s->zphase == ZP_HEAD && s->coding == C_DEFLATE) {
         if (s->stashed + len > STASH) {
-            s->zphase = Z_BODY; /* too far in to start again */
+            s->zphase = ZP_BODY; /* too far in to start again */
         } else {
             memcpy(s->stash + s->stashed, in, len);
             s->stashed += len;
@@ -336,7 +336,7 @@ static enum dec_status zlib_feed(struct decoder *d, unsigned i, const char *in, 
 
 static enum dec_status zlib_setup(struct stage *s)
 {
-    s->zphase = Z_HEAD;
+    s->zphase = ZP_HEAD;
     s->stashed = 0;
     s->slack = 0;
     return zlib_start(s, s->coding == C_GZIP ? MAX_WBITS + 32 : MAX_WBITS);
