@@ -5,6 +5,7 @@
 #include "decode.h"
 
 #include <brotli/decode.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <strings.h>
 #include <zlib.h>
@@ -15,14 +16,29 @@
 #define STASH 64    /* deflate input kept while a raw-deflate retry is possible */
 #define RAW_SLACK 4 /* stray bytes libcurl lets follow a raw deflate stream */
 #define ZLIB_PIECE ((size_t)1 << 30)
+#define KEEP_MAX 262144     /* a zstd context larger than this is not kept */
+#define BR_KEEP 16          /* freed brotli blocks kept for the next stream */
+#define BR_KEEP_MAX 65536   /* the largest kept: a small body's ring buffer fits */
 
 enum coding { C_IDENTITY, C_DEFLATE, C_GZIP, C_BR, C_ZSTD, C_UNKNOWN };
 
 /* zlib's progress on the stream of one stage. */
 enum zphase {
-    Z_HEAD,    /* no output yet: a deflate body may still turn out raw */
-    Z_BODY,
-    Z_DONE,    /* the stream ended; only raw deflate's slack may follow */
+    ZP_HEAD,    /* no output yet: a deflate body may still turn out raw */
+    ZP_BODY,
+    ZP_DONE,    /* the stream ended; only raw deflate's slack may follow */
+};
+
+/* brotli 1.0 cannot reset a decoder, and its ~9 blocks are made again for
+ * every stream: they come back from here instead of malloc. */
+struct br_blocks {
+    unsigned n;
+    void *block[BR_KEEP];
+};
+
+union br_head { /* before each block: its size, keeping malloc's alignment */
+    size_t cap;
+    max_align_t align;
 };
 
 struct stage {
@@ -35,9 +51,10 @@ struct stage {
     size_t stashed;
     z_stream z;
     BrotliDecoderState *br;
+    struct br_blocks br_kept;
     ZSTD_DStream *zs;
     char *buf;                      /* this stage's output when another stage follows */
-    unsigned char stash[STASH];     /* deflate input so far, while Z_HEAD */
+    unsigned char stash[STASH];     /* deflate input before this read, while ZP_HEAD */
 };
 
 struct decoder {
@@ -59,20 +76,37 @@ struct decoder *decoder_new(void)
     return calloc(1, sizeof(struct decoder));
 }
 
+static void br_end(struct stage *s);
+static void br_release(struct stage *s);
+
+/* Gives back what the libraries hold; the next response makes it again. */
+static void release_stage(struct stage *s)
+{
+    if (s->z_ready)
+        inflateEnd(&s->z);
+    s->z_ready = false;
+    br_release(s);
+    ZSTD_freeDStream(s->zs);
+    s->zs = NULL;
+    free(s->buf);
+    s->buf = NULL;
+}
+
+void decoder_trim(struct decoder *d)
+{
+    for (unsigned i = 0; i < DECODE_MAX_CODINGS; i++)
+        release_stage(&d->stage[i]);
+    free(d->scratch);
+    d->scratch = NULL;
+    d->set_up = false; /* a response under way cannot go on */
+    d->failed = true;
+}
+
 void decoder_free(struct decoder *d)
 {
     if (!d)
         return;
-    for (unsigned i = 0; i < DECODE_MAX_CODINGS; i++) {
-        struct stage *s = &d->stage[i];
-        if (s->z_ready)
-            inflateEnd(&s->z);
-        if (s->br)
-            BrotliDecoderDestroyInstance(s->br);
-        ZSTD_freeDStream(s->zs);
-        free(s->buf);
-    }
-    free(d->scratch);
+    decoder_trim(d);
     free(d);
 }
 
@@ -232,16 +266,18 @@ static enum dec_status zlib_after_end(struct stage *s, size_t len)
 static enum dec_status zlib_feed(struct decoder *d, unsigned i, const char *in, size_t len);
 
 /* Some servers send "deflate" without the zlib wrapper: libcurl retries a
- * body that fails before any output as raw deflate. */
-static enum dec_status zlib_go_raw(struct decoder *d, unsigned i)
+ * body that fails before any output as raw deflate. The earlier reads of
+ * it are in the stash, this one is in. */
+static enum dec_status zlib_go_raw(struct decoder *d, unsigned i, const char *in, size_t len)
 {
     struct stage *s = &d->stage[i];
     enum dec_status st = zlib_start(s, -MAX_WBITS);
     if (st != DEC_OK)
         return st;
-    s->zphase = Z_BODY;
+    s->zphase = ZP_BODY;
     s->slack = RAW_SLACK;
-    return zlib_feed(d, i, (const char *)s->stash, s->stashed);
+    st = s->stashed ? zlib_feed(d, i, (const char *)s->stash, s->stashed) : DEC_OK;
+    return st == DEC_OK ? zlib_feed(d, i, in, len) : st;
 }
 
 static enum dec_status zlib_error(int rc)
@@ -249,18 +285,15 @@ static enum dec_status zlib_error(int rc)
     return rc == Z_MEM_ERROR ? DEC_NOMEM : DEC_BAD;
 }
 
+/* While a deflate body has given no output, its input is kept (up to
+ * STASH bytes) to start again as raw deflate if zlib rejects it. libcurl
+ * retries only within its first write; keeping a few bytes makes the retry
+ * independent of how the body was split into reads. */
 static enum dec_status zlib_feed(struct decoder *d, unsigned i, const char *in, size_t len)
 {
     struct stage *s = &d->stage[i];
-    if (s->zphase == Z_DONE)
+    if (s->zphase == ZP_DONE)
         return zlib_after_end(s, len);
-    if (s->zphase == Z_HEAD && s->stashed + len > STASH)
-        s->zphase = Z_BODY; /* too far in to start again */
-    bool may_go_raw = s->coding == C_DEFLATE && s->zphase == Z_HEAD;
-    if (may_go_raw) {
-        memcpy(s->stash + s->stashed, in, len);
-        s->stashed += len;
-    }
     z_stream *z = &s->z;
     z->next_in = (Bytef *)in;
     z->avail_in = (uInt)len;
@@ -273,28 +306,37 @@ static enum dec_status zlib_feed(struct decoder *d, unsigned i, const char *in, 
         z->avail_out = (uInt)room;
         int rc = inflate(z, Z_NO_FLUSH);
         size_t made = room - z->avail_out;
+        if (rc == Z_DATA_ERROR && s->coding == C_DEFLATE && s->zphase == ZP_HEAD && made == 0)
+            return zlib_go_raw(d, i, in, len);
         if (made)
-            s->zphase = Z_BODY;
-        if (rc == Z_DATA_ERROR && may_go_raw && s->zphase == Z_HEAD)
-            return zlib_go_raw(d, i);
+            s->zphase = ZP_BODY;
         enum dec_status st = pass_on(d, i, to, made);
         if (st != DEC_OK)
             return st;
         if (rc == Z_STREAM_END) {
-            s->zphase = Z_DONE;
+            s->zphase = ZP_DONE;
             s->ended = true;
             return zlib_after_end(s, z->avail_in);
         }
         if (rc == Z_BUF_ERROR || (rc == Z_OK && z->avail_in == 0 && z->avail_out != 0))
-            return DEC_OK; /* all taken, nothing held back */
+            break; /* all taken, nothing held back */
         if (rc != Z_OK)
             return zlib_error(rc);
     }
+    if (s->zphase == ZP_HEAD && s->coding == C_DEFLATE) {
+        if (s->stashed + len > STASH) {
+            s->zphase = ZP_BODY; /* too far in to start again */
+        } else {
+            memcpy(s->stash + s->stashed, in, len);
+            s->stashed += len;
+        }
+    }
+    return DEC_OK;
 }
 
 static enum dec_status zlib_setup(struct stage *s)
 {
-    s->zphase = Z_HEAD;
+    s->zphase = ZP_HEAD;
     s->stashed = 0;
     s->slack = 0;
     return zlib_start(s, s->coding == C_GZIP ? MAX_WBITS + 32 : MAX_WBITS);
@@ -338,6 +380,7 @@ static enum dec_status brotli_feed(struct decoder *d, unsigned i, const char *in
             return DEC_OK;
         case BROTLI_DECODER_RESULT_SUCCESS:
             s->ended = true;
+            br_end(s);
             return avail_in ? DEC_REJECTED : DEC_OK;
         default:
             return brotli_error(BrotliDecoderGetErrorCode(s->br));
@@ -345,12 +388,62 @@ static enum dec_status brotli_feed(struct decoder *d, unsigned i, const char *in
     }
 }
 
-/* brotli 1.0 has no reset: a new state per stream. */
-static enum dec_status brotli_setup(struct stage *s)
+static void *br_alloc(void *opaque, size_t n)
+{
+    struct br_blocks *kept = opaque;
+    unsigned best = kept->n;
+    for (unsigned i = 0; i < kept->n; i++) {
+        size_t cap = ((union br_head *)kept->block[i])->cap;
+        bool fits = cap >= n && cap <= 2 * n + 64; /* no big block for a small need */
+        if (fits && (best == kept->n || cap < ((union br_head *)kept->block[best])->cap))
+            best = i;
+    }
+    union br_head *h;
+    if (best < kept->n) {
+        h = kept->block[best];
+        kept->block[best] = kept->block[--kept->n];
+    } else {
+        h = malloc(sizeof *h + n);
+        if (!h)
+            return NULL;
+        h->cap = n;
+    }
+    return h + 1;
+}
+
+static void br_free(void *opaque, void *p)
+{
+    struct br_blocks *kept = opaque;
+    if (!p)
+        return;
+    union br_head *h = (union br_head *)p - 1;
+    if (h->cap <= BR_KEEP_MAX && kept->n < BR_KEEP)
+        kept->block[kept->n++] = h;
+    else
+        free(h);
+}
+
+/* A brotli state lives for one stream: its blocks go back to br_kept
+ * (a large ring buffer to the system). */
+static void br_end(struct stage *s)
 {
     if (s->br)
         BrotliDecoderDestroyInstance(s->br);
-    s->br = BrotliDecoderCreateInstance(NULL, NULL, NULL);
+    s->br = NULL;
+}
+
+static void br_release(struct stage *s)
+{
+    br_end(s);
+    while (s->br_kept.n)
+        free(s->br_kept.block[--s->br_kept.n]);
+}
+
+/* brotli 1.0 has no reset: a new state per stream, from kept blocks. */
+static enum dec_status brotli_setup(struct stage *s)
+{
+    br_end(s);
+    s->br = BrotliDecoderCreateInstance(br_alloc, br_free, &s->br_kept);
     return s->br ? DEC_OK : DEC_NOMEM;
 }
 
@@ -366,10 +459,12 @@ static enum dec_status zstd_feed(struct decoder *d, unsigned i, const char *in, 
         if (!to)
             return DEC_NOMEM;
         ZSTD_outBuffer dst = {to, room, 0};
+        size_t took = src.pos;
         size_t rc = ZSTD_decompressStream(s->zs, &dst, &src);
         if (ZSTD_isError(rc))
             return ZSTD_getErrorCode(rc) == ZSTD_error_memory_allocation ? DEC_NOMEM : DEC_BAD;
-        s->ended = rc == 0; /* at a frame's end, all of it out */
+        if (src.pos != took || dst.pos)
+            s->ended = rc == 0; /* at a frame's end, all of it out (a call with nothing to do asks for the next frame) */
         enum dec_status st = pass_on(d, i, to, dst.pos);
         if (st != DEC_OK)
             return st;
@@ -467,13 +562,27 @@ enum dec_status decoder_feed(struct decoder *d, const char *in, size_t len, stru
     return st;
 }
 
+/* What a large body made the libraries grow is not kept for the next
+ * response: thousands of users each holding a window's worth would cost
+ * far more memory than making it again costs time next to decoding it. */
+static void shrink(struct stage *s)
+{
+    br_end(s);
+    if (s->zs && ZSTD_sizeof_DStream(s->zs) > KEEP_MAX) {
+        ZSTD_freeDStream(s->zs);
+        s->zs = NULL;
+    }
+}
+
 enum dec_status decoder_end(struct decoder *d)
 {
+    enum dec_status st = DEC_OK;
     for (unsigned i = 0; i < d->nstages; i++) {
-        const struct stage *s = &d->stage[i];
+        struct stage *s = &d->stage[i];
         bool streams = s->coding != C_IDENTITY && s->coding != C_UNKNOWN;
         if (streams && s->fed && !s->ended)
-            return DEC_INCOMPLETE;
+            st = DEC_INCOMPLETE;
+        shrink(s);
     }
-    return DEC_OK;
+    return st;
 }

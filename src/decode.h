@@ -20,9 +20,10 @@
  * - bytes after the end of a gzip, deflate or br stream (a second gzip
  *   member too) are rejected (zstd reads further frames).
  *
- * One decoder per transfer, made on the first response that needs one and
- * reused: a repeated coding allocates nothing for gzip, deflate and zstd
- * (brotli's own library allocates per stream). */
+ * One decoder per response under way, made on the first response that
+ * needs one and reused: a repeated coding allocates nothing for bodies up
+ * to about 64 KB (brotli) or 256 KB of zstd window; larger bodies make
+ * their big buffers again (decoder_end). */
 #include "buf.h"
 
 #include <stdbool.h>
@@ -59,6 +60,12 @@ struct decoder;
 struct decoder *decoder_new(void);
 void decoder_free(struct decoder *d);
 
+/* Gives back the memory the libraries hold between responses (zlib's
+ * state and window, ~40 KB; zstd's context and buffers, ~100 KB and up to
+ * the window; brotli's kept blocks), e.g. for a user that goes idle. The
+ * response under way, if any, cannot be fed further. */
+void decoder_trim(struct decoder *d);
+
 /* A new response: no codings yet. */
 void decoder_begin(struct decoder *d);
 
@@ -82,8 +89,12 @@ bool decoder_active(const struct decoder *d);
 enum dec_status decoder_feed(struct decoder *d, const char *in, size_t len, struct buf *out, size_t max,
                              bool *dropped);
 
-/* The body ended: DEC_INCOMPLETE when a stream that had begun was cut
- * short, else DEC_OK. Informative only (see DEC_INCOMPLETE). */
+/* The body ended (or the response failed): call it for every response
+ * that was fed. DEC_INCOMPLETE when a stream that had begun was cut short,
+ * else DEC_OK: informative only (see DEC_INCOMPLETE). Gives back what a
+ * large body made the libraries grow (a brotli state, a zstd context over
+ * 256 KB), so a decoder holds about 25-80 KB between responses (gzip,
+ * deflate, br) or 20-260 KB (zstd; 115 KB after a small body). */
 enum dec_status decoder_end(struct decoder *d);
 
 #endif
