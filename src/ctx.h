@@ -45,6 +45,7 @@ struct tctx {
     struct req *all;            /* every request made, for cleanup */
     size_t max_body;
     struct http_defaults http;  /* the run's defaults for every request */
+    int untagged;               /* the tag set of no tags + 1 (0: not interned yet): the engine counters' */
     size_t buffer_size;         /* the transport's receive buffer per transfer; 0 = its default */
     bool in_load;               /* a loop is running VUs: blocking calls are refused */
     int (*interrupts)(void);    /* Ctrl-C presses, for blocking calls */

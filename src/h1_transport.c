@@ -87,6 +87,7 @@ struct txfer {
     enum stop stop;                 /* where the parser paused */
     bool in_head, head_done, answered, resent;
     bool in_start;                  /* inside start: an end is reported from the loop */
+    unsigned char trailer;          /* in a trailer: 0 none yet, 1 its name, 2 its value last */
     bool excess;                    /* bytes after the response: the connection goes */
     struct decoder *dec;
     bool decoding;
@@ -485,6 +486,8 @@ static void finish(struct txfer *x, enum terr e)
     res->err = e;
     if (!x->head_done)
         res->status = 0;
+    if (e == TERR_HEAD_TOO_LARGE)
+        res->head.len = 0; /* a head cut anywhere: no header of it is shown */
     uint64_t ready = x->t_ready ? x->t_ready : now;
     res->t = (struct ttimes){
         .dns = us(x->t0, x->t_dns),
@@ -526,6 +529,7 @@ static void start_reading(struct txfer *x)
     x->stop = STOP_NONE;
     x->in_head = true;
     x->head_done = x->answered = x->excess = false;
+    x->trailer = 0;
 }
 
 /* Writes what is left of head and body; watches for the answer when all went. */
@@ -742,9 +746,40 @@ static int on_body(http_parser *p, const char *at, size_t len)
     return x->fail != TERR_NONE;
 }
 
+/* A chunked body's trailer fields: libcurl hands them to the header
+ * callback, so they join the head (r.headers) as lines of their own. The
+ * head's fields are read from the head itself (head_lines). */
+static int on_trailer_part(http_parser *p, const char *at, size_t len, bool value)
+{
+    struct txfer *x = p->data;
+    if (!x->head_done)
+        return 0;
+    struct buf *h = &x->res->head;
+    const char *sep = value ? (x->trailer == 1 ? ": " : "") : (x->trailer == 2 ? "\r\n" : "");
+    x->trailer = value ? 2 : 1;
+    if (h->len + len + 4 > MAX_HEAD_BYTES)
+        x->fail = TERR_HEAD_TOO_LARGE;
+    else if (!buf_append(h, sep, strlen(sep)) || !buf_append(h, at, len))
+        x->fail = TERR_NOMEM;
+    return x->fail != TERR_NONE;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    return on_trailer_part(p, at, len, false);
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    return on_trailer_part(p, at, len, true);
+}
+
 static int on_message_complete(http_parser *p)
 {
     struct txfer *x = p->data;
+    if (x->trailer && !buf_append(&x->res->head, "\r\n\r\n", 4))
+        x->fail = TERR_NOMEM;
+    x->trailer = 0;
     x->stop = STOP_MESSAGE;
     http_parser_pause(p, 1);
     return 0;
@@ -754,6 +789,8 @@ static const http_parser_settings parser_settings = {
     .on_message_begin = on_message_begin,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
     .on_message_complete = on_message_complete,
 };
 

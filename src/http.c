@@ -525,7 +525,9 @@ static void add_sample(struct req *r, long status, const char *err, struct sampl
     lv->failed += failed;
     hist_record(lv->duration, (uint64_t)sm->duration);
     metrics_add(m, M_HTTP_REQS, tag, 1);
-    metrics_add(m, r->kind == TRANSPORT_LEAN ? M_HTTP_REQS_LEAN : M_HTTP_REQS_CURL, tag, 1);
+    if (!r->ctx->untagged) /* bookkeeping: one series, not one per request name */
+        r->ctx->untagged = metrics_tagset(m, "", 0) + 1;
+    metrics_add(m, r->kind == TRANSPORT_LEAN ? M_HTTP_REQS_LEAN : M_HTTP_REQS_CURL, r->ctx->untagged - 1, 1);
     metrics_add(m, M_HTTP_REQ_DURATION, tag, sm->duration);
     metrics_add(m, M_HTTP_REQ_WAITING, tag, sm->waiting);
     metrics_add(m, M_HTTP_REQ_CONNECTING, tag, sm->connecting);

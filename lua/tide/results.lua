@@ -94,6 +94,16 @@ local function doc_metrics(report)
   return out
 end
 
+-- Which HTTP engine carried how many requests: { lean = N, curl = M }, or
+-- nil when the run made none (or its document predates the counters).
+local function engines(metrics)
+  local lean, curl = metrics.http_reqs_lean, metrics.http_reqs_curl
+  if not lean and not curl then return nil end
+  local function n(m) return m and m.values and m.values.count or 0 end
+  return { lean = n(lean), curl = n(curl) }
+end
+M.engines = engines
+
 -- Failed requests by name and reason (a transport error or the HTTP status).
 local function failures(report)
   local counts, list = {}, {}
@@ -183,6 +193,7 @@ function M.from_report(report)
     host = report.host,
     exit_code = report.exit_code,
     metrics = metrics,
+    http_engines = engines(metrics),
     failures = failures(report),
     checks = checks(report),
     threshold_results = results,
@@ -550,6 +561,7 @@ local function merge_registries(docs, seconds, shift, extra)
     report.metrics, series.values_for(report.metrics, seconds))
   local doc = merged_header(docs, seconds, shift)
   doc.metrics = doc_metrics(report)
+  doc.http_engines = engines(doc.metrics)
   attach_thresholds(report, doc.metrics)
   doc.failures, doc.checks = failures(report), checks(report)
   doc.threshold_results = {}
@@ -592,6 +604,7 @@ function M.merge(docs, shift, extra)
   end
   local doc = merged_header(docs, seconds, shift)
   doc.metrics = metrics
+  doc.http_engines = engines(metrics)
   doc.failures = merge_counts(docs, "failures", function(e) return e.name .. "\0" .. e.reason end,
     function(a, b) a.count = a.count + b.count end)
   doc.checks = merge_counts(docs, "checks", function(e) return e.name end,

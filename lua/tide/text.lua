@@ -115,6 +115,10 @@ local function header(doc)
     lines[#lines + 1] = ("  %s: %s, %s%s"):format(sc.name, sc.executor, shape(sc), at)
   end
   if t.target and t.target ~= "" then lines[#lines + 1] = ("  target %s"):format(t.target) end
+  local e = type(doc.http_engines) == "table" and doc.http_engines or {}
+  if (e.lean or 0) > 0 and (e.curl or 0) > 0 then
+    lines[#lines + 1] = ("  http engines: lean %d requests, curl %d"):format(e.lean, e.curl)
+  end
   if type(doc.segments) == "table" then
     lines[#lines + 1] = "  " .. require("tide.segments").describe(doc.segments)
   elseif doc.merged then lines[#lines + 1] = ("  %d runs merged"):format(doc.merged) end
