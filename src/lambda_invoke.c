@@ -34,8 +34,7 @@ bool lambda_via_parse(const char *via, struct lambda_target *t, char *err, size_
     const char *q = colon ? colon + 1 : "";
     size_t nq = strlen(q);
     if (strncmp(via, "lambda:", 7) != 0 || nf < 1 || nf > 64 || strspn(fn, NAME_CHARS) != nf ||
-        (colon && (nq < 1 || nq > 128 || strspn(q, NAME_CHARS) + (q[0] == '$') < nq ||
-                   (q[0] == '$' && strcmp(q, "$LATEST") != 0)))) {
+        (colon && (nq < 1 || nq > 128 || (q[0] == '$' ? strcmp(q, "$LATEST") != 0 : strspn(q, NAME_CHARS) != nq)))) {
         snprintf(err, errlen, "--via: expected lambda:FUNCTION[:QUALIFIER], FUNCTION a function's name "
                               "(letters, digits, - and _, at most 64), QUALIFIER a version, $LATEST or an alias "
                               "(got '%s')", via);

@@ -388,11 +388,13 @@ def test_throttled_invocations_are_retried(tide, access_log, lambda_api):
 def test_a_function_error_names_the_worker(tide, access_log, lambda_api):
     lambda_api.function_error = ("ScenarioError", "scenario.lua:7: the catalogue is empty")
     path = tide.write(COUNTED)
-    res = tide.run(path, "--target", access_log.url, "--workers", "2", "--via", "lambda:tide-load",
+    res = tide.run(path, "--target", access_log.url, "--workers", "2", "--via", "lambda:tide-load:$LATEST",
                    "--lambda-endpoint", lambda_api.url, env=aws_env(), timeout=60)
     assert res.rc == 5, str(res)
+    assert len(lambda_api.calls) == 2 and all(c["verified"] and c["query"] == {"Qualifier": ["$LATEST"]}
+                                              for c in lambda_api.calls), lambda_api.calls
     for i in (1, 2):
-        assert f"worker {i}/2  segment {i}/2  host lambda:tide-load  requests 0  errors 0  exit 5  FAILED: " \
+        assert f"worker {i}/2  segment {i}/2  host lambda:tide-load:$LATEST  requests 0  errors 0  exit 5  FAILED: " \
                "function error (Unhandled): ScenarioError: scenario.lua:7: the catalogue is empty" in res.stderr, \
             str(res)
 
