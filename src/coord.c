@@ -636,7 +636,7 @@ void coord_run(const struct coord_plan *p, struct coord_result *out)
         host_of(p->cli->via, i, c.w[i].host, sizeof c.w[i].host);
         c.w[i].lambda = lambda;
         if (target_err[0])
-            snprintf(c.w[i].said, sizeof c.w[i].said, "could not start: %s", target_err);
+            snprintf(c.w[i].said, sizeof c.w[i].said, "could not start: %.370s", target_err);
     }
     if (ssh && p->cli->ssh_copy) {
         copy_binaries(c.w, n);
