@@ -1,7 +1,12 @@
 /* The coordinator of tide run --workers N --via local: N child processes of
  * this binary (`tide worker`), a job each on standard input, their figures
- * read from their stderr as they go, their results documents from stdout. */
+ * read from their stderr as they go, their results documents from stdout.
+ * --via ssh: the same through ssh. --via lambda: each child is a fork of
+ * this process that makes one Lambda Invoke call and hands back its payload
+ * on the same pipes, so the watching, judging and merging are the same. */
 #include "coord.h"
+#include "exitcodes.h"
+#include "lambda_invoke.h"
 #include "xmalloc.h"
 
 #include <errno.h>
@@ -22,12 +27,18 @@
 /* The common start: this far ahead, so every worker is ready by then. */
 #define START_AHEAD 2.0
 #define START_AHEAD_SSH 5.0       /* an SSH login takes a while */
+#define START_AHEAD_LAMBDA 5.0    /* a cold start, and throttled invokes retried */
+
+static bool is_lambda(const char *via)
+{
+    return via && strncmp(via, "lambda:", 7) == 0;
+}
 
 /* Worker i's host: "local", or the i-th of ssh:HOST[,HOST...] round robin. */
 static void host_of(const char *via, unsigned i, char *host, size_t len)
 {
     if (!via || strncmp(via, "ssh:", 4) != 0) {
-        snprintf(host, len, "local");
+        snprintf(host, len, "%s", is_lambda(via) ? via : "local");
         return;
     }
     const char *list = via + 4;
@@ -54,6 +65,8 @@ struct worker {
     double heard;               /* when it last said something */
     int status;                 /* from waitpid */
     bool killed_silent;
+    bool lambda;                /* an Invoke call made by a child of this process */
+    bool abandoned;             /* lambda, Ctrl-C: the coordinator stopped waiting for it */
     char said[400];             /* its last message that was not a figures line */
 };
 
@@ -150,10 +163,19 @@ static void exec_ssh(const char *host, const char *copied)
     fprintf(stderr, "could not start ssh: %s\n", strerror(errno));
 }
 
+/* A Lambda worker's call: what to invoke, how long an attempt may take,
+ * until when a throttled call is tried again. */
+struct lambda_call {
+    const struct lambda_target *t;
+    double timeout, retry_until;
+};
+
 /* One child: `tide worker` with the job on its stdin (kept open: its end
- * tells the worker that the coordinator is gone). In its own process group,
- * so a Ctrl-C at the terminal reaches it once, forwarded, not twice. */
-static bool spawn(struct worker *w, const char *job, size_t len)
+ * tells the worker that the coordinator is gone), or with lc the Invoke
+ * call itself (no exec: it has all it needs, and libcurl is initialised).
+ * In its own process group, so a Ctrl-C at the terminal reaches it once,
+ * forwarded, not twice. */
+static bool spawn(struct worker *w, const char *job, size_t len, const struct lambda_call *lc)
 {
     int in[2], out[2], err[2];
     if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC)) {
@@ -166,6 +188,9 @@ static bool spawn(struct worker *w, const char *job, size_t len)
         dup2(in[0], 0);
         dup2(out[1], 1);
         dup2(err[1], 2);
+        if (lc)
+            _exit(lambda_invoke(lc->t, job, len && job[len - 1] == '\n' ? len - 1 : len, lc->timeout,
+                                lc->retry_until));
         if (strcmp(w->host, "local") == 0) {
             execl("/proc/self/exe", "tide", "worker", (char *)NULL);
             fprintf(stderr, "could not start /proc/self/exe worker: %s\n", strerror(errno));
@@ -181,7 +206,7 @@ static bool spawn(struct worker *w, const char *job, size_t len)
         close_fd(&w->in), close_fd(&w->out), close_fd(&w->err);
         return false;
     }
-    for (size_t done = 0; done < len;) {
+    for (size_t done = 0; done < len && !lc;) {
         ssize_t n = write(w->in, job + done, len - done);
         if (n < 0 && errno == EINTR)
             continue;
@@ -294,16 +319,19 @@ static void show_progress(struct watch *c, double t, bool final)
 /* Ctrl-C: each press forwarded to every worker still running (the first
  * lets running iterations finish, the second cuts them; they still hand back
  * their results). A worker over ssh gets its stdin closed on the first
- * press (it stops as on a first Ctrl-C), ssh a SIGINT on the next. */
+ * press (it stops as on a first Ctrl-C), ssh a SIGINT on the next. A Lambda
+ * invocation cannot be cancelled: the first press stops waiting for it. */
 static void forward_presses(struct watch *c)
 {
     int now = c->p->sig->interrupts();
     for (; c->presses < now; c->presses++)
         for (unsigned i = 0; i < c->n; i++) {
             struct worker *w = &c->w[i];
-            if (w->pid <= 0 || (w->out < 0 && w->err < 0))
+            if (w->pid <= 0 || (w->out < 0 && w->err < 0) || w->abandoned)
                 continue;
-            if (strcmp(w->host, "local") != 0 && w->in >= 0)
+            if (w->lambda)
+                w->abandoned = true, kill(w->pid, SIGKILL);
+            else if (strcmp(w->host, "local") != 0 && w->in >= 0)
                 close_fd(&w->in);   /* over ssh a signal would end ssh, not the worker: its stdin ends */
             else
                 kill(w->pid, SIGINT);
@@ -321,7 +349,9 @@ static bool watch_once(struct watch *c)
         struct worker *w = &c->w[i];
         if (w->out < 0 && w->err < 0)
             continue;
-        if (!w->killed_silent && t > c->end && t - w->heard > SILENCE_LIMIT) {
+        /* an Invoke call times out on its own at SILENCE_LIMIT past the end; this is a backstop */
+        double limit = w->lambda ? 2 * SILENCE_LIMIT : SILENCE_LIMIT;
+        if (!w->killed_silent && t > c->end && t - w->heard > limit) {
             w->killed_silent = true;
             kill(w->pid, SIGKILL);
         }
@@ -373,6 +403,13 @@ static void judge(const struct worker *w, bool interrupted, char *why, size_t le
     why[0] = '\0';
     if (w->pid <= 0)
         snprintf(why, len, "%s", w->said);
+    else if (w->abandoned)
+        snprintf(why, len, "interrupted: the coordinator stopped waiting (the invocation runs on in Lambda "
+                           "until its load ends)");
+    else if (w->lambda && w->killed_silent)
+        snprintf(why, len, "no answer %.0fs past the end of the load (given up)", 2 * SILENCE_LIMIT);
+    else if (w->lambda && WIFEXITED(w->status) && code != 0)
+        snprintf(why, len, "%s", w->said[0] ? w->said : "the invoke failed (no reason given)");
     else if (w->killed_silent)
         snprintf(why, len, "said nothing for %.0fs past the end of the load (killed)", SILENCE_LIMIT);
     else if (WIFSIGNALED(w->status))
@@ -396,6 +433,34 @@ static bool write_doc(const char *dir, unsigned i, const struct worker *w)
     return fclose(f) == 0 && ok;
 }
 
+static lua_Integer field_path(lua_State *L, int t, const char *a, const char *b, const char *c, const char *d)
+{
+    const char *path[] = {a, b, c, d};
+    int top = lua_gettop(L);
+    lua_pushvalue(L, t);
+    for (int i = 0; i < 4 && lua_istable(L, -1); i++)
+        lua_getfield(L, -1, path[i]);
+    lua_Integer v = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
+    lua_settop(L, top);
+    return v;
+}
+
+/* A Lambda worker streams no figures: its requests and failed ones from its document. */
+static void figures_from_doc(lua_State *L, struct worker *w)
+{
+    int top = lua_gettop(L);
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_getfield(L, -1, "cjson");
+    lua_getfield(L, -1, "decode");
+    lua_pushlstring(L, w->doc, w->ndoc);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1)) {
+        int doc = lua_gettop(L);
+        w->reqs = (uint64_t)field_path(L, doc, "metrics", "http_reqs", "values", "count");
+        w->failed = (uint64_t)field_path(L, doc, "metrics", "http_req_failed", "values", "passes");
+    }
+    lua_settop(L, top);
+}
+
 /* One line per worker; its document written when it counts. */
 static void collect(struct watch *c, struct coord_result *out)
 {
@@ -403,6 +468,8 @@ static void collect(struct watch *c, struct coord_result *out)
         struct worker *w = &c->w[i];
         char why[600];
         judge(w, out->interrupted, why, sizeof why);
+        if (!why[0] && w->lambda)
+            figures_from_doc(c->p->L, w);
         if (!why[0] && !write_doc(c->p->docs_dir, i, w))
             snprintf(why, sizeof why, "its results could not be written under %s: %s", c->p->docs_dir,
                      strerror(errno));
@@ -532,11 +599,41 @@ static void remove_binaries(struct worker *w, unsigned n)
     }
 }
 
+int coord_check(const struct run_args *cli, const struct options *opt)
+{
+    if (!is_lambda(cli->via))
+        return 0;
+    struct lambda_target t;
+    char err[600];
+    if (!lambda_target_load(cli->via, cli->lambda_endpoint, &t, err, sizeof err)) {
+        fprintf(stderr, "tide run: %s\n", err);
+        return EXIT_USAGE;
+    }
+    double length = planned_end(opt, 0);
+    if (length + START_AHEAD_LAMBDA > LAMBDA_MAX_SECONDS) {
+        fprintf(stderr, "tide run: --via %s: the load may last %.0fs (its duration and graceful stop), more than "
+                        "the %ds a Lambda invocation may run\n", cli->via, length, LAMBDA_MAX_SECONDS);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* Where the workers run, as the start line says it. */
+static const char *via_name(const char *via)
+{
+    return via && strcmp(via, "local") != 0 ? via : "local";
+}
+
 void coord_run(const struct coord_plan *p, struct coord_result *out)
 {
     unsigned n = p->cli->workers;
-    bool ssh = p->cli->via && strncmp(p->cli->via, "ssh:", 4) == 0;
-    double start_at = p->cli->start_at > 0 ? p->cli->start_at : now_wall() + (ssh ? START_AHEAD_SSH : START_AHEAD);
+    bool ssh = p->cli->via && strncmp(p->cli->via, "ssh:", 4) == 0, lambda = is_lambda(p->cli->via);
+    double ahead = ssh ? START_AHEAD_SSH : lambda ? START_AHEAD_LAMBDA : START_AHEAD;
+    double start_at = p->cli->start_at > 0 ? p->cli->start_at : now_wall() + ahead;
+    struct lambda_target target;
+    char target_err[600] = "";
+    if (lambda && !lambda_target_load(p->cli->via, p->cli->lambda_endpoint, &target, target_err, sizeof target_err))
+        lambda = false; /* coord_check passed: only a changed environment gets here; every worker is named */
     int presses_before = p->sig->interrupts();
     struct watch c = {.w = xcalloc(n, sizeof *c.w), .n = n, .p = p, .end = planned_end(p->opt, start_at),
                       .presses = p->sig->interrupts()};
@@ -544,6 +641,9 @@ void coord_run(const struct coord_plan *p, struct coord_result *out)
     for (unsigned i = 0; i < n; i++) {
         c.w[i].in = c.w[i].out = c.w[i].err = -1;
         host_of(p->cli->via, i, c.w[i].host, sizeof c.w[i].host);
+        c.w[i].lambda = lambda;
+        if (target_err[0])
+            snprintf(c.w[i].said, sizeof c.w[i].said, "could not start: %.370s", target_err);
     }
     if (ssh && p->cli->ssh_copy) {
         copy_binaries(c.w, n);
@@ -559,14 +659,17 @@ void coord_run(const struct coord_plan *p, struct coord_result *out)
             continue;
         size_t len = 0;
         char *job = encode_job(p, i, start_at, &len);
+        /* an attempt may take until SILENCE_LIMIT past the end, as long as other workers may stay silent */
+        struct lambda_call call = {.t = &target, .timeout = c.end + SILENCE_LIMIT - now_wall(),
+                                   .retry_until = start_at};
         if (!job)
             snprintf(w->said, sizeof w->said, "could not start: its job could not be encoded");
         else
-            spawn(w, job, len);
+            spawn(w, job, len, lambda ? &call : NULL);
         free(job);
     }
     if (!p->cli->out.quiet)
-        fprintf(stderr, "tide: %u workers (%s), run %s, the load starts in %.1fs\n", n, ssh ? p->cli->via : "local",
+        fprintf(stderr, "tide: %u workers (%s), run %s, the load starts in %.1fs\n", n, via_name(p->cli->via),
                 p->cli->out.run_id,
                 start_at - now_wall());
     while (watch_once(&c))

@@ -31,4 +31,10 @@ struct coord_result {
 
 void coord_run(const struct coord_plan *p, struct coord_result *out);
 
+/* What --via needs that the command line alone does not show, checked
+ * before setup runs: for lambda:, the credentials and region in the
+ * environment and a load that fits in one invocation. 0, or EXIT_USAGE
+ * with the message printed. */
+int coord_check(const struct run_args *cli, const struct options *opt);
+
 #endif

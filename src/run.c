@@ -517,6 +517,8 @@ static int run_session(struct session *s, enum run_mode mode, int argc, char **a
         rc = check_exec_functions(s);
     if (!rc)
         rc = report_check_thresholds(s->L, s->mod_ref, s->ctx.metrics);
+    if (!rc && s->cli.workers)
+        rc = coord_check(&s->cli, &s->opt);
     char fds[256];
     if (!rc && !load_check_fds(&s->opt, fds, sizeof fds)) {
         fprintf(stderr, "tide run: %s\n", fds);

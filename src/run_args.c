@@ -3,6 +3,7 @@
  * scenario's own options once it is loaded). */
 #include "run_args.h"
 #include "exitcodes.h"
+#include "lambda_invoke.h"
 #include "redact.h"
 
 #include <errno.h>
@@ -72,9 +73,14 @@ void run_usage(enum run_mode mode)
            "                       setup nor teardown\n"
            "  --workers N          run the load in N tide worker processes (segments 1/N..N/N):\n"
            "                       setup and teardown once here, their results merged exactly\n"
-           "  --via local|ssh:HOST[,HOST...]\n"
-           "                       where the workers run: child processes of this tide, or\n"
-           "                       `ssh HOST tide worker` (hosts in turn)\n"
+           "  --via local|ssh:HOST[,HOST...]|lambda:FUNCTION[:QUALIFIER]\n"
+           "                       where the workers run: child processes of this tide,\n"
+           "                       `ssh HOST tide worker` (hosts in turn), or one AWS Lambda\n"
+           "                       invocation each (credentials and region from AWS_ACCESS_KEY_ID,\n"
+           "                       AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION)\n"
+           "  --lambda-endpoint URL\n"
+           "                       with --via lambda: the Lambda API's URL (default\n"
+           "                       https://lambda.REGION.amazonaws.com)\n"
            "  --ssh-copy           with --via ssh: copy this tide to a temp path on each host\n"
            "                       first (scp), for hosts without tide; removed afterwards\n"
            "  --progress N         a progress line every N seconds when stderr is not a\n"
@@ -169,14 +175,15 @@ static const char *option_value(int argc, char **argv, int *i, char *key, size_t
 static const char *const run_flags[] = {"vus", "duration", "iterations", "executor", "threads",
                                         "target", "graceful-stop", "max-body", "lua-memory", "max-names",
                                         "progress", "ca", "http-engine",
-                                        "run-id", "segment", "start-at", "data", "out-data", "workers", "via", NULL};
+                                        "run-id", "segment", "start-at", "data", "out-data", "workers", "via",
+                                        "lambda-endpoint", NULL};
 /* Flags of `tide run` itself, not scenario options. */
 static bool run_own_flag(const char *key)
 {
     return strcmp(key, "env") == 0 || strcmp(key, "out") == 0 || strcmp(key, "progress") == 0 ||
            strcmp(key, "run-id") == 0 || strcmp(key, "segment") == 0 || strcmp(key, "start-at") == 0 ||
            strcmp(key, "data") == 0 || strcmp(key, "out-data") == 0 || strcmp(key, "workers") == 0 ||
-           strcmp(key, "via") == 0;
+           strcmp(key, "via") == 0 || strcmp(key, "lambda-endpoint") == 0;
 }
 
 /* --segment I/N: share I of N, 1 <= I <= N (plain decimal numbers). */
@@ -192,16 +199,32 @@ static int parse_segment(struct run_args *a, const char *v)
     return 0;
 }
 
-/* --workers N (1..1000), --via local or ssh:HOST[,HOST...]. */
+/* --workers N (1..1000), --via local, ssh:HOST[,HOST...] or lambda:FUNCTION[:QUALIFIER],
+ * --lambda-endpoint URL. */
 static int parse_workers(struct run_args *a, const char *key, const char *v)
 {
+    char err[600];
+    if (key[0] == 'l') {
+        if (!lambda_endpoint_valid(v, err, sizeof err))
+            return run_usage_error("%s", err);
+        a->lambda_endpoint = v;
+        return 0;
+    }
+    if (key[0] == 'v' && strncmp(v, "lambda:", 7) == 0) {
+        struct lambda_target t;
+        if (!lambda_via_parse(v, &t, err, sizeof err))
+            return run_usage_error("%s", err);
+        a->via = v;
+        return 0;
+    }
     if (key[0] == 'v') {
         bool ssh = strncmp(v, "ssh:", 4) == 0;
         if (ssh && (!v[4] || strstr(v, ",,") || v[strlen(v) - 1] == ',' || v[4] == ',' || strstr(v, ",-") ||
                     v[4] == '-' || strpbrk(v, " \t\n'\"\\;&|$`")))
             return run_usage_error("--via: expected ssh:HOST[,HOST...] with plain host names (got '%s')", v);
         if (!ssh && strcmp(v, "local") != 0)
-            return run_usage_error("--via: expected local or ssh:HOST[,HOST...] (got '%s')", v);
+            return run_usage_error("--via: expected local, ssh:HOST[,HOST...] or lambda:FUNCTION[:QUALIFIER] "
+                                   "(got '%s')", v);
         a->via = v;
         return 0;
     }
@@ -299,7 +322,8 @@ static int parse_flag(struct run_args *a, int argc, char **argv, int *i)
         return run_usage_error("unknown option '%s' (valid: --vus --duration --iterations --executor "
                            "--graceful-stop --threads --target --env --max-body --lua-memory --max-names --out "
                            "--progress --no-compression --insecure --ca --http-engine "
-                           "--run-id --segment --start-at --data --out-data --workers --via --ssh-copy --quiet)", flag);
+                           "--run-id --segment --start-at --data --out-data --workers --via --lambda-endpoint --ssh-copy "
+                           "--quiet)", flag);
     if (!v)
         return run_usage_error("--%s needs a value", key);
     if (strcmp(key, "out") == 0)
@@ -312,7 +336,7 @@ static int parse_flag(struct run_args *a, int argc, char **argv, int *i)
     }
     if (strcmp(key, "segment") == 0)
         return parse_segment(a, v);
-    if (strcmp(key, "workers") == 0 || strcmp(key, "via") == 0)
+    if (strcmp(key, "workers") == 0 || strcmp(key, "via") == 0 || strcmp(key, "lambda-endpoint") == 0)
         return parse_workers(a, key, v);
     if (strcmp(key, "start-at") == 0)
         return parse_start_at(a, v);
@@ -391,6 +415,9 @@ int run_args_parse(struct run_args *a, enum run_mode mode, int argc, char **argv
     if (!rc && a->ssh_copy && !(a->via && strncmp(a->via, "ssh:", 4) == 0))
         return run_usage_error("--ssh-copy copies tide to ssh hosts: it needs --via ssh:HOST[,HOST...] (got --via %s)",
                                a->via ? a->via : "(none)");
+    if (!rc && a->lambda_endpoint && !(a->via && strncmp(a->via, "lambda:", 7) == 0))
+        return run_usage_error("--lambda-endpoint is where Lambda is invoked: it needs --via lambda:FUNCTION "
+                               "(got --via %s)", a->via ? a->via : "(none)");
     if (!rc && a->workers && a->segments)
         return run_usage_error("--workers splits the load itself: leave out --segment (got --workers %s)",
                                "with --segment");

@@ -38,7 +38,8 @@ struct run_args {
     const char *data;           /* --data FILE: setup's data as tide setup wrote it */
     const char *out_data;       /* --out-data FILE: where tide setup writes it (stdout: NULL) */
     unsigned workers;           /* --workers N: the load run by N tide worker processes; 0: here */
-    const char *via;            /* --via local or ssh:HOST[,HOST...] (NULL: local) */
+    const char *via;            /* --via local, ssh:HOST[,HOST...] or lambda:FUNCTION[:QUALIFIER] (NULL: local) */
+    const char *lambda_endpoint; /* --lambda-endpoint URL (NULL: AWS's regional endpoint) */
     bool ssh_copy;              /* --ssh-copy: scp this binary to each ssh host first */
     bool help;                  /* --help: print run_usage, nothing else */
 };
