@@ -8,6 +8,7 @@
 #include "cjar.h"
 #include "clock.h"
 #include "decode.h"
+#include "dns_cache.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -72,8 +73,9 @@ struct txfer {
     /* the address: a literal's, or the names a lookup gave */
     struct sockaddr_storage addr;
     socklen_t addr_len;
-    struct addrinfo *ai, *ai_try;
-    struct buf ai_host;             /* the host ai is for */
+    bool named;                     /* the host is a name: its addresses are in the thread's cache */
+    unsigned next_addr;             /* the name's address to try next */
+    const char *detail;             /* TERR_OTHER's words */
     /* the header lines (prepare) */
     struct buf lines_key;           /* q's lines, auth and decode they were made for */
     struct buf fixed;               /* Authorization, Accept, Accept-Encoding: before the cookies */
@@ -246,30 +248,30 @@ static bool literal_address(struct txfer *x)
     return false;
 }
 
-/* A name is looked up once per transfer and host, as libcurl's cache keeps
- * it; a literal address needs no lookup (dns 0). */
+/* The address to connect to: a literal's at once (dns 0), a name's from the
+ * thread's cache, looked up on a miss (dns_cache.h). */
 static enum terr resolve(struct txfer *x)
 {
-    x->ai_try = NULL;
-    if (literal_address(x))
+    x->next_addr = 0;
+    x->named = !literal_address(x);
+    if (!x->named)
         return TERR_NONE;
-    if (!x->ai || strcmp(x->ai_host.data, x->host.data) != 0) {
-        if (x->ai)
-            freeaddrinfo(x->ai);
-        x->ai = NULL;
-        char port[8];
-        snprintf(port, sizeof port, "%u", x->port);
-        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG};
-        if (getaddrinfo(x->host.data, port, &hints, &x->ai) != 0 || !x->ai) {
-            x->ai = NULL;
-            return TERR_DNS;
-        }
-        x->ai_host.len = 0;
-        if (!buf_append(&x->ai_host, x->host.data, x->host.len))
-            return TERR_NOMEM;
-    }
-    x->ai_try = x->ai;
-    return TERR_NONE;
+    bool nomem;
+    const struct dns_entry *e = dns_lookup(x->loop, x->host.data, x->port, loop_now(x->loop), &nomem);
+    return e ? TERR_NONE : nomem ? TERR_NOMEM : TERR_DNS;
+}
+
+/* The name's next address into x->addr; false when none is left. The
+ * entry is looked up again each time: it may have been renewed meanwhile. */
+static bool next_named_address(struct txfer *x)
+{
+    bool nomem;
+    const struct dns_entry *e = dns_lookup(x->loop, x->host.data, x->port, loop_now(x->loop), &nomem);
+    if (!e || x->next_addr >= e->n)
+        return false;
+    memcpy(&x->addr, &e->addr[x->next_addr], e->len[x->next_addr]);
+    x->addr_len = e->len[x->next_addr++];
+    return true;
 }
 
 static enum terr connect_error(int e)
@@ -286,30 +288,25 @@ static bool connect_next(struct txfer *x)
 {
     for (;;) {
         const struct sockaddr *sa = (const struct sockaddr *)&x->addr;
-        socklen_t len = x->addr_len;
-        if (x->ai_try) {
-            sa = x->ai_try->ai_addr;
-            len = x->ai_try->ai_addrlen;
-            x->ai_try = x->ai_try->ai_next;
-        } else if (x->ai) {
+        if (x->named && !next_named_address(x))
             return false; /* every address of the name failed: x->fail says how the last did */
-        }
         int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {
             x->fail = errno == EMFILE || errno == ENFILE ? TERR_OTHER : TERR_CONNECT;
+            x->detail = "too many open files";
             return false;
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         x->conn->fd = fd;
-        if (connect(fd, sa, len) == 0 || errno == EINPROGRESS) {
+        if (connect(fd, sa, x->addr_len) == 0 || errno == EINPROGRESS) {
             x->phase = P_CONNECTING;
             return loop_watch(x->loop, fd, EPOLLOUT, on_socket, x) || (x->fail = TERR_NOMEM, false);
         }
         x->fail = connect_error(errno);
         close(fd);
         x->conn->fd = -1;
-        if (!x->ai)
+        if (!x->named)
             return false;
     }
 }
@@ -484,6 +481,7 @@ static void finish(struct txfer *x, enum terr e)
     conn_release(x, keep);
     x->phase = P_IDLE;
     res->err = e;
+    res->detail = e == TERR_OTHER ? x->detail : NULL;
     if (!x->head_done)
         res->status = 0;
     if (e == TERR_HEAD_TOO_LARGE)
@@ -929,7 +927,7 @@ static void on_socket(void *ud, int fd, uint32_t events)
         close(fd);
         loop_forget(x->loop, fd);
         x->conn->fd = -1;
-        if (!x->ai || !connect_next(x)) {
+        if (!x->named || !connect_next(x)) {
             free(x->conn);
             x->conn = NULL;
             finish(x, x->fail);
@@ -980,9 +978,7 @@ static void xfer_free(struct txfer *x)
     decoder_free(x->dec);
     curl_url_cleanup(x->cu);
     curl_free(x->location);
-    if (x->ai)
-        freeaddrinfo(x->ai);
-    struct buf *bufs[] = {&x->target, &x->host, &x->host_line, &x->ai_host, &x->lines_key,
+    struct buf *bufs[] = {&x->target, &x->host, &x->host_line, &x->lines_key,
                           &x->fixed, &x->custom, &x->out};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         buf_free(bufs[i]);

@@ -30,6 +30,8 @@ struct loop {
     void *clock_ud;
     char *scratch;                  /* loop_scratch's */
     size_t scratch_len;
+    void *slot[LOOP_SLOTS];         /* loop_slot_set's */
+    void (*slot_free[LOOP_SLOTS])(void *);
 };
 
 struct loop *loop_new(void)
@@ -60,10 +62,24 @@ void loop_free(struct loop *l)
     free(l->watches);
     free(l->heap);
     free(l->scratch);
+    for (int i = 0; i < LOOP_SLOTS; i++)
+        if (l->slot_free[i])
+            l->slot_free[i](l->slot[i]);
     free(l);
 }
 
 uint64_t loop_now(const struct loop *l) { return l->now; }
+
+void *loop_slot_get(struct loop *l, enum loop_slot s)
+{
+    return l->slot[s];
+}
+
+void loop_slot_set(struct loop *l, enum loop_slot s, void *p, void (*free_fn)(void *))
+{
+    l->slot[s] = p;
+    l->slot_free[s] = free_fn;
+}
 
 char *loop_scratch(struct loop *l, size_t len)
 {

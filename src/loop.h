@@ -34,6 +34,12 @@ static inline bool timer_armed(const struct timer *t) { return t->heap_idx != 0;
  * with before it returns: one per loop (thread), not one per socket. */
 char *loop_scratch(struct loop *l, size_t len);
 
+/* Per-thread state a module keeps with the thread's loop, one slot each,
+ * freed with the loop by the function given. */
+enum loop_slot { LOOP_SLOT_DNS, LOOP_SLOTS };
+void *loop_slot_get(struct loop *l, enum loop_slot s);
+void loop_slot_set(struct loop *l, enum loop_slot s, void *p, void (*free_fn)(void *));
+
 /* Time read at the last wake-up: cheap, good to ~a syscall. */
 uint64_t loop_now(const struct loop *l);
 uint64_t loop_refresh_now(struct loop *l);
