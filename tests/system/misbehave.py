@@ -36,6 +36,8 @@ Modes:
                         and closes (FIN) without answering
     idle-close  n=N     answers N requests per connection, closes right after
                         the Nth answer (no Connection: close)
+    raw  name=NAME      sends RAW_ANSWERS[NAME] (framing libcurl and the HTTP
+                        rules judge differently), then closes
 
 stats() -> {"read": requests read, "reset": connections reset after
 reading a request, "connections": accepted, "methods": {method: count}}.
@@ -65,6 +67,15 @@ CHUNKED_TRAILERS = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-En
                     b"0;last\r\nX-Checksum: abc123\r\nX-Trailer-Two: 2\r\n\r\n")
 SPLIT_RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-One: 1\r\nX-Two: two\r\n"
                   b"X-Two: again\r\nContent-Length: " + str(len(BODY)).encode() + b"\r\n\r\n" + BODY)
+# answers that break HTTP/1.1's framing rules (RFC 9112) in ways libcurl 7.88
+# lets through or reports with its own words
+RAW_ANSWERS = {
+    "cr-in-header-name": b"HTTP/1.1 200 OK\r\nAb\rc: v\r\nContent-Length: 2\r\n\r\nok",
+    "two-lengths": b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nokok",
+    "length-overflow": b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\nok",
+    "chunk-size-overflow": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\nok",
+    "chunked-and-length": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\nok",
+}
 KEEP_ALIVE_MODES = ("chunked-trailers", "split", "continue-ok", "short-length", "no-body", "close-after",
                     "idle-close")
 
@@ -178,6 +189,8 @@ class MisbehavingServer(_SocketServer):
             return self._keep_alive_answer(conn, on_conn, method)
         if mode == "close-each":
             self._answer(conn, body=BODY, extra=b"Connection: close\r\n")
+        elif mode == "raw":
+            conn.sendall(RAW_ANSWERS[self.params["name"]])
         elif mode == "http10":
             conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n" + BODY * 50)
         elif mode == "cut-headers":
