@@ -36,6 +36,8 @@ Modes:
                         and closes (FIN) without answering
     idle-close  n=N     answers N requests per connection, closes right after
                         the Nth answer (no Connection: close)
+    raw  name=NAME      sends RAW_ANSWERS[NAME] (framing libcurl and the HTTP
+                        rules judge differently), then closes
 
 stats() -> {"read": requests read, "reset": connections reset after
 reading a request, "connections": accepted, "methods": {method: count}}.
@@ -43,6 +45,9 @@ Everything is bounded: a connection's handler gives up when the server
 stops, and no answer is drawn out for more than 120 s.
 """
 
+import gzip
+import random
+import re
 import socket
 import struct
 import time
@@ -62,6 +67,15 @@ CHUNKED_TRAILERS = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-En
                     b"0;last\r\nX-Checksum: abc123\r\nX-Trailer-Two: 2\r\n\r\n")
 SPLIT_RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-One: 1\r\nX-Two: two\r\n"
                   b"X-Two: again\r\nContent-Length: " + str(len(BODY)).encode() + b"\r\n\r\n" + BODY)
+# answers that break HTTP/1.1's framing rules (RFC 9112) in ways libcurl 7.88
+# lets through or reports with its own words
+RAW_ANSWERS = {
+    "cr-in-header-name": b"HTTP/1.1 200 OK\r\nAb\rc: v\r\nContent-Length: 2\r\n\r\nok",
+    "two-lengths": b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nokok",
+    "length-overflow": b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\nok",
+    "chunk-size-overflow": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\nok",
+    "chunked-and-length": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\nok",
+}
 KEEP_ALIVE_MODES = ("chunked-trailers", "split", "continue-ok", "short-length", "no-body", "close-after",
                     "idle-close")
 
@@ -175,6 +189,8 @@ class MisbehavingServer(_SocketServer):
             return self._keep_alive_answer(conn, on_conn, method)
         if mode == "close-each":
             self._answer(conn, body=BODY, extra=b"Connection: close\r\n")
+        elif mode == "raw":
+            conn.sendall(RAW_ANSWERS[self.params["name"]])
         elif mode == "http10":
             conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n" + BODY * 50)
         elif mode == "cut-headers":
@@ -254,3 +270,170 @@ class MisbehavingServer(_SocketServer):
         while not self.stopping.is_set() and time.monotonic() < deadline:
             conn.sendall(b"10\r\n0123456789abcdef\r\n")
             self._stall(0.01)
+
+
+# ------------------------------------------------------------------ fuzzing
+
+class FuzzingServer(MisbehavingServer):
+    """Answers every request with a random response, valid or mutated, drawn
+    from a seeded generator (one stream per connection, numbered in accept
+    order): Content-Length, chunked (extensions, trailers) or close-delimited
+    bodies, 1xx before the answer, bodies with no framing (204, 304, HEAD),
+    gzip bodies whole or corrupt, sent whole or in small packets; or such a
+    response mutated (cut, bytes flipped, inserted or dropped, LF for CRLF,
+    bad lengths and chunk sizes, odd status lines, huge headers) after which
+    the connection is closed (sometimes reset); now and then a stall past the
+    client's timeout. Keeps the counts of MisbehavingServer (.stats())."""
+
+    name = "fuzz"
+
+    def __init__(self, seed, stall_s=1.5):
+        super().__init__("fuzz")
+        self.seed = seed
+        self.stall_s = stall_s
+        self.numbered = 0
+
+    def handle(self, conn):
+        with self.lock:
+            self.numbered += 1
+            n = self.numbered
+        rng = random.Random(f"{self.seed}:{n}")
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        buf = bytearray()
+        try:
+            while not self.stopping.is_set():
+                got = self._read_request(conn, buf)
+                if got is None or not self._fuzz_answer(conn, rng, got[0]):
+                    break
+        finally:
+            conn.close()
+
+    def _fuzz_answer(self, conn, rng, method):
+        """One answer; False when the connection is to end."""
+        roll = rng.random()
+        if roll < 0.01:
+            self._stall(self.stall_s)
+            return False
+        data, keep = fuzz_valid_response(rng, method)
+        if roll < 0.35:
+            data = fuzz_mutate(rng, data)
+            keep = rng.random() < 0.2   # mostly closed: its framing is anyone's guess
+        self._send_pieces(conn, rng, data)
+        if not keep and rng.random() < 0.15:
+            self._reset(conn)
+            return False
+        return keep
+
+    def _send_pieces(self, conn, rng, data):
+        if rng.random() < 0.8 or not data:
+            conn.sendall(data)
+            return
+        cuts = sorted(rng.sample(range(1, len(data) + 1), min(len(data), rng.randint(1, 40))))
+        start = 0
+        for cut in cuts + [len(data)]:
+            if self.stopping.is_set():
+                return
+            conn.sendall(data[start:cut])
+            start = cut
+            self._stall(rng.choice((0, 0, 0.0005, 0.002)))
+
+
+FUZZ_STATUSES = (200, 200, 200, 201, 202, 204, 206, 301, 302, 304, 400, 404, 418, 500, 503, 599)
+
+
+def fuzz_body(rng):
+    size = rng.choice((0, 1, 2, 10, 100, 1000, 4096, 16384, 70000, rng.randint(0, 200000)))
+    pattern = bytes(rng.randrange(256) for _ in range(16)) if rng.random() < 0.3 else b"abcdefghij\n"
+    return (pattern * (size // len(pattern) + 1))[:size]
+
+
+def fuzz_headers(rng):
+    lines = []
+    for _ in range(rng.choice((0, 1, 2, 5, 20, 100))):
+        name = rng.choice((b"X-Fuzz", b"Set-Cookie", b"Cache-Control", b"x-lower", b"X-Repeat", b"Link"))
+        value = rng.choice((b"a", b"", b"v=1; Path=/", b" spaced ", b"\xc3\xa9t\xc3\xa9", b"x" * rng.randint(1, 3000)))
+        lines.append(name + b": " + value + b"\r\n")
+    return b"".join(lines)
+
+
+def fuzz_chunked(rng, body):
+    out, i = [], 0
+    while i < len(body):
+        n = min(len(body) - i, rng.choice((1, 7, 100, 4096, 65536)))
+        ext = rng.choice((b"", b"", b";a=b", b";q=\"x;y\"", b";e"))
+        out.append(b"%x%s\r\n%s\r\n" % (n, ext, body[i:i + n]))
+        i += n
+    trailers = rng.choice((b"", b"", b"X-Trailer: t\r\n", b"X-T1: 1\r\nX-T2: 2\r\n"))
+    return b"".join(out) + b"0\r\n" + trailers + b"\r\n"
+
+
+def fuzz_valid_response(rng, method):
+    """A well-formed response to method, and whether the connection stays usable."""
+    status = rng.choice(FUZZ_STATUSES)
+    body = fuzz_body(rng)
+    headers = fuzz_headers(rng)
+    if rng.random() < 0.1 and body:
+        body = gzip.compress(body, compresslevel=1)
+        headers += b"Content-Encoding: gzip\r\n"
+    if status in (301, 302):
+        headers += b"Location: /elsewhere\r\n"
+    prefix = b""
+    if rng.random() < 0.05:
+        prefix = rng.choice((b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+                             b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n"))
+    no_body = method == "HEAD" or status in (204, 304)
+    framing = rng.choice(("length", "length", "chunked", "close"))
+    version = b"HTTP/1.0" if framing == "close" and rng.random() < 0.5 else b"HTTP/1.1"
+    head = b"%s %d Fuzz\r\n" % (version, status) + headers
+    if no_body:
+        if method == "HEAD" and status not in (204, 304):
+            head += b"Content-Length: %d\r\n" % len(body)
+        return prefix + head + b"\r\n", True
+    if framing == "length":
+        return prefix + head + b"Content-Length: %d\r\n\r\n" % len(body) + body, True
+    if framing == "chunked":
+        return prefix + head + b"Transfer-Encoding: chunked\r\n\r\n" + fuzz_chunked(rng, body), True
+    if version == b"HTTP/1.1":
+        head += b"Connection: close\r\n"
+    return prefix + head + b"\r\n" + body, False
+
+
+def fuzz_mutate(rng, data):
+    """data with one to three random faults."""
+    for _ in range(rng.randint(1, 3)):
+        kind = rng.randrange(12)
+        pos = rng.randrange(len(data) + 1)
+        if kind == 0:
+            data = data[:pos]
+        elif kind == 1 and data:
+            b = bytearray(data)
+            for _ in range(rng.randint(1, 5)):
+                b[rng.randrange(len(b))] = rng.randrange(256)
+            data = bytes(b)
+        elif kind == 2:
+            data = data[:pos] + bytes(rng.randrange(256) for _ in range(rng.randint(1, 20))) + data[pos:]
+        elif kind == 3:
+            data = data[:pos] + data[pos + rng.randint(1, 50):]
+        elif kind == 4:
+            data = data.replace(b"\r\n", b"\n", rng.randint(1, 5))
+        elif kind == 5:
+            data = re.sub(rb"Content-Length: \d+", rng.choice((b"Content-Length: 99999999999999999999",
+                          b"Content-Length: -5", b"Content-Length: 12abc", b"Content-Length: 3\r\nContent-Length: 4",
+                          b"Content-Length: 0")), data, count=1)
+        elif kind == 6:
+            data = re.sub(rb"\r\n\r\n([0-9a-f]+)", rng.choice((b"\r\n\r\nzz", b"\r\n\r\nffffffffffffffffff",
+                          b"\r\n\r\n-1", b"\r\n\r\n 5")), data, count=1)
+        elif kind == 7:
+            data = re.sub(rb"^HTTP/1\.[01] \d+ \w*", rng.choice((b"HTTP/1.1 99999 X", b"HTTP/2.0 200 OK", b"ICY 200 OK",
+                          b"HTTP/1.1 20 OK", b"http/1.1 200 ok", b"HTTP/1.1 200", b"HTTP/9.9 200 OK",
+                          b"HTTP/1.1 101 Switching Protocols")), data, count=1)
+        elif kind == 8:
+            data = data.replace(b"\r\n", b"\r\n" + rng.choice((b" folded", b"\tx", b"No-Colon", b": empty",
+                                                               b"X-Nul: a\0b")) + b"\r\n", 1)
+        elif kind == 9:
+            data = data.replace(b"\r\n", b"\r\nX-Huge: " + b"h" * rng.choice((70000, 120000, 300000)) + b"\r\n", 1)
+        elif kind == 10:
+            data = data.replace(b"\r\n\r\n", b"\r\nTransfer-Encoding: chunked\r\n\r\n", 1)
+        else:
+            data = data.replace(b"\r\n", b"\r\nContent-Encoding: gzip\r\n", 1)
+    return data
