@@ -476,7 +476,11 @@ static void finish(struct txfer *x, enum terr e)
     uint64_t now = clock_now_ns();
     timer_stop(x->loop, &x->timeout);
     timer_stop(x->loop, &x->later);
-    x->decoding = false; /* a stream cut short is no error: libcurl 7.88 keeps what it decoded */
+    if (x->decoding) {
+        decoder_end(x->dec); /* a stream cut short is no error: libcurl 7.88 keeps what it decoded */
+        decoder_trim(x->dec); /* the libraries' windows back: a user holds none between requests */
+        x->decoding = false;
+    }
     bool keep = e == TERR_NONE && !x->excess && http_should_keep_alive(&x->parser);
     conn_release(x, keep);
     x->phase = P_IDLE;
@@ -652,6 +656,26 @@ static void head_lines(struct txfer *x, void (*fn)(struct txfer *, const char *,
     }
 }
 
+/* A Content-Encoding (or Transfer-Encoding) line of a response with a body. */
+static void add_coding(struct txfer *x, const char *v, size_t vlen, bool transfer)
+{
+    long status = x->res->status;
+    if (x->q->kind == TM_HEAD || status == 204 || status == 304)
+        return; /* no body to decode: libcurl reads no coding either */
+    if (!x->dec && !(x->dec = decoder_new())) {
+        x->fail = TERR_NOMEM;
+        return;
+    }
+    if (!x->decoding)
+        decoder_begin(x->dec);
+    x->decoding = true;
+    enum dec_status d = decoder_add(x->dec, v, vlen, transfer);
+    if (d != DEC_OK) { /* libcurl gives up on such a head before its status counts */
+        x->fail = d == DEC_NOMEM ? TERR_NOMEM : TERR_MALFORMED;
+        x->head_done = false;
+    }
+}
+
 static void take_header(struct txfer *x, const char *name, size_t nlen, const char *v, size_t vlen)
 {
     const struct treq *q = x->q;
@@ -673,18 +697,10 @@ static void take_header(struct txfer *x, const char *name, size_t nlen, const ch
         free(loc);
         curl_url_cleanup(to);
     } else if (nlen == 16 && strncasecmp(name, "content-encoding", 16) == 0 && q->decode) {
-        if (!x->dec && !(x->dec = decoder_new())) {
-            x->fail = TERR_NOMEM;
-            return;
-        }
-        if (!x->decoding)
-            decoder_begin(x->dec);
-        x->decoding = true;
-        enum dec_status d = decoder_add(x->dec, v, vlen, false);
-        if (d != DEC_OK) { /* libcurl gives up on such a head before its status counts */
-            x->fail = d == DEC_NOMEM ? TERR_NOMEM : TERR_MALFORMED;
-            x->head_done = false;
-        }
+        add_coding(x, v, vlen, false);
+    } else if (nlen == 17 && strncasecmp(name, "transfer-encoding", 17) == 0 &&
+               !(vlen == 7 && strncasecmp(v, "chunked", 7) == 0)) {
+        add_coding(x, v, vlen, true); /* libcurl decodes "gzip, chunked" even without compression */
     }
 }
 
