@@ -120,6 +120,9 @@ CASES = [
     Case("reset-second-GET", "reset-second", iterations=4, read=7, reqs=7, failed=3, whole=False),
     Case("reset-second-POST", "reset-second", method="POST", iterations=4, read=4, reqs=4, failed=2, whole=False,
          same_connections=False, note="as close-after-2-POST: libcurl opens a connection it never uses"),
+    Case("gzip-transfer-coding", "raw", name="gzip-transfer-coding", iterations=2,
+         body=b"decoded by both engines\n" * 4, same_connections=False,
+         note="Transfer-Encoding: gzip, chunked: the body decoded whatever the request's compression"),
     Case("garbage-status-line", "garbage", status=0, error={"malformed response"}),
     Case("stall", "never", iterations=2, timeout="300ms", status=0, error={"timeout"}),
 ]
