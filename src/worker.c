@@ -104,7 +104,10 @@ static void add_overrides(lua_State *L, int job, struct job_args *a, int max)
     lua_getfield(L, job, "options");
     int n = lua_istable(L, -1) ? (int)lua_rawlen(L, -1) : 0;
     for (int i = 1; i <= n && i <= max; i++) {
-        lua_rawgeti(L, -1, i);
+        if (lua_rawgeti(L, -1, i) != LUA_TTABLE) { /* not a [key, value] pair */
+            lua_pop(L, 1);
+            continue;
+        }
         lua_rawgeti(L, -1, 1);
         lua_rawgeti(L, -2, 2);
         const char *k = lua_tostring(L, -2), *v = lua_tostring(L, -1);
@@ -148,11 +151,14 @@ static bool job_to_args(lua_State *L, int job, const char *dir, struct job_args 
     size_t dlen;
     const char *data = lua_tolstring(L, -1, &dlen);
     lua_pop(L, 1);
-    lua_getfield(L, job, "segment");
-    lua_rawgeti(L, -1, 1);
-    lua_rawgeti(L, -2, 2);
-    long long si = lua_tointeger(L, -2), sn = lua_tointeger(L, -1);
-    lua_pop(L, 3);
+    long long si = 0, sn = 0;
+    if (lua_getfield(L, job, "segment") == LUA_TTABLE) {
+        lua_rawgeti(L, -1, 1);
+        lua_rawgeti(L, -2, 2);
+        si = lua_tointeger(L, -2), sn = lua_tointeger(L, -1);
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
     lua_getfield(L, job, "start_at");
     double start = lua_tonumber(L, -1);
     lua_pop(L, 1);
@@ -244,7 +250,9 @@ void worker_run_job(const char *text, size_t len, const struct signals *sig, con
     out->doc = NULL;
     out->len = 0;
     lua_State *L = luaL_newstate();
-    char dir[] = "/tmp/tide-worker-XXXXXX";
+    const char *tmp = getenv("TMPDIR");
+    char dir[2048]; /* the job's files are named under it in buffers of 4096 */
+    snprintf(dir, sizeof dir, "%s/tide-worker-XXXXXX", tmp && *tmp && strlen(tmp) < 2000 ? tmp : "/tmp");
     if (L && mkdtemp(dir)) {
         luaL_requiref(L, "cjson", luaopen_cjson, 0);
         lua_getfield(L, -1, "decode");

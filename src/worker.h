@@ -19,7 +19,8 @@ struct job_result {
 
 /* Runs one job (its JSON text) in this process, as `tide run --segment ...
  * --data ... --out json=...` would: a fresh Lua state and a temporary
- * directory for it, both gone when it returns. Messages go to stderr. */
+ * directory for it (under $TMPDIR, else /tmp), both gone when it returns.
+ * Messages go to stderr. */
 void worker_run_job(const char *text, size_t len, const struct signals *sig, const struct job_ctl *ctl,
                     struct job_result *out);
 
