@@ -63,13 +63,30 @@ static double wall_now(void)
 
 /* ---------------------------------------------------------------- JSON */
 
+/* The length of the valid UTF-8 sequence at s, or 0 (a message may quote
+ * any bytes a scenario printed; the Runtime API wants valid JSON). */
+static size_t utf8_length(const unsigned char *s)
+{
+    size_t n = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 && s[0] <= 0xdf ? 2 : 0;
+    for (size_t k = 1; k < n; k++)
+        if ((s[k] & 0xc0) != 0x80)
+            return 0;
+    return n;
+}
+
 static void json_string(struct buf *b, const char *s)
 {
     buf_append(b, "\"", 1);
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         char esc[8];
-        if (c == '"' || c == '\\') {
+        if (c >= 0x80) {
+            size_t n = utf8_length((const unsigned char *)s);
+            if (n)
+                buf_append(b, s, n), s += n - 1;
+            else
+                buf_append(b, "\\ufffd", 6); /* not UTF-8: the replacement character */
+        } else if (c == '"' || c == '\\') {
             esc[0] = '\\', esc[1] = (char)c;
             buf_append(b, esc, 2);
         } else if (c == '\n') {
