@@ -26,9 +26,10 @@ UNIT    := $(patsubst tests/unit/%.c,$(BUILD)/%,$(wildcard tests/unit/test_*.c))
 DEBS = gcc make pkg-config liblua5.4-dev libcurl4-openssl-dev libssl-dev lua-cjson-dev libpq-dev \
        libedit-dev nginx wrk postgresql redis-server python3-flask python3-celery \
        python3-redis python3-psycopg2 python3-pytest python3-pexpect gunicorn python3-httpbin openssh-server openssh-client valgrind \
-       chromium python3-websocket time zlib1g-dev libbrotli-dev libzstd-dev libhttp-parser-dev
+       chromium python3-websocket time zlib1g-dev libbrotli-dev libzstd-dev libhttp-parser-dev \
+       zip busybox-static
 
-.PHONY: all deps test unit systest depcheck asan run bench clean
+.PHONY: all deps test unit systest depcheck asan run bench clean lambda
 all: $(BIN)
 
 $(BIN): $(OBJS)
@@ -87,8 +88,15 @@ asan:
 run: deps $(BIN)
 	DEMO_RACE=$(DEMO_RACE) tests/run-demo.sh $(ARGS)
 
+# The AWS Lambda package: bootstrap, tide, the libraries it needs with their
+# loader (README, "AWS Lambda"); prints its sizes.
+lambda: tide-lambda.zip
+
+tide-lambda.zip: $(BIN) tools/lambda-zip.sh
+	tools/lambda-zip.sh $(BIN) $@
+
 bench: deps $(BIN)
 	tests/bench/vs-wrk.sh
 
 clean:
-	rm -rf build build-asan tide tide-asan
+	rm -rf build build-asan tide tide-asan tide-lambda.zip

@@ -80,25 +80,55 @@ bool load_input_ended(void)
     return read(0, buf, sizeof buf) <= 0;
 }
 
+static double wall_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The job's own reasons to stop, beside Ctrl-C: its coordinator gone (1),
+ * the invocation's deadline near (1), then at hand (2). Returns the stop
+ * level reached so far, never lower than before. */
+static int watch_job(const struct load_watch *w, struct runner *r, int level)
+{
+    const struct job_ctl *job = w->job;
+    int want = level;
+    if (job->watch_input && level == 0 && load_input_ended()) {
+        fprintf(stderr, "tide worker: standard input closed (the coordinator is gone): stopping\n");
+        want = 1;
+    }
+    double now = job->stop_at > 0 ? wall_clock() : 0;
+    if (job->stop_at > 0 && now >= job->stop_at && want < 1) {
+        fprintf(stderr, "tide lambda: stopping the load ahead of the invocation's deadline; running "
+                        "iterations are cut in %.1fs\n", job->cut_at > now ? job->cut_at - now : 0.0);
+        want = 1;
+    }
+    if (job->cut_at > 0 && now >= job->cut_at && want < 2) {
+        fprintf(stderr, "tide lambda: the invocation's deadline is at hand: cutting running iterations\n");
+        want = 2;
+    }
+    if (want > level)
+        runner_stop(r, want);
+    return want;
+}
+
 void load_watch(struct load_watch *w, struct runner *r, bool snapshots)
 {
     double next_abort_check = 1, next_stream = 1;
-    int seen = 0;
-    bool orphan = false;
+    int seen = 0, job_level = 0;
+    bool stream = w->job && w->job->stream;
     struct progress pr;
     plan_progress(w, &pr);
     while (!runner_wait(r, 20)) {
         double elapsed = runner_elapsed(r);
         progress_show(&pr, runner_points(r), elapsed, false);
-        if (w->worker && elapsed >= next_stream) {
+        if (stream && elapsed >= next_stream) {
             next_stream = elapsed + 1;
             stream_figures(runner_points(r), elapsed);
         }
-        if (w->worker && !orphan && load_input_ended()) {
-            orphan = true;
-            fprintf(stderr, "tide worker: standard input closed (the coordinator is gone): stopping\n");
-            runner_stop(r, 1);
-        }
+        if (w->job)
+            job_level = watch_job(w, r, job_level);
         if (snapshots && !w->aborted[0] && elapsed >= next_abort_check) {
             next_abort_check = elapsed + 1;
             check_abort(w, r, elapsed);
@@ -113,9 +143,10 @@ void load_watch(struct load_watch *w, struct runner *r, bool snapshots)
         runner_stop(r, seen >= 2 ? 2 : 1);
     }
     progress_show(&pr, runner_points(r), 0, true);
-    if (w->worker)
+    if (stream)
         stream_figures(runner_points(r), runner_elapsed(r));
-    w->interrupted = seen ? seen : orphan; /* a worker left by its coordinator stopped as on Ctrl-C */
+    /* a worker left by its coordinator, or cut by its deadline, stopped as on Ctrl-C */
+    w->interrupted = seen ? seen : job_level > 0;
 }
 
 void load_run_id(char *id, size_t len)

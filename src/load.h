@@ -6,6 +6,7 @@
 
 #include "options.h"
 #include "exitcodes.h"
+#include "job.h"
 #include "signals.h"
 #include "runner.h"
 
@@ -21,9 +22,8 @@ struct load_watch {
     int presses_before;         /* Ctrl-C presses that came before the load */
     bool quiet;                 /* no progress line */
     double progress_every;      /* off a terminal: seconds between lines (0: none) */
-    bool worker;                /* tide worker: a JSON line a second on stderr, and standard
-                                 * input's end (the coordinator gone) stops the load */
-    int interrupted;            /* out: presses during the load */
+    const struct job_ctl *job;  /* a worker's job (tide worker, tide lambda); NULL: none */
+    int interrupted;            /* out: presses during the load (1 when the job's own watch stopped it) */
     char aborted[512];          /* out: the threshold that stopped it early */
 };
 

@@ -1,5 +1,6 @@
 /* tide: the command line. */
 #include "exitcodes.h"
+#include "lambda_runtime.h"
 #include "list.h"
 #include "luacmd.h"
 #include "repl.h"
@@ -49,6 +50,8 @@ static void usage(FILE *f)
             "  tide repl [SCENARIO] [--target URL] [--env KEY=VALUE]... [--threads N]\n"
             "                                a Lua prompt: setup(), run{...}, teardown() step by step\n"
             "  tide worker                   run one job read as JSON on stdin (tide run --workers)\n"
+            "  tide lambda                   the AWS Lambda custom runtime: each invocation a job\n"
+            "                                (what the bootstrap of make lambda's zip runs)\n"
             "  tide list                     the named scenarios\n"
             "  tide report SOURCE... [--html FILE] [--json FILE]\n"
             "                                print a stored run again (merging several exactly);\n"
@@ -112,9 +115,10 @@ int main(int argc, char **argv)
     for (int i = 0; i < 3; i++)
         if (strcmp(cmd, lives[i]) == 0)
             mode = i;
-    bool worker = strcmp(cmd, "worker") == 0;
-    if (mode < 0 && strcmp(cmd, "repl") != 0 && !worker) {
-        fprintf(stderr, "tide: unknown command '%s' (valid: run, setup, teardown, worker, repl, list, report, compare, db, --help, "
+    bool worker = strcmp(cmd, "worker") == 0, lambda = strcmp(cmd, "lambda") == 0;
+    if (mode < 0 && strcmp(cmd, "repl") != 0 && !worker && !lambda) {
+        fprintf(stderr, "tide: unknown command '%s' (valid: run, setup, teardown, worker, lambda, repl, list, report, "
+                        "compare, db, --help, "
                         "--version)\n", cmd);
         return EXIT_USAGE;
     }
@@ -135,6 +139,7 @@ int main(int argc, char **argv)
     init_curl();
     struct signals sig = {.interrupts = interrupt_count, .fd = interrupt_fd};
     int rc = worker      ? cmd_worker(argc - 2, argv + 2, &sig)
+             : lambda    ? cmd_lambda(argc - 2, argv + 2, &sig)
              : mode >= 0 ? cmd_run((enum run_mode)mode, argc - 2, argv + 2, &sig)
                          : cmd_repl(argc - 2, argv + 2, &sig);
     curl_global_cleanup();

@@ -50,7 +50,7 @@ struct session {
     struct sink sink;
     struct runner *runner;
     struct points no_points;    /* the seconds of a load that never started */
-    bool worker;                /* run by tide worker */
+    const struct job_ctl *job;  /* run by tide worker or tide lambda; NULL: tide run */
 };
 
 static int open_scenario(struct session *s)
@@ -208,11 +208,14 @@ static double wall_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Waiting for --start-at: a Ctrl-C gives up the wait (the run is interrupted). */
+/* Waiting for --start-at: a Ctrl-C gives up the wait (the run is interrupted),
+ * as do a worker's coordinator gone and an invocation's deadline near. */
 static bool start_cancelled(void *ud)
 {
     struct session *s = ud;
-    return s->sig->interrupts() > s->ctx.interrupts_before || (s->worker && load_input_ended());
+    const struct job_ctl *job = s->job;
+    return s->sig->interrupts() > s->ctx.interrupts_before ||
+           (job && job->watch_input && load_input_ended()) || (job && job->stop_at > 0 && wall_now() >= job->stop_at);
 }
 
 /* --start-at: still ahead after setup (or at most START_AT_SLACK behind);
@@ -259,7 +262,7 @@ static int run_load_phase(struct session *s, const char *json, size_t json_len, 
     }
     struct load_watch w = {.L = s->L, .scenario_ref = s->mod_ref, .opt = &s->opt, .sig = s->sig,
                            .quiet = s->cli.out.quiet, .progress_every = s->cli.progress_every,
-                           .worker = s->worker};
+                           .job = s->job};
     load_watch(&w, s->runner, snapshots);
     s->interrupted = w.interrupted;
     snprintf(s->aborted, sizeof s->aborted, "%s", w.aborted);
@@ -570,13 +573,14 @@ static int run_session(struct session *s, enum run_mode mode, int argc, char **a
     return status ? status : store ? store : verdict;
 }
 
-static int run_command(enum run_mode mode, int argc, char **argv, const struct signals *sig, bool worker)
+static int run_command(enum run_mode mode, int argc, char **argv, const struct signals *sig,
+                       const struct job_ctl *job)
 {
     struct session *s = xcalloc(1, sizeof *s);
     if (!s)
         return EXIT_SCRIPT;
     s->sig = sig;
-    s->worker = worker;
+    s->job = job;
     s->cli.progress_every = 10;
     s->sink = (struct sink){.message = to_stderr};
     int rc = points_init(&s->no_points, 1) ? run_session(s, mode, argc, argv) : EXIT_SCRIPT;
@@ -594,10 +598,10 @@ static int run_command(enum run_mode mode, int argc, char **argv, const struct s
 
 int cmd_run(enum run_mode mode, int argc, char **argv, const struct signals *sig)
 {
-    return run_command(mode, argc, argv, sig, false);
+    return run_command(mode, argc, argv, sig, NULL);
 }
 
-int cmd_run_worker(int argc, char **argv, const struct signals *sig)
+int cmd_run_job(int argc, char **argv, const struct signals *sig, const struct job_ctl *job)
 {
-    return run_command(MODE_RUN, argc, argv, sig, true);
+    return run_command(MODE_RUN, argc, argv, sig, job);
 }

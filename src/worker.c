@@ -1,6 +1,8 @@
 /* `tide worker`: one job as a JSON line on standard input, its load run as
  * `tide run --segment I/N --data ... --start-at ... --run-id ...` would, its
- * results document on standard output (README, "Beyond one machine"). */
+ * results document on standard output (README, "Beyond one machine").
+ * worker_run_job is that run, from the job's text to the document, which
+ * `tide lambda` shares. */
 #include "worker.h"
 #include "exitcodes.h"
 #include "run.h"
@@ -82,9 +84,11 @@ static const char *str_field(lua_State *L, int t, const char *name)
 }
 
 struct job_args {
+    const char *who;            /* "tide worker" or "tide lambda", for messages */
     char *argv[MAX_ARGS];
     int argc;
     char scenario[4096], data[4200], results[4200], segment[64], start_at[64];
+    char flags[MAX_OVERRIDES][160];
 };
 
 static void add(struct job_args *a, const char *s)
@@ -94,12 +98,16 @@ static void add(struct job_args *a, const char *s)
 }
 
 /* job.options: [[key, value], ...], as tide run's flags. */
-static void add_overrides(lua_State *L, int job, struct job_args *a, char flags[][160], int max)
+static void add_overrides(lua_State *L, int job, struct job_args *a, int max)
 {
+    char (*flags)[160] = a->flags;
     lua_getfield(L, job, "options");
     int n = lua_istable(L, -1) ? (int)lua_rawlen(L, -1) : 0;
     for (int i = 1; i <= n && i <= max; i++) {
-        lua_rawgeti(L, -1, i);
+        if (lua_rawgeti(L, -1, i) != LUA_TTABLE) { /* not a [key, value] pair */
+            lua_pop(L, 1);
+            continue;
+        }
         lua_rawgeti(L, -1, 1);
         lua_rawgeti(L, -2, 2);
         const char *k = lua_tostring(L, -2), *v = lua_tostring(L, -1);
@@ -133,7 +141,7 @@ static void add_env(lua_State *L, int job, struct job_args *a)
 }
 
 /* The job's fields as tide run's command line; false with a message. */
-static bool job_to_args(lua_State *L, int job, const char *dir, struct job_args *a, char flags[][160])
+static bool job_to_args(lua_State *L, int job, const char *dir, struct job_args *a)
 {
     size_t slen;
     lua_getfield(L, job, "source");
@@ -143,24 +151,27 @@ static bool job_to_args(lua_State *L, int job, const char *dir, struct job_args 
     size_t dlen;
     const char *data = lua_tolstring(L, -1, &dlen);
     lua_pop(L, 1);
-    lua_getfield(L, job, "segment");
-    lua_rawgeti(L, -1, 1);
-    lua_rawgeti(L, -2, 2);
-    long long si = lua_tointeger(L, -2), sn = lua_tointeger(L, -1);
-    lua_pop(L, 3);
+    long long si = 0, sn = 0;
+    if (lua_getfield(L, job, "segment") == LUA_TTABLE) {
+        lua_rawgeti(L, -1, 1);
+        lua_rawgeti(L, -2, 2);
+        si = lua_tointeger(L, -2), sn = lua_tointeger(L, -1);
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
     lua_getfield(L, job, "start_at");
     double start = lua_tonumber(L, -1);
     lua_pop(L, 1);
     const char *run_id = str_field(L, job, "run_id");
     if (!source || !data || si < 1 || sn < si || !run_id) {
-        fprintf(stderr, "tide worker: the job lacks source, data_json, segment [I, N] or run_id\n");
+        fprintf(stderr, "%s: the job lacks source, data_json, segment [I, N] or run_id\n", a->who);
         return false;
     }
     snprintf(a->data, sizeof a->data, "%s/data.json", dir);
     snprintf(a->results, sizeof a->results, "json=%s/results.json", dir);
     if (!place_scenario(str_field(L, job, "path"), source, slen, dir, a->scenario, sizeof a->scenario) ||
         !write_file(a->data, data, dlen)) {
-        fprintf(stderr, "tide worker: cannot write the job's files under %s: %s\n", dir, strerror(errno));
+        fprintf(stderr, "%s: cannot write the job's files under %s: %s\n", a->who, dir, strerror(errno));
         return false;
     }
     snprintf(a->segment, sizeof a->segment, "%lld/%lld", si, sn);
@@ -180,7 +191,7 @@ static bool job_to_args(lua_State *L, int job, const char *dir, struct job_args 
         add(a, a->start_at);
     }
     add_env(L, job, a);
-    add_overrides(L, job, a, flags, MAX_OVERRIDES);
+    add_overrides(L, job, a, MAX_OVERRIDES);
     /* the coordinator's TIDE_HTTP_ENGINE over this host's: this process
      * runs only this job, and the run reads it as the coordinator did */
     const char *engine = str_field(L, job, "http_engine_env");
@@ -191,31 +202,45 @@ static bool job_to_args(lua_State *L, int job, const char *dir, struct job_args 
     return true;
 }
 
-/* The results document to standard output, as it was written. */
-static bool copy_results(const char *path)
+/* The results document as it was written, into memory; NULL if none. */
+static char *read_results(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return false;
-    char buf[65536];
-    size_t n;
-    bool ok = true;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        ok = ok && fwrite(buf, 1, n, stdout) == n;
+        return NULL;
+    size_t cap = 1 << 16, n = 0, got;
+    char *doc = malloc(cap);
+    while (doc && (got = fread(doc + n, 1, cap - n, f)) > 0) {
+        n += got;
+        char *more = n == cap ? realloc(doc, cap *= 2) : doc;
+        if (!more)
+            free(doc);
+        doc = more;
+    }
+    bool ok = doc && !ferror(f) && n > 0;
     fclose(f);
-    return fflush(stdout) == 0 && ok;
+    if (!ok) {
+        free(doc);
+        return NULL;
+    }
+    *len = n;
+    return doc;
 }
 
-static int run_job(lua_State *L, const char *dir, const struct signals *sig)
+static void run_decoded_job(lua_State *L, const char *dir, const struct signals *sig, const struct job_ctl *ctl,
+                            struct job_result *out)
 {
-    static char flags[MAX_OVERRIDES][160];
     struct job_args *a = calloc(1, sizeof *a);
-    int rc = EXIT_USAGE;
-    if (a && job_to_args(L, lua_gettop(L), dir, a, flags)) {
-        rc = cmd_run_worker(a->argc, a->argv, sig);
-        if (!copy_results(a->results + 5) && rc != EXIT_USAGE) {
-            fprintf(stderr, "tide worker: no results document to hand back\n");
-            rc = rc ? rc : EXIT_SCRIPT;
+    out->rc = EXIT_USAGE;
+    if (!a)
+        return;
+    a->who = out->who;
+    if (job_to_args(L, lua_gettop(L), dir, a)) {
+        out->rc = cmd_run_job(a->argc, a->argv, sig, ctl);
+        out->doc = read_results(a->results + 5, &out->len);
+        if (!out->doc && out->rc != EXIT_USAGE) {
+            fprintf(stderr, "%s: no results document to hand back\n", out->who);
+            out->rc = out->rc ? out->rc : EXIT_SCRIPT;
         }
         remove(a->results + 5);
         remove(a->data);
@@ -223,7 +248,33 @@ static int run_job(lua_State *L, const char *dir, const struct signals *sig)
             remove(a->scenario);
     }
     free(a);
-    return rc;
+}
+
+void worker_run_job(const char *text, size_t len, const struct signals *sig, const struct job_ctl *ctl,
+                    struct job_result *out)
+{
+    out->rc = EXIT_USAGE;
+    out->doc = NULL;
+    out->len = 0;
+    lua_State *L = luaL_newstate();
+    const char *tmp = getenv("TMPDIR");
+    char dir[2048]; /* the job's files are named under it in buffers of 4096 */
+    snprintf(dir, sizeof dir, "%s/tide-worker-XXXXXX", tmp && *tmp && strlen(tmp) < 2000 ? tmp : "/tmp");
+    if (L && mkdtemp(dir)) {
+        luaL_requiref(L, "cjson", luaopen_cjson, 0);
+        lua_getfield(L, -1, "decode");
+        lua_pushlstring(L, text, len);
+        if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1))
+            run_decoded_job(L, dir, sig, ctl, out);
+        else
+            fprintf(stderr, "%s: the job is not a JSON object: %s\n", out->who,
+                    lua_isstring(L, -1) ? lua_tostring(L, -1) : "(not an object)");
+        rmdir(dir);
+    } else {
+        fprintf(stderr, "%s: cannot make a temporary directory: %s\n", out->who, strerror(errno));
+    }
+    if (L)
+        lua_close(L);
 }
 
 int cmd_worker(int argc, char **argv, const struct signals *sig)
@@ -240,24 +291,14 @@ int cmd_worker(int argc, char **argv, const struct signals *sig)
         fprintf(stderr, "tide worker: no job on standard input (one JSON line)\n");
         return EXIT_USAGE;
     }
-    lua_State *L = luaL_newstate();
-    char dir[] = "/tmp/tide-worker-XXXXXX";
-    int rc = EXIT_USAGE;
-    if (L && mkdtemp(dir)) {
-        luaL_requiref(L, "cjson", luaopen_cjson, 0);
-        lua_getfield(L, -1, "decode");
-        lua_pushlstring(L, text, len);
-        if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1))
-            rc = run_job(L, dir, sig);
-        else
-            fprintf(stderr, "tide worker: the job is not a JSON object: %s\n",
-                    lua_isstring(L, -1) ? lua_tostring(L, -1) : "(not an object)");
-        rmdir(dir);
-    } else {
-        fprintf(stderr, "tide worker: cannot make a temporary directory: %s\n", strerror(errno));
-    }
-    if (L)
-        lua_close(L);
+    struct job_ctl ctl = {.watch_input = true, .stream = true};
+    struct job_result res = {.who = "tide worker"};
+    worker_run_job(text, len, sig, &ctl, &res);
     free(text);
-    return rc;
+    if (res.doc && (fwrite(res.doc, 1, res.len, stdout) != res.len || fflush(stdout) != 0)) {
+        fprintf(stderr, "tide worker: the results document could not be written to standard output\n");
+        res.rc = res.rc ? res.rc : EXIT_SCRIPT;
+    }
+    free(res.doc);
+    return res.rc;
 }
