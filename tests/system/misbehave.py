@@ -79,7 +79,7 @@ RAW_ANSWERS = {
 # a transfer coding under the chunks: libcurl 7.88 decodes it whatever the
 # request's compression, and so must the lean engine
 _GZ = gzip.compress(b"decoded by both engines\n" * 4, mtime=0)
-RAW_ANSWERS["gzip-transfer-coding"] = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n" +
+RAW_ANSWERS["gzip-transfer-coding"] = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n" +
                                        b"%x\r\n" % len(_GZ) + _GZ + b"\r\n0\r\n\r\n")
 KEEP_ALIVE_MODES = ("chunked-trailers", "split", "continue-ok", "short-length", "no-body", "close-after",
                     "idle-close")
