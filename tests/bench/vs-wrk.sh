@@ -4,11 +4,16 @@
 #   tests/bench/vs-wrk.sh            (from the repo root; builds ./tide first)
 #
 # Phase 1, 50 connections: requests per CPU-second of each generator (user+sys
-# of the generator process only), median over ROUNDS alternating pairs.
+# of the generator process only), median over ROUNDS alternating rounds.
 # Phase 2, 5000 connections: requests per second with both generators on their
 # defaults (one thread per core), and tide's peak RSS per VU; the one-thread
 # pair is printed too, and so is libcurl alone (tests/bench/bare-curl.c: the
 # same transport in plain C, no Lua): the ceiling of any libcurl generator.
+# tide runs twice in each round of both phases: with --http-engine auto (its
+# lean HTTP/1.1 transport carries these plain http:// requests; the targets
+# apply to it) and with --http-engine curl (libcurl for all, for information).
+# Each tide run's http_engines (from --out json=FILE) must show that the
+# intended engine served every request; otherwise the script stops with 2.
 # Exits 1 when a target is missed, so it can gate a release by hand.
 # Both send the same request: wrk sends no Accept-Encoding, so tide runs with
 # --no-compression (its default adds the header and libcurl's handling of it,
@@ -18,7 +23,8 @@
 # Knobs: DURATION (seconds per run, 10), ROUNDS (3), TIDE (binary; default:
 # `make -s tide` and ./tide), TIDE_ARGS (--no-compression), WRK (wrk), NGINX
 # (nginx), KEEP=1 keeps the temp dir.
-# Targets: TARGET_CPU (0.45), TARGET_RPS (0.6), TARGET_KB_PER_VU (25).
+# Targets (issue 15, for the lean engine): TARGET_CPU (0.85), TARGET_RPS (0.9),
+# TARGET_KB_PER_VU (12).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -28,9 +34,9 @@ ROUNDS=${ROUNDS:-3}
 WRK=${WRK:-wrk}
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 PY=/usr/bin/python3
-TARGET_CPU=${TARGET_CPU:-0.45}
-TARGET_RPS=${TARGET_RPS:-0.6}
-TARGET_KB_PER_VU=${TARGET_KB_PER_VU:-25}
+TARGET_CPU=${TARGET_CPU:-0.85}
+TARGET_RPS=${TARGET_RPS:-0.9}
+TARGET_KB_PER_VU=${TARGET_KB_PER_VU:-12}
 BIG=5000
 # every run is bounded: the generator's own duration plus this much slack
 SLACK=60
@@ -100,9 +106,12 @@ run_wrk() { # CONNS TAG [THREADS]
     fi
 }
 
-run_tide() { # VUS THREADS(or "") TAG
-    local v=$1 th=$2 js=$TMP/tide-$3.json tf=$TMP/tide-$3.time out=$TMP/tide-$3.txt
-    local args=(run "$BENCH" --vus "$v" --duration "${DURATION}s" --graceful-stop 5s --quiet --out "json=$js")
+# ENGINE is auto or curl, always passed as --http-engine so that a
+# TIDE_HTTP_ENGINE in the environment cannot change what is measured.
+run_tide() { # VUS THREADS(or "") TAG ENGINE
+    local v=$1 th=$2 eng=$4 js=$TMP/tide-$3-$4.json tf=$TMP/tide-$3-$4.time out=$TMP/tide-$3-$4.txt
+    local args=(run "$BENCH" --vus "$v" --duration "${DURATION}s" --graceful-stop 5s --quiet --out "json=$js"
+        --http-engine "$eng")
     # shellcheck disable=SC2206
     args+=(${TIDE_ARGS---no-compression})
     [ -n "$th" ] && args+=(--threads "$th")
@@ -111,15 +120,34 @@ run_tide() { # VUS THREADS(or "") TAG
         timeout -k 5 $((DURATION + SLACK)) "$TIDE" "${args[@]}" >"$out" 2>&1 || {
         echo "vs-wrk: tide failed:" >&2; cat "$out" >&2; exit 2; }
     read_time "$tf"
-    REQS="" SECS="" FAILED=""
-    read -r REQS SECS FAILED < <("$PY" -c '
+    REQS="" SECS="" FAILED="" LEAN="" CURL=""
+    read -r REQS SECS FAILED LEAN CURL < <("$PY" -c '
 import json, sys
 d = json.load(open(sys.argv[1]))
 m = d["metrics"]
 f = m.get("http_req_failed", {}).get("values", {}).get("passes", 0)
-print(int(m["http_reqs"]["values"]["count"]), d["state"]["testRunDurationMs"] / 1000, int(f))' "$js") || true
+e = d.get("http_engines") or {}
+print(int(m["http_reqs"]["values"]["count"]), d["state"]["testRunDurationMs"] / 1000, int(f),
+      int(e.get("lean", -1)), int(e.get("curl", -1)))' "$js") || true
     [ -n "$REQS" ] || { echo "vs-wrk: cannot read tide's results in $js:" >&2; cat "$out" >&2; exit 2; }
     if [ "$FAILED" != 0 ]; then echo "    tide: $FAILED failed requests"; fi
+    check_engine "$eng" "$js"
+}
+
+# Every request of the run went through the engine that was meant to serve
+# it: the lean transport for auto (these are plain http:// GETs), libcurl
+# for curl. A figure measured on the wrong engine is no figure at all.
+check_engine() { # ENGINE JSON
+    local want=lean
+    [ "$1" = curl ] && want=curl
+    local served_by_want=$LEAN served_by_other=$CURL
+    [ "$want" = curl ] && served_by_want=$CURL served_by_other=$LEAN
+    if [ "$LEAN" = -1 ] || [ "$CURL" = -1 ] || [ "$REQS" = 0 ] ||
+        [ "$served_by_want" != "$REQS" ] || [ "$served_by_other" != 0 ]; then
+        echo "vs-wrk: tide --http-engine $1 was meant to send all its $REQS requests through the $want engine," >&2
+        echo "vs-wrk: but http_engines in $2 says lean $LEAN, curl $CURL (-1: missing)" >&2
+        exit 2
+    fi
 }
 
 run_bare() { # CONNS THREADS
@@ -136,30 +164,42 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
 
+# Each round alternates the order of the generators, so that neither always
+# runs first (or on a warmer nginx).
+round_order() { # ROUND
+    if [ $(($1 % 2)) = 0 ]; then echo "curl tide wrk"; else echo "wrk tide curl"; fi
+}
+
 # ---------------------------------------------------------------- phase 1
 echo
 echo "== phase 1: 50 connections, requests per CPU-second (generator process only)"
-W1=() T1=() R1=()
+W1=() T1=() R1=() C1=() RC1=()
 for r in $(seq "$ROUNDS"); do
-    order="wrk tide"
-    [ $((r % 2)) = 0 ] && order="tide wrk"
-    for g in $order; do
-        if [ "$g" = wrk ]; then
+    for g in $(round_order "$r"); do
+        case $g in
+        wrk)
             run_wrk 50 "p1-$r"
             wcpu=$(div "$REQS" "$CPU")
-            printf '  round %d  wrk : %9d reqs in %5.2fs, cpu %6.2fs (%s) -> %7d req/CPU-s (%d req/s)\n' \
-                "$r" "$REQS" "$SECS" "$CPU" "$CPU_SPLIT" "$wcpu" "$(div "$REQS" "$SECS")"
-        else
-            run_tide 50 1 "p1-$r"
+            printf '  round %d  wrk               : %9d reqs in %5.2fs, cpu %6.2fs (%s) -> %7d req/CPU-s (%d req/s)\n' \
+                "$r" "$REQS" "$SECS" "$CPU" "$CPU_SPLIT" "$wcpu" "$(div "$REQS" "$SECS")" ;;
+        tide)
+            run_tide 50 1 "p1-$r" auto
             tcpu=$(div "$REQS" "$CPU")
-            printf '  round %d  tide: %9d reqs in %5.2fs, cpu %6.2fs (%s) -> %7d req/CPU-s (%d req/s)\n' \
-                "$r" "$REQS" "$SECS" "$CPU" "$CPU_SPLIT" "$tcpu" "$(div "$REQS" "$SECS")"
-        fi
+            printf '  round %d  tide              : %9d reqs in %5.2fs, cpu %6.2fs (%s) -> %7d req/CPU-s (%d req/s)\n' \
+                "$r" "$REQS" "$SECS" "$CPU" "$CPU_SPLIT" "$tcpu" "$(div "$REQS" "$SECS")" ;;
+        curl)
+            run_tide 50 1 "p1-$r" curl
+            ccpu=$(div "$REQS" "$CPU")
+            printf '  round %d  tide (curl engine): %9d reqs in %5.2fs, cpu %6.2fs (%s) -> %7d req/CPU-s (%d req/s)\n' \
+                "$r" "$REQS" "$SECS" "$CPU" "$CPU_SPLIT" "$ccpu" "$(div "$REQS" "$SECS")" ;;
+        esac
     done
     W1+=("$wcpu") T1+=("$tcpu") R1+=("$(ratio "$tcpu" "$wcpu")")
-    echo "  round $r  ratio tide/wrk ${R1[-1]}"
+    C1+=("$ccpu") RC1+=("$(ratio "$ccpu" "$wcpu")")
+    echo "  round $r  ratio tide/wrk ${R1[-1]}; tide (curl engine)/wrk ${RC1[-1]}"
 done
 W1M=$(median "${W1[@]}") T1M=$(median "${T1[@]}") R1M=$(median "${R1[@]}")
+C1M=$(median "${C1[@]}") RC1M=$(median "${RC1[@]}")
 
 # ---------------------------------------------------------------- phase 2
 # Both generators as they come: wrk -c5000 (one thread per core) and tide's
@@ -167,41 +207,49 @@ W1M=$(median "${W1[@]}") T1M=$(median "${T1[@]}") R1M=$(median "${R1[@]}")
 CORES=$(nproc)
 echo
 echo "== phase 2: $BIG connections, requests per second"
-W2=() T2=() R2=() M2=() W1T=() T1T=() B2=()
+W2=() T2=() R2=() M2=() C2=() RC2=() MC2=() W1T=() T1T=() B2=()
 for r in $(seq "$ROUNDS"); do
-    order="wrk tide"
-    [ $((r % 2)) = 0 ] && order="tide wrk"
-    for g in $order; do
-        if [ "$g" = wrk ]; then
+    for g in $(round_order "$r"); do
+        case $g in
+        wrk)
             run_wrk "$BIG" "p2-$r" "$CORES"
             wrps=$(div "$REQS" "$SECS")
-            printf '  round %d  wrk -t%d        : %9d reqs in %5.2fs -> %7d req/s, cpu %6.2fs, RSS %6d KB\n' \
-                "$r" "$CORES" "$REQS" "$SECS" "$wrps" "$CPU" "$RSS"
-        else
-            run_tide "$BIG" "" "p2-$r"
+            printf '  round %d  wrk -t%d                  : %9d reqs in %5.2fs -> %7d req/s, cpu %6.2fs, RSS %6d KB\n' \
+                "$r" "$CORES" "$REQS" "$SECS" "$wrps" "$CPU" "$RSS" ;;
+        tide)
+            run_tide "$BIG" "" "p2-$r" auto
             trps=$(div "$REQS" "$SECS") trss=$RSS
-            printf '  round %d  tide (default) : %9d reqs in %5.2fs -> %7d req/s, cpu %6.2fs, RSS %6d KB\n' \
-                "$r" "$REQS" "$SECS" "$trps" "$CPU" "$RSS"
-        fi
+            printf '  round %d  tide (default)           : %9d reqs in %5.2fs -> %7d req/s, cpu %6.2fs, RSS %6d KB\n' \
+                "$r" "$REQS" "$SECS" "$trps" "$CPU" "$RSS" ;;
+        curl)
+            run_tide "$BIG" "" "p2-$r" curl
+            crps=$(div "$REQS" "$SECS") crss=$RSS
+            printf '  round %d  tide (curl engine)       : %9d reqs in %5.2fs -> %7d req/s, cpu %6.2fs, RSS %6d KB\n' \
+                "$r" "$REQS" "$SECS" "$crps" "$CPU" "$RSS" ;;
+        esac
     done
     W2+=("$wrps") T2+=("$trps") M2+=("$trss") R2+=("$(ratio "$trps" "$wrps")")
-    echo "  round $r  ratio tide/wrk ${R2[-1]}"
+    C2+=("$crps") MC2+=("$crss") RC2+=("$(ratio "$crps" "$wrps")")
+    echo "  round $r  ratio tide/wrk ${R2[-1]}; tide (curl engine)/wrk ${RC2[-1]}"
     run_bare "$BIG" "$CORES"
     B2+=("$(div "$REQS" "$SECS")")
-    printf '  round %d  libcurl alone   : %9d reqs in %5.2fs -> %7d req/s (ratio to wrk %s)\n' \
+    printf '  round %d  libcurl alone            : %9d reqs in %5.2fs -> %7d req/s (ratio to wrk %s)\n' \
         "$r" "$REQS" "$SECS" "${B2[-1]}" "$(ratio "${B2[-1]}" "$wrps")"
     run_wrk "$BIG" "p2one-$r" 1
     W1T+=("$(div "$REQS" "$SECS")")
-    run_tide "$BIG" 1 "p2one-$r"
+    run_tide "$BIG" 1 "p2one-$r" auto
     T1T+=("$(div "$REQS" "$SECS")")
     printf '  round %d  one thread each: wrk -t1 %d req/s, tide --threads 1 %d req/s (ratio %s)\n' \
         "$r" "${W1T[-1]}" "${T1T[-1]}" "$(ratio "${T1T[-1]}" "${W1T[-1]}")"
 done
 W2M=$(median "${W2[@]}") T2M=$(median "${T2[@]}") R2M=$(median "${R2[@]}") B2M=$(median "${B2[@]}")
+C2M=$(median "${C2[@]}") RC2M=$(median "${RC2[@]}")
 W1TM=$(median "${W1T[@]}") T1TM=$(median "${T1T[@]}")
-M2M=$(median "${M2[@]}")
+M2M=$(median "${M2[@]}") MC2M=$(median "${MC2[@]}")
 KBVU=$(awk -v m="$M2M" -v n="$BIG" 'BEGIN { printf "%.1f", m / n }')
 MB=$(awk -v m="$M2M" 'BEGIN { printf "%.0f", m / 1024 }')
+CKBVU=$(awk -v m="$MC2M" -v n="$BIG" 'BEGIN { printf "%.1f", m / n }')
+CMB=$(awk -v m="$MC2M" 'BEGIN { printf "%.0f", m / 1024 }')
 
 # ---------------------------------------------------------------- verdict
 fail=0 m1="" m2="" m3=""
@@ -213,10 +261,14 @@ echo
 echo "== result (medians over $ROUNDS rounds, ${DURATION}s each)"
 printf '50 VUs (1 thread each):  wrk %.0f req/CPU-s, tide %.0f req/CPU-s, ratio %.2f (target >= %s)%s\n' \
     "$W1M" "$T1M" "$R1M" "$TARGET_CPU" "$m1"
+printf '50 VUs (1 thread each, for information): tide (curl engine) %.0f req/CPU-s, ratio %.2f\n' \
+    "$C1M" "$RC1M"
 printf '%d VUs (defaults: %d threads each): wrk %.0f req/s, tide %.0f req/s, ratio %.2f (target >= %s)%s; tide RSS %s MB = %s KB/VU (target <= %s)%s\n' \
     "$BIG" "$CORES" "$W2M" "$T2M" "$R2M" "$TARGET_RPS" "$m2" "$MB" "$KBVU" "$TARGET_KB_PER_VU" "$m3"
+printf '%d VUs (defaults, for information): tide (curl engine) %.0f req/s, ratio %.2f; RSS %s MB = %s KB/VU\n' \
+    "$BIG" "$C2M" "$RC2M" "$CMB" "$CKBVU"
 printf '%d VUs (1 thread each, for information): wrk %.0f req/s, tide %.0f req/s, ratio %.2f\n' \
     "$BIG" "$W1TM" "$T1TM" "$(ratio "$T1TM" "$W1TM")"
-printf '%d connections, libcurl alone (for information): %.0f req/s = %.2f of wrk; tide reaches %.2f of it\n' \
-    "$BIG" "$B2M" "$(ratio "$B2M" "$W2M")" "$(ratio "$T2M" "$B2M")"
+printf '%d connections, libcurl alone (for information): %.0f req/s = %.2f of wrk; tide (curl engine) reaches %.2f of it\n' \
+    "$BIG" "$B2M" "$(ratio "$B2M" "$W2M")" "$(ratio "$C2M" "$B2M")"
 exit "$fail"
