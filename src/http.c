@@ -155,7 +155,12 @@ void agent_free(struct tctx *ctx, struct agent *ag)
     *ag = (struct agent){0};
 }
 
-bool req_pick(struct req *r, struct treq *q, bool *ok)
+/* Chooses the transport for q (r->q or its hop): the lean one when the run
+ * allows it and it carries q, libcurl otherwise; q takes the agent's jar
+ * of that transport (the cookies brought over when the user switched).
+ * True when r changed transports: its transfer needs q's URL and the rest
+ * again (r->moved, r->dirty). Raises nothing; false in *ok when out of memory. */
+static bool req_pick(struct req *r, struct treq *q, bool *ok)
 {
     struct agent *ag = r->ag;
     unsigned k = !r->ctx->http.engine_curl && h1_carries(q) ? TRANSPORT_LEAN : TRANSPORT_CURL;
@@ -178,6 +183,16 @@ bool req_pick(struct req *r, struct treq *q, bool *ok)
         ag->kind = (unsigned char)k, ag->started = true;
     q->jar = ag->jars[k];
     return switched;
+}
+
+/* After req_configure: q's transport, and q handed to it. With cookies of
+ * the script's, first_hop prepares q with its Cookie header added; on a
+ * transport just switched to, it sends q's URL first. */
+static void req_ready(lua_State *L, struct req *r, const char *fn)
+{
+    bool ok, switched = req_pick(r, &r->q, &ok);
+    if (!ok || (!switched && !r->cookie_own && r->tp->prepare(r->x, &r->q) != TERR_NONE))
+        luaL_error(L, "http.%s: out of memory", fn);
 }
 
 static struct req *pool_get(lua_State *L, struct tctx *ctx, struct agent *ag)
@@ -673,6 +688,7 @@ static int do_request(lua_State *L, const char *fn, const char *method, int url_
     if (r->tp->busy(r->x) || timer_armed(&r->retry_timer))
         return luaL_error(L, "http.%s: this user already has a request in flight", fn);
     req_configure(L, r, fn, req_method(L, r, method), url_idx, opts_idx);
+    req_ready(L, r, fn);
     own_connections(L, ag, r);
     r->vu = vu;
     r->batch = NULL;
@@ -772,6 +788,7 @@ static void batch_configure(lua_State *L, struct req *r, lua_Integer i, int item
 {
     if (lua_type(L, item) == LUA_TSTRING) {
         req_configure(L, r, "batch", "GET", item, 0);
+        req_ready(L, r, "batch");
         return;
     }
     if (!lua_istable(L, item))
@@ -783,6 +800,7 @@ static void batch_configure(lua_State *L, struct req *r, lua_Integer i, int item
         luaL_error(L, "http.batch: request #%d must be {method, url, opts}", (int)i);
     int method = lua_gettop(L) - 2;
     req_configure(L, r, "batch", req_method(L, r, lua_tostring(L, method)), method + 1, method + 2);
+    req_ready(L, r, "batch");
 }
 
 static int l_batch(lua_State *L)

@@ -107,13 +107,6 @@ bool req_opts_expected(const struct req *r, long status);
 /* The tag-set key of the request's own tags (len 0: none). */
 const char *req_opts_tags(const struct req *r, size_t *len);
 
-/* Chooses the transport for q (r->q or its hop): the lean one when the run
- * allows it and it carries q, libcurl otherwise; q takes the agent's jar
- * of that transport (the cookies brought over when the user switched).
- * True when r changed transports: its transfer needs q's URL and the rest
- * again (r->moved, r->dirty). Raises nothing; false in *ok when out of memory. */
-bool req_pick(struct req *r, struct treq *q, bool *ok);
-
 /* Pushes a tide.response holding a copy of what r received. */
 void response_push(lua_State *L, struct req *r);
 /* Registers the tide.response metatable. */

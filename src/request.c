@@ -546,11 +546,5 @@ void req_configure(lua_State *L, struct req *r, const char *fn, const char *meth
     r->q.max_body = r->ctx->max_body;
     r->q.discard = o.discard;
     req_opts_configure(L, r, fn, opts_idx ? lua_absindex(L, opts_idx) : 0, multipart_form);
-    bool ok, switched = req_pick(r, &r->q, &ok);
-    if (!ok)
-        luaL_error(L, "http.%s: out of memory", fn);
-    /* with cookies of the script's, http.c prepares q with its Cookie header
-     * added; on a transport it just switched to, it sends q's URL first */
-    if (!switched && !r->cookie_own && r->tp->prepare(r->x, &r->q) != TERR_NONE)
-        luaL_error(L, "http.%s: out of memory", fn);
+    /* the transport is chosen and given q by http.c (req_ready) */
 }
