@@ -18,22 +18,11 @@ from pathlib import Path
 import pytest
 
 from httpserver import QuietHandler, ServerThread
+from test_workers import COUNTED
 
 REPO = Path(__file__).resolve().parents[2]
 API = "/2018-06-01/runtime"
 
-COUNTED = """
-local http = require "tide.http"
-local tide = require "tide"
-return {
-  options = %s,
-  run = function(vu)
-    local r = http.get(("%%s/?id=%%d"):format(vu.target, vu.id))
-    if r.status ~= 200 then error("GET / answered " .. tostring(r.status)) end
-    %s
-  end,
-}
-"""
 COUNT_OPTIONS = '{ executor = "per-vu-iterations", vus = 5, iterations = 20 }'
 LONG_OPTIONS = '{ executor = "constant-vus", vus = 4, duration = "60s", graceful_stop = "30s" }'
 
