@@ -201,7 +201,9 @@ def run_case(run_tide, case, engine_args):
 
 
 def engines_of(res):
-    return (res.json or {}).get("http_engines")
+    """Which engine carried how many requests: the results always say (a run that made none says nothing)."""
+    assert res.json and "http_engines" in res.json, f"no http_engines in the results\n{res}"
+    return res.json["http_engines"]
 
 
 # -------------------------------------------------------- the differential
@@ -240,9 +242,8 @@ def test_both_engines_agree_on_a_misbehaving_server(run_tide, case):
             assert auto_fig[key] == curl_fig[key], f"{key} differs\n{context}"
 
     # once the results say which engine served what: each run by its own
-    if engines_of(auto) is not None:
-        assert engines_of(curl).get("lean", 0) == 0, context
-        assert engines_of(auto).get("lean", 0) > 0, context
+    assert engines_of(curl).get("lean", 0) == 0, context
+    assert engines_of(auto).get("lean", 0) > 0, context
 
 
 @pytest.mark.parametrize("case", RULE_CASES, ids=[c.id for c in RULE_CASES])
@@ -252,8 +253,7 @@ def test_the_default_engine_follows_the_rules_where_libcurl_does_not(run_tide, c
     context = f"case {case.id} (libcurl's way: {case.note})\n--- curl: {curl_outs}\n--- auto: {auto_fig}\n{auto}"
     # counted alike whatever the reason: every request the server read is a failed sample
     assert curl_fig["server_read"] == auto_fig["server_read"] == auto_fig["http_reqs"] == case.iterations, context
-    if engines_of(auto) is None:
-        pytest.xfail(f"the default is still libcurl here (no http_engines in the results): {case.note}")
+    assert engines_of(auto).get("lean", 0) > 0, case.note
     assert [(o["status"], o["error"]) for o in auto_outs] == [(case.status, e) for e in sorted(case.error)] * \
         case.iterations, context
     assert auto_fig["failed"] == case.iterations, context
@@ -264,8 +264,6 @@ def test_auto_is_served_by_the_lean_engine(run_tide):
     --http-engine curl none: the results' http_engines counts say so."""
     curl, _, curl_fig = run_case(run_tide, Case("ok", "ok", iterations=5), ["--http-engine", "curl"])
     auto, _, auto_fig = run_case(run_tide, Case("ok", "ok", iterations=5), [])
-    if engines_of(auto) is None:
-        pytest.skip("the results JSON has no http_engines yet (the lean engine is not merged)")
     assert engines_of(auto) == {"lean": 5, "curl": 0} or engines_of(auto) == {"lean": 5}, str(auto)
     assert engines_of(curl).get("lean", 0) == 0 and engines_of(curl).get("curl") == 5, str(curl)
 
@@ -312,8 +310,6 @@ def test_bad_engine_values_are_named(run_tide, ok_server):
 def test_the_engine_is_chosen_flag_then_option_then_env(run_tide, ok_server, args, extra, env, curl):
     res = run_tide(ONE_GET % {"extra": extra}, "--target", ok_server.url, *args, env=env)
     assert res.rc == 0 and res.count("http_reqs") == 2, str(res)
-    if engines_of(res) is None:
-        pytest.skip("the results JSON has no http_engines yet (the lean engine is not merged)")
     assert (engines_of(res).get("lean", 0) == 0) == curl, str(res)
 
 
@@ -328,8 +324,6 @@ def test_workers_get_the_engine(tide, ok_server, sshd):
     res2 = tide.run(path, "--target", ok_server.url, "--workers", "2", "--via", f"ssh:{sshd.host}",
                     "--vus", "2", "--iterations", "4", env=ssh_env, timeout=120)
     assert res2.rc == 0 and res2.count("http_reqs") == 8, str(res2)
-    if engines_of(res) is None:
-        pytest.skip("the results JSON has no http_engines yet (the lean engine is not merged)")
     assert engines_of(res).get("lean", 0) == 0 and engines_of(res2).get("lean", 0) == 0, f"{res}\n{res2}"
 
 
