@@ -392,18 +392,34 @@ static bool default_host_line(struct txfer *x)
 }
 
 /* The key the header lines were made for: q's lines, then what else changes them. */
+/* The key the lines are made from: q's header lines, a flags byte, and
+ * with Basic auth the credentials (NUL after each). */
+static bool key_append(struct buf *k, const struct treq *q, char flags)
+{
+    bool basic = q->auth == TAUTH_BASIC;
+    return buf_append(k, q->headers.data, q->headers.len) && buf_append(k, &flags, 1) &&
+           (!basic || (buf_append(k, q->user, strlen(q->user) + 1) &&
+                       buf_append(k, q->password, strlen(q->password) + 1)));
+}
+
 static bool lines_same(const struct txfer *x, const struct treq *q, char flags)
 {
     size_t n = q->headers.len;
-    return x->lines_key.len == n + 1 && x->lines_key.data[n] == flags &&
-           (n == 0 || memcmp(x->lines_key.data, q->headers.data, n) == 0);
+    const char *k = x->lines_key.data, *end = k + x->lines_key.len;
+    if (x->lines_key.len < n + 1 || k[n] != flags || (n && memcmp(k, q->headers.data, n) != 0))
+        return false;
+    k += n + 1;
+    if (q->auth != TAUTH_BASIC)
+        return k == end;
+    size_t ul = strlen(q->user) + 1, pl = strlen(q->password) + 1;
+    return (size_t)(end - k) == ul + pl && memcmp(k, q->user, ul) == 0 && memcmp(k + ul, q->password, pl) == 0;
 }
 
 static bool build_lines(struct txfer *x, const struct treq *q)
 {
     bool basic = q->auth == TAUTH_BASIC;
     char flags = (char)('0' + (q->decode ? 1 : 0) + (basic ? 2 : 0));
-    if (!basic && lines_same(x, q, flags))
+    if (lines_same(x, q, flags)) /* a user repeating its request: nothing to make again */
         return true;
     bool accept = false, encoding = false, auth = false, host = false;
     if (!default_host_line(x))
@@ -418,7 +434,7 @@ static bool build_lines(struct txfer *x, const struct treq *q)
               (accept || append_str(&x->fixed, "Accept: */*\r\n")) &&
               (!q->decode || encoding || append_str(&x->fixed, "Accept-Encoding: " DECODE_ACCEPT "\r\n"));
     x->lines_key.len = 0;
-    return ok && buf_append(&x->lines_key, q->headers.data, q->headers.len) && buf_append(&x->lines_key, &flags, 1);
+    return ok && key_append(&x->lines_key, q, flags);
 }
 
 static bool append_decimal(struct buf *b, uint64_t v)
@@ -643,27 +659,6 @@ static void lost(struct txfer *x, enum terr e)
 
 /* ---------------- receiving ---------------- */
 
-static void head_lines(struct txfer *x, void (*fn)(struct txfer *, const char *, size_t, const char *, size_t))
-{
-    const char *p = x->res->head.data, *end = p + x->res->head.len;
-    const char *eol = memchr(p, '\n', (size_t)(end - p)); /* past the status line */
-    p = eol ? eol + 1 : end;
-    while (p < end) {
-        eol = memchr(p, '\n', (size_t)(end - p));
-        size_t n = eol ? (size_t)(eol - p) : (size_t)(end - p);
-        size_t line = n && p[n - 1] == '\r' ? n - 1 : n;
-        const char *colon = memchr(p, ':', line);
-        if (colon) {
-            const char *v = colon + 1, *vend = p + line;
-            while (v < vend && (*v == ' ' || *v == '\t'))
-                v++;
-            while (vend > v && (vend[-1] == ' ' || vend[-1] == '\t'))
-                vend--;
-            fn(x, p, (size_t)(colon - p), v, (size_t)(vend - v));
-        }
-        p += n + 1;
-    }
-}
 
 /* A Content-Encoding (or Transfer-Encoding) line of a response with a body. */
 static void add_coding(struct txfer *x, const char *v, size_t vlen, bool transfer)
@@ -713,17 +708,32 @@ static void take_header(struct txfer *x, const char *name, size_t nlen, const ch
     }
 }
 
-static bool line_too_long(const struct buf *head)
+/* The final head's fields, in one pass: a line longer than libcurl takes
+ * fails the response; Set-Cookie, Location and codings are taken. */
+static bool read_fields(struct txfer *x)
 {
-    const char *p = head->data, *end = p + head->len;
-    while (p < end) {
+    const char *p = x->res->head.data, *end = p + x->res->head.len;
+    for (bool status_line = true; p < end; status_line = false) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
         size_t n = eol ? (size_t)(eol - p) : (size_t)(end - p);
-        if (n > MAX_HEADER_LINE)
-            return true;
+        size_t line = n && p[n - 1] == '\r' ? n - 1 : n;
+        const char *colon = status_line ? NULL : memchr(p, ':', line);
+        if (n > MAX_HEADER_LINE) {
+            x->fail = TERR_HEAD_TOO_LARGE;
+            x->head_done = false; /* refused whole, as libcurl refuses it: no status */
+            return false;
+        }
+        if (colon) {
+            const char *v = colon + 1, *vend = p + line;
+            while (v < vend && (*v == ' ' || *v == '\t'))
+                v++;
+            while (vend > v && (vend[-1] == ' ' || vend[-1] == '\t'))
+                vend--;
+            take_header(x, p, (size_t)(colon - p), v, (size_t)(vend - v));
+        }
         p += n + 1;
     }
-    return false;
+    return x->fail == TERR_NONE;
 }
 
 static int on_message_begin(http_parser *p)
@@ -825,14 +835,9 @@ static bool head_ended(struct txfer *x)
     unsigned status = x->parser.status_code;
     if (status / 100 == 1 && status != 101)
         return true; /* an interim response: the final one follows */
-    if (line_too_long(&res->head)) {
-        x->fail = TERR_HEAD_TOO_LARGE;
-        return false;
-    }
     x->head_done = true;
     res->status = status;
-    head_lines(x, take_header);
-    return x->fail == TERR_NONE;
+    return read_fields(x);
 }
 
 static bool head_append(struct txfer *x, const char *p, size_t n)
