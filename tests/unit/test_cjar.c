@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "loopback.h"
 #include "cjar.h"
 
 #define NOW 1700000000
@@ -384,15 +385,8 @@ static void *serve(void *ud)
 
 static bool server_start(struct server *s)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
     pthread_mutex_init(&s->lock, NULL);
-    s->fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (s->fd < 0 || bind(s->fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(s->fd, 8) != 0 ||
-        getsockname(s->fd, (struct sockaddr *)&a, &len) != 0)
-        return false;
-    s->port = ntohs(a.sin_port);
-    return pthread_create(&s->tid, NULL, serve, s) == 0;
+    return loopback_listen(&s->fd, &s->port) && pthread_create(&s->tid, NULL, serve, s) == 0;
 }
 
 static void server_stop(struct server *s)
