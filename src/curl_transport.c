@@ -632,8 +632,8 @@ static void back_on_jar(struct txfer *x)
     curl_easy_getinfo(e, CURLINFO_COOKIELIST, &set);
     curl_easy_setopt(e, CURLOPT_SHARE, x->jar->share); /* frees the transfer's own engine */
     x->off_jar = false;
-    for (struct curl_slist *c = set; c; c = c->next)
-        curl_easy_setopt(e, CURLOPT_COOKIELIST, c->data);
+    for (struct curl_slist *c = set; c; c = c->next) /* see jar_new: through the jar's own handle */
+        curl_easy_setopt(x->jar->io, CURLOPT_COOKIELIST, c->data);
     curl_slist_free_all(set);
 }
 
@@ -693,8 +693,10 @@ static struct tjar *jar_new(struct txfer *owner)
     struct curl_slist *cookies = NULL;
     curl_easy_getinfo(owner->x.easy, CURLINFO_COOKIELIST, &cookies);
     set_jar(owner, j);
+    /* through the jar's own handle: libcurl 7.88 refuses cookies added on a
+     * handle whose last response already set 50 (its per-response limit) */
     for (struct curl_slist *c = cookies; c; c = c->next)
-        curl_easy_setopt(owner->x.easy, CURLOPT_COOKIELIST, c->data);
+        curl_easy_setopt(j->io, CURLOPT_COOKIELIST, c->data);
     curl_slist_free_all(cookies);
     return j;
 }
