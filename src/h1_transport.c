@@ -91,6 +91,7 @@ struct txfer {
     enum stop stop;                 /* where the parser paused */
     bool in_head, head_done, answered, resent;
     bool in_start;                  /* inside start: an end is reported from the loop */
+    unsigned set_cookies;           /* the response's Set-Cookie lines so far: libcurl takes 50 */
     unsigned char trailer;          /* in a trailer: 0 none yet, 1 its name, 2 its value last */
     bool excess;                    /* bytes after the response: the connection goes */
     struct decoder *dec;
@@ -557,6 +558,7 @@ static void start_reading(struct txfer *x)
     x->in_head = true;
     x->head_done = x->answered = x->excess = false;
     x->trailer = 0;
+    x->set_cookies = 0;
 }
 
 /* Writes what is left of head and body; watches for the answer when all went. */
@@ -688,7 +690,7 @@ static void take_header(struct txfer *x, const char *name, size_t nlen, const ch
         struct cjar *jar = cookies_of(x);
         if (!jar && !x->jar)
             jar = x->cookies = cjar_new();
-        if (!jar || !cjar_store(jar, v, vlen, q->url.data, &q->parts, (int64_t)time(NULL)))
+        if (!jar || !cjar_store_counted(jar, v, vlen, q->url.data, &q->parts, (int64_t)time(NULL), &x->set_cookies))
             x->fail = TERR_NOMEM;
     } else if (nlen == 8 && strncasecmp(name, "location", 8) == 0 && res->status / 100 == 3 && !res->location) {
         CURLU *to = curl_url_dup(x->cu);

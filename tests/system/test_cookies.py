@@ -164,6 +164,22 @@ def test_each_user_has_its_own_jar(run_tide, hops):
     assert_clean(res, reqs=3)
 
 
+def test_a_response_sets_at_most_50_cookies(run_tide, hops):
+    """libcurl 7.88 takes the first 50 Set-Cookie lines of a response and
+    ignores the rest; both engines keep the same 50, and send them."""
+    query = "&".join(f"c{i:02d}={i}" for i in range(60))
+    res = run_tide(scenario(f"""
+    http.get("{hops.url}/set-cookie?{query}")
+    local n, jar = 0, http.cookies("{hops.url}/")
+    for _ in pairs(jar) do n = n + 1 end
+    check(n == 50 and jar.c49 == "49" and jar.c50 == nil, "the jar holds %d: %s", n, tide.json.encode(jar))
+    http.get("{hops.url}/sent")
+"""))
+    assert_clean(res, reqs=2)
+    sent = cookie_headers(hops, "/sent")
+    assert len(sent) == 1 and sorted(pairs(sent[0])) == sorted(f"c{i:02d}={i}" for i in range(50)), sent
+
+
 @pytest.mark.parametrize("call, message", [
     ('http.set_cookie("ftp://h/", "a", "1")', "is not an http:// or https:// URL"),
     ('http.set_cookie("http://h/", "a b", "1")', "the name holds"),
