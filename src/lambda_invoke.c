@@ -29,11 +29,12 @@ static const char NAME_CHARS[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRST
 bool lambda_via_parse(const char *via, struct lambda_target *t, char *err, size_t errlen)
 {
     memset(t, 0, sizeof *t);
-    const char *fn = via + strlen("lambda:"), *colon = strchr(fn, ':');
+    bool prefix = strncmp(via, "lambda:", 7) == 0;
+    const char *fn = prefix ? via + 7 : "", *colon = strchr(fn, ':');
     size_t nf = colon ? (size_t)(colon - fn) : strlen(fn);
     const char *q = colon ? colon + 1 : "";
     size_t nq = strlen(q);
-    if (strncmp(via, "lambda:", 7) != 0 || nf < 1 || nf > 64 || strspn(fn, NAME_CHARS) != nf ||
+    if (!prefix || nf < 1 || nf > 64 || strspn(fn, NAME_CHARS) != nf ||
         (colon && (nq < 1 || nq > 128 || (q[0] == '$' ? strcmp(q, "$LATEST") != 0 : strspn(q, NAME_CHARS) != nq)))) {
         snprintf(err, errlen, "--via: expected lambda:FUNCTION[:QUALIFIER], FUNCTION a function's name "
                               "(letters, digits, - and _, at most 64), QUALIFIER a version, $LATEST or an alias "
@@ -47,8 +48,9 @@ bool lambda_via_parse(const char *via, struct lambda_target *t, char *err, size_
 
 bool lambda_endpoint_valid(const char *url, char *err, size_t errlen)
 {
-    bool scheme = strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0;
-    const char *host = url + (url[4] == 's' ? 8 : 7);
+    bool https = strncmp(url, "https://", 8) == 0;
+    bool scheme = https || strncmp(url, "http://", 7) == 0;
+    const char *host = scheme ? url + (https ? 8 : 7) : ""; /* only past a prefix it has */
     bool clean = true;
     for (const char *c = url; *c; c++)
         clean = clean && (unsigned char)*c > ' ' && *c != 0x7f;
