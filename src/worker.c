@@ -88,7 +88,6 @@ struct job_args {
     char *argv[MAX_ARGS];
     int argc;
     char scenario[4096], data[4200], results[4200], segment[64], start_at[64];
-    char flags[MAX_OVERRIDES][160];
 };
 
 static void add(struct job_args *a, const char *s)
@@ -97,10 +96,14 @@ static void add(struct job_args *a, const char *s)
         a->argv[a->argc++] = (char *)s;
 }
 
-/* job.options: [[key, value], ...], as tide run's flags. */
+/* job.options: [[key, value], ...], as tide run's flags. The flags are Lua
+ * strings of any length, kept alive in the job table (job.flags_). */
 static void add_overrides(lua_State *L, int job, struct job_args *a, int max)
 {
-    char (*flags)[160] = a->flags;
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, job, "flags_");
+    int flags = lua_gettop(L);
     lua_getfield(L, job, "options");
     int n = lua_istable(L, -1) ? (int)lua_rawlen(L, -1) : 0;
     for (int i = 1; i <= n && i <= max; i++) {
@@ -113,16 +116,17 @@ static void add_overrides(lua_State *L, int job, struct job_args *a, int max)
         const char *k = lua_tostring(L, -2), *v = lua_tostring(L, -1);
         if (k && v) {
             if (strcmp(k, "compression") == 0 && strcmp(v, "false") == 0)
-                snprintf(flags[i - 1], 160, "--no-compression");
+                lua_pushliteral(L, "--no-compression");
             else if (strcmp(k, "insecure") == 0 && strcmp(v, "true") == 0)
-                snprintf(flags[i - 1], 160, "--insecure");
+                lua_pushliteral(L, "--insecure");
             else
-                snprintf(flags[i - 1], 160, "--%s=%s", k, v);
-            add(a, flags[i - 1]);
+                lua_pushfstring(L, "--%s=%s", k, v);
+            add(a, lua_tostring(L, -1));
+            lua_rawseti(L, flags, i);
         }
         lua_pop(L, 3);
     }
-    lua_pop(L, 1);
+    lua_pop(L, 2);
 }
 
 static void add_env(lua_State *L, int job, struct job_args *a)

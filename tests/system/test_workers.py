@@ -103,6 +103,17 @@ def test_workers_split_exactly_and_merge_exactly(tide, access_log, tmp_path):
     assert merged["max"] == max(w["metrics"]["http_req_duration"]["histogram"]["max"] for w in workers)
 
 
+def test_a_long_option_reaches_every_worker_whole(tide, access_log):
+    """Options go to the workers as flags of any length: a 250-byte --target is not cut."""
+    pad = "a" * 200
+    path = tide.write(COUNTED % ('{ executor = "per-vu-iterations", vus = 2, iterations = 5 }', ""))
+    res = tide.run(path, "--target", f"{access_log.url}/?pad={pad}&x=", "--workers", "2", "--via", "local",
+                   timeout=90)
+    assert res.rc == 0, str(res)
+    lines = access_log.wait_log(10, settle=0.2)
+    assert len(lines) == 10 and all(l.query["pad"] == [pad] for l in lines), lines
+
+
 def test_workers_setup_and_teardown_once(tide, request):
     crud = CrudServer().start()
     request.addfinalizer(crud.stop)
