@@ -65,6 +65,7 @@ struct worker {
     double heard;               /* when it last said something */
     int status;                 /* from waitpid */
     bool killed_silent;
+    bool no_job;                   /* it took no job within SILENCE_LIMIT (killed) */
     bool lambda;                /* an Invoke call made by a child of this process */
     bool abandoned;             /* lambda, Ctrl-C: the coordinator stopped waiting for it */
     char said[400];             /* its last message that was not a figures line */
@@ -157,9 +158,10 @@ static void exec_ssh(const char *host, const char *copied)
     char remote[4200];
     snprintf(remote, sizeof remote, "%s worker", bin && *bin ? bin : "tide");
     if (config && *config)
-        execlp("ssh", "ssh", "-F", config, "-o", "BatchMode=yes", "--", host, remote, (char *)NULL);
+        execlp("ssh", "ssh", "-F", config, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "--", host, remote,
+               (char *)NULL);
     else
-        execlp("ssh", "ssh", "-o", "BatchMode=yes", "--", host, remote, (char *)NULL);
+        execlp("ssh", "ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "--", host, remote, (char *)NULL);
     fprintf(stderr, "could not start ssh: %s\n", strerror(errno));
 }
 
@@ -175,6 +177,35 @@ struct lambda_call {
  * call itself (no exec: it has all it needs, and libcurl is initialised).
  * In its own process group, so a Ctrl-C at the terminal reaches it once,
  * forwarded, not twice. */
+/* The job into a worker's stdin: a job is larger than a pipe holds, and an
+ * ssh worker reads it only once logged in, so the write waits at most
+ * SILENCE_LIMIT; a worker that takes no job by then is killed and named. */
+static bool send_job(struct worker *w, const char *job, size_t len)
+{
+    fcntl(w->in, F_SETFL, fcntl(w->in, F_GETFL) | O_NONBLOCK);
+    double deadline = now_wall() + SILENCE_LIMIT;
+    for (size_t done = 0; done < len;) {
+        ssize_t n = write(w->in, job + done, len - done);
+        if (n > 0) {
+            done += (size_t)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR) && now_wall() < deadline) {
+            struct pollfd pf = {.fd = w->in, .events = POLLOUT};
+            poll(&pf, 1, 200);
+            continue;
+        }
+        if (n < 0 && errno == EAGAIN) {
+            w->no_job = true;
+            kill(-w->pid, SIGKILL);
+            close_fd(&w->in);
+            return false;
+        }
+        break; /* it died at once: its stderr and exit status say why */
+    }
+    return true;
+}
+
 static bool spawn(struct worker *w, const char *job, size_t len, const struct lambda_call *lc)
 {
     int in[2], out[2], err[2];
@@ -206,15 +237,7 @@ static bool spawn(struct worker *w, const char *job, size_t len, const struct la
         close_fd(&w->in), close_fd(&w->out), close_fd(&w->err);
         return false;
     }
-    for (size_t done = 0; done < len && !lc;) {
-        ssize_t n = write(w->in, job + done, len - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;   /* it died at once: its stderr and exit status say why */
-        done += (size_t)n;
-    }
-    return true;
+    return lc || send_job(w, job, len);
 }
 
 /* A line on a worker's stderr: its figures so far, or a message shown with its number. */
@@ -403,6 +426,8 @@ static void judge(const struct worker *w, bool interrupted, char *why, size_t le
     why[0] = '\0';
     if (w->pid <= 0)
         snprintf(why, len, "%s", w->said);
+    else if (w->no_job)
+        snprintf(why, len, "could not start: it did not take its job in %.0fs (killed)", SILENCE_LIMIT);
     else if (w->abandoned)
         snprintf(why, len, "interrupted: the coordinator stopped waiting (the invocation runs on in Lambda "
                            "until its load ends)");
@@ -490,13 +515,13 @@ static void collect(struct watch *c, struct coord_result *out)
 static bool run_ssh_tool(const char *tool, const char *const *args, char *out, size_t outlen)
 {
     const char *config = getenv("TIDE_SSH_CONFIG");
-    const char *argv[16];
+    const char *argv[20];
     int n = 0;
     argv[n++] = tool;
     if (config && *config)
         argv[n++] = "-F", argv[n++] = config;
-    argv[n++] = "-q", argv[n++] = "-o", argv[n++] = "BatchMode=yes";
-    for (int i = 0; args[i] && n < 15; i++)
+    argv[n++] = "-q", argv[n++] = "-o", argv[n++] = "BatchMode=yes", argv[n++] = "-o", argv[n++] = "ConnectTimeout=10";
+    for (int i = 0; args[i] && n < 19; i++)
         argv[n++] = args[i];
     argv[n] = NULL;
     int fd[2];
@@ -515,12 +540,18 @@ static bool run_ssh_tool(const char *tool, const char *const *args, char *out, s
     ssize_t r;
     struct pollfd pf = {.fd = fd[0], .events = POLLIN};
     double deadline = now_wall() + 120;
-    while (now_wall() < deadline && poll(&pf, 1, 1000) >= 0) {
-        if (!pf.revents)
+    bool eof = false;
+    while (!eof && now_wall() < deadline) {
+        int ready = poll(&pf, 1, 1000);
+        if (ready < 0 && errno != EINTR)
+            break;
+        if (ready <= 0)
             continue;
         char buf[256];
-        if ((r = read(fd[0], buf, sizeof buf)) <= 0)
-            break;
+        if ((r = read(fd[0], buf, sizeof buf)) <= 0) {
+            eof = r == 0 || errno != EINTR;
+            continue;
+        }
         for (ssize_t i = 0; i < r && got + 1 < outlen; i++)
             out[got++] = buf[i];
     }
@@ -531,7 +562,7 @@ static bool run_ssh_tool(const char *tool, const char *const *args, char *out, s
     int status = 0;
     if (pid < 0)
         return false;
-    if (now_wall() >= deadline)
+    if (!eof) /* out of time (or poll failed): the tool goes, so waitpid cannot block */
         kill(pid, SIGKILL);
     waitpid(pid, &status, 0);
     return WIFEXITED(status) && WEXITSTATUS(status) == 0;
