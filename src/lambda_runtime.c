@@ -4,7 +4,7 @@
  * posts the results document as the response, or an error with one of a
  * few documented errorTypes, and asks again (README, "AWS Lambda"). */
 #include "lambda_runtime.h"
-#include "options.h"
+#include "lambda_invoke.h"
 #include "buf.h"
 #include "exitcodes.h"
 #include "job.h"
@@ -32,7 +32,7 @@
  * writing and posting the results. */
 #define MARGIN_SHARE 0.10
 #define MARGIN_MIN 1.0
-#define MARGIN_MAX 10.0
+#define MARGIN_MAX LAMBDA_STOP_MARGIN_MAX
 
 /* The errorTypes an invocation can fail with (README lists them). */
 #define ERR_BAD_JOB "Tide.BadJob"
@@ -378,15 +378,7 @@ static void run_invocation(struct runtime *rt, const struct invocation *inv)
         struct capture cap;
         bool captured = capture_begin(&cap);
         double t0 = wall_now();
-        /* a job's http_engine_env is for that job alone: the next finds the function's own */
-        const char *had = getenv(ENGINE_ENV);
-        char *saved = had ? strdup(had) : NULL;
         worker_run_job(inv->event.data ? inv->event.data : "", inv->event.len, rt->sig, &ctl, &res);
-        if (saved)
-            setenv(ENGINE_ENV, saved, 1);
-        else
-            unsetenv(ENGINE_ENV);
-        free(saved);
         if (captured)
             capture_end(&cap, said, sizeof said);
         fprintf(stderr, "tide lambda: invocation %s: exit %d after %.1fs, results %zu bytes\n", inv->id, res.rc,

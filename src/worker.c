@@ -5,6 +5,7 @@
  * `tide lambda` shares. */
 #include "worker.h"
 #include "exitcodes.h"
+#include "options.h"
 #include "run.h"
 
 #include <errno.h>
@@ -260,6 +261,10 @@ void worker_run_job(const char *text, size_t len, const struct signals *sig, con
     out->rc = EXIT_USAGE;
     out->doc = NULL;
     out->len = 0;
+    /* a job's http_engine_env is for that job alone: the process (a warm
+     * Lambda function runs many jobs) gets its own back afterwards */
+    const char *had = getenv(ENGINE_ENV);
+    char *saved = had ? strdup(had) : NULL;
     lua_State *L = luaL_newstate();
     const char *tmp = getenv("TMPDIR");
     char dir[2048]; /* the job's files are named under it in buffers of 4096 */
@@ -279,6 +284,11 @@ void worker_run_job(const char *text, size_t len, const struct signals *sig, con
     }
     if (L)
         lua_close(L);
+    if (saved)
+        setenv(ENGINE_ENV, saved, 1);
+    else
+        unsetenv(ENGINE_ENV);
+    free(saved);
 }
 
 int cmd_worker(int argc, char **argv, const struct signals *sig)
