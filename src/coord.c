@@ -641,9 +641,11 @@ int coord_check(const struct run_args *cli, const struct options *opt)
         return EXIT_USAGE;
     }
     double length = planned_end(opt, 0);
-    if (length + START_AHEAD_LAMBDA > LAMBDA_MAX_SECONDS) {
+    if (length + START_AHEAD_LAMBDA + LAMBDA_STOP_MARGIN_MAX > LAMBDA_MAX_SECONDS) {
         fprintf(stderr, "tide run: --via %s: the load may last %.0fs (its duration and graceful stop), more than "
-                        "the %ds a Lambda invocation may run\n", cli->via, length, LAMBDA_MAX_SECONDS);
+                        "the %ds a Lambda invocation may run less %.0fs to start and %.0fs to hand back its "
+                        "results\n", cli->via, length, LAMBDA_MAX_SECONDS, START_AHEAD_LAMBDA,
+                LAMBDA_STOP_MARGIN_MAX);
         return EXIT_USAGE;
     }
     return 0;

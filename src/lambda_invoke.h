@@ -8,6 +8,9 @@
  * by libcurl, its event the worker's job, its payload the results document. */
 
 #define LAMBDA_MAX_SECONDS 900      /* the longest a Lambda invocation may run */
+/* The most `tide lambda` stops a load ahead of its deadline (lambda_runtime.c):
+ * a load is checked to fit with it. */
+#define LAMBDA_STOP_MARGIN_MAX 10.0
 #define LAMBDA_ATTEMPTS 5           /* a throttled invoke is tried at most this often */
 
 struct lambda_target {
