@@ -24,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from conftest import TIDE
+import test_workers
 
 KEY = "AKIDTIDETESTEXAMPLE7"
 SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYtideSECRET"
@@ -31,16 +32,7 @@ WRONG_SECRET = "Wr0ngSecretKeyThatMustNeverBePrinted/xyz"
 TOKEN = "IQoJb3JpZ2luX2VjtideSESSIONtoken//////////wEaCXVzLWVhc3QtMSJHMEUCIQDexample"
 REGION = "eu-west-3"
 
-COUNTED = """
-local http = require "tide.http"
-return {
-  options = { executor = "per-vu-iterations", vus = 20, iterations = 50 },
-  run = function(vu)
-    local r = http.get(("%s/?id=%d"):format(vu.target, vu.id))
-    if r.status ~= 200 then error("GET / answered " .. tostring(r.status)) end
-  end,
-}
-"""
+COUNTED = test_workers.COUNTED % (test_workers.COUNT_OPTIONS, "")  # 20 users x 50 iterations
 
 SETUP_MARKS = """
 local http = require "tide.http"
@@ -362,6 +354,11 @@ def test_bad_lambda_options_are_named(tide, access_log, lambda_api):
     res = tide.run(path, "--target", access_log.url, "--workers", "2", "--via", "lambda:fn", "--duration", "20m",
                    env=aws_env())
     assert res.rc == 2 and "900" in res.stderr, str(res)
+    # 860 s and a 30 s graceful stop fit in 900 s only without the 5 s start and
+    # the up to 10 s the function keeps to hand its results back
+    res = tide.run(path, "--target", access_log.url, "--workers", "2", "--via", "lambda:fn", "--duration", "860s",
+                   "--graceful-stop", "30s", env=aws_env())
+    assert res.rc == 2 and "890s" in res.stderr and "10s to hand back" in res.stderr, str(res)
     time.sleep(0.3)
     assert access_log.log_lines() == [] and lambda_api.calls == []
 
