@@ -11,6 +11,7 @@ import pytest
 
 from httpserver import HopServer
 from test_http import assert_clean, scenario
+import test_engines
 
 
 @pytest.fixture
@@ -29,8 +30,7 @@ def cookies_at(server, path):
     return [sorted(p.strip() for p in h.split(";")) for h in seen[0].all("Cookie")]
 
 
-def engines(res):
-    return res.json.get("http_engines")
+engines = test_engines.engines_of
 
 
 def test_cookies_follow_the_user_from_engine_to_engine(run_tide, hops):
