@@ -203,14 +203,17 @@ def test_invocations_in_a_row_on_one_process(api, lambda_proc, access_log, tmp_p
 
 
 def test_a_scenario_that_raises_is_an_error_with_its_type(api, lambda_proc, access_log):
-    # a byte that is not UTF-8 in the message still makes valid JSON (U+FFFD in its place)
-    request_id = api.invoke(job('error("boom in the scenario: \\255 caf\u00e9")\n', access_log.url, "raises"))
+    # bytes that are not UTF-8 in the message still make valid JSON (U+FFFD in their place):
+    # a stray byte, a surrogate (ED A0 80) and an overlong form (E0 80 80)
+    request_id = api.invoke(job('error("boom in the scenario: \\255 caf\u00e9 \\237\\160\\128 \\224\\128\\128.")\n',
+                                access_log.url, "raises"))
     got = api.answer(timeout=30)
     assert got["kind"] == "error" and got["id"] == request_id, got
     assert got["type"] == "Tide.ScriptError"
     err = json.loads(got["body"].decode("utf-8"))
     assert err["errorType"] == "Tide.ScriptError"
-    assert "boom in the scenario: \ufffd caf\u00e9" in err["errorMessage"], err
+    assert "boom in the scenario: \ufffd caf\u00e9 " in err["errorMessage"], err
+    assert "\ufffd\ufffd\ufffd \ufffd\ufffd\ufffd." in err["errorMessage"], err
     assert lambda_proc.poll() is None
 
 
