@@ -102,7 +102,6 @@ local function engines(metrics)
   local function n(m) return m and m.values and m.values.count or 0 end
   return { lean = n(lean), curl = n(curl) }
 end
-M.engines = engines
 
 -- Failed requests by name and reason (a transport error or the HTTP status).
 local function failures(report)
