@@ -5,6 +5,7 @@
  * this process that makes one Lambda Invoke call and hands back its payload
  * on the same pipes, so the watching, judging and merging are the same. */
 #include "coord.h"
+#include "clock.h"
 #include "exitcodes.h"
 #include "lambda_invoke.h"
 #include "xmalloc.h"
@@ -70,13 +71,6 @@ struct worker {
     bool abandoned;             /* lambda, Ctrl-C: the coordinator stopped waiting for it */
     char said[400];             /* its last message that was not a figures line */
 };
-
-static double now_wall(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* The job for segment i of n, one JSON line (README, "Beyond one machine"). */
 static char *encode_job(const struct coord_plan *p, unsigned i, double start_at, size_t *len)
@@ -183,14 +177,14 @@ struct lambda_call {
 static bool send_job(struct worker *w, const char *job, size_t len)
 {
     fcntl(w->in, F_SETFL, fcntl(w->in, F_GETFL) | O_NONBLOCK);
-    double deadline = now_wall() + SILENCE_LIMIT;
+    double deadline = clock_wall_s() + SILENCE_LIMIT;
     for (size_t done = 0; done < len;) {
         ssize_t n = write(w->in, job + done, len - done);
         if (n > 0) {
             done += (size_t)n;
             continue;
         }
-        if (n < 0 && (errno == EAGAIN || errno == EINTR) && now_wall() < deadline) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR) && clock_wall_s() < deadline) {
             struct pollfd pf = {.fd = w->in, .events = POLLOUT};
             poll(&pf, 1, 200);
             continue;
@@ -367,7 +361,7 @@ static bool watch_once(struct watch *c)
     struct pollfd fds[2 * MAX_WORKERS + 1];
     unsigned owner[2 * MAX_WORKERS + 1];
     nfds_t nf = 0;
-    double t = now_wall();
+    double t = clock_wall_s();
     for (unsigned i = 0; i < c->n; i++) {
         struct worker *w = &c->w[i];
         if (w->out < 0 && w->err < 0)
@@ -400,13 +394,13 @@ static bool watch_once(struct watch *c)
         if (!fds[k].revents)
             continue;
         struct worker *w = &c->w[owner[k]];
-        w->heard = now_wall();
+        w->heard = clock_wall_s();
         if (fds[k].fd == w->out)
             read_out(w);
         else
             read_err(w, owner[k], c->n);
     }
-    show_progress(c, now_wall(), false);
+    show_progress(c, clock_wall_s(), false);
     return true;
 }
 
@@ -539,9 +533,9 @@ static bool run_ssh_tool(const char *tool, const char *const *args, char *out, s
     size_t got = 0;
     ssize_t r;
     struct pollfd pf = {.fd = fd[0], .events = POLLIN};
-    double deadline = now_wall() + 120;
+    double deadline = clock_wall_s() + 120;
     bool eof = false;
-    while (!eof && now_wall() < deadline) {
+    while (!eof && clock_wall_s() < deadline) {
         int ready = poll(&pf, 1, 1000);
         if (ready < 0 && errno != EINTR)
             break;
@@ -662,7 +656,7 @@ void coord_run(const struct coord_plan *p, struct coord_result *out)
     unsigned n = p->cli->workers;
     bool ssh = p->cli->via && strncmp(p->cli->via, "ssh:", 4) == 0, lambda = is_lambda(p->cli->via);
     double ahead = ssh ? START_AHEAD_SSH : lambda ? START_AHEAD_LAMBDA : START_AHEAD;
-    double start_at = p->cli->start_at > 0 ? p->cli->start_at : now_wall() + ahead;
+    double start_at = p->cli->start_at > 0 ? p->cli->start_at : clock_wall_s() + ahead;
     struct lambda_target target;
     char target_err[600] = "";
     if (lambda && !lambda_target_load(p->cli->via, p->cli->lambda_endpoint, &target, target_err, sizeof target_err))
@@ -681,19 +675,19 @@ void coord_run(const struct coord_plan *p, struct coord_result *out)
     if (ssh && p->cli->ssh_copy) {
         copy_binaries(c.w, n);
         if (p->cli->start_at <= 0) { /* copying took its time: the start stays ahead */
-            start_at = now_wall() + START_AHEAD_SSH;
+            start_at = clock_wall_s() + START_AHEAD_SSH;
             c.end = planned_end(p->opt, start_at);
         }
     }
     for (unsigned i = 0; i < n; i++) {
         struct worker *w = &c.w[i];
-        w->heard = now_wall();
+        w->heard = clock_wall_s();
         if (w->said[0]) /* its copy failed: named, not started */
             continue;
         size_t len = 0;
         char *job = encode_job(p, i, start_at, &len);
         /* an attempt may take until SILENCE_LIMIT past the end, as long as other workers may stay silent */
-        struct lambda_call call = {.t = &target, .timeout = c.end + SILENCE_LIMIT - now_wall(),
+        struct lambda_call call = {.t = &target, .timeout = c.end + SILENCE_LIMIT - clock_wall_s(),
                                    .retry_until = start_at};
         if (!job)
             snprintf(w->said, sizeof w->said, "could not start: its job could not be encoded");
@@ -704,10 +698,10 @@ void coord_run(const struct coord_plan *p, struct coord_result *out)
     if (!p->cli->out.quiet)
         fprintf(stderr, "tide: %u workers (%s), run %s, the load starts in %.1fs\n", n, via_name(p->cli->via),
                 p->cli->out.run_id,
-                start_at - now_wall());
+                start_at - clock_wall_s());
     while (watch_once(&c))
         ;
-    show_progress(&c, now_wall(), true);
+    show_progress(&c, clock_wall_s(), true);
     for (unsigned i = 0; i < n; i++)
         reap(&c.w[i]);
     if (ssh && p->cli->ssh_copy)

@@ -4,6 +4,7 @@
  * session token among them), its answer judged: a results document, a
  * function error, an HTTP error, a throttle (retried), a timeout. */
 #include "lambda_invoke.h"
+#include "clock.h"
 #include "xmalloc.h"
 
 #include <curl/curl.h>
@@ -256,17 +257,10 @@ static void service_message(const struct reply *r, char *type, char *msg, size_t
     one_line(msg);
 }
 
-static double now_wall(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void pause_for(double seconds)
 {
-    double until = now_wall() + seconds;
-    for (double left = seconds; left > 0; left = until - now_wall()) {
+    double until = clock_wall_s() + seconds;
+    for (double left = seconds; left > 0; left = until - clock_wall_s()) {
         struct timespec ts = {.tv_sec = (time_t)left, .tv_nsec = (long)((left - (double)(time_t)left) * 1e9)};
         nanosleep(&ts, NULL);
     }
@@ -408,7 +402,7 @@ int lambda_invoke(const struct lambda_target *t, const char *job, size_t len, do
         curl_easy_cleanup(h);
         return WORKER_FAILED;
     }
-    uint64_t seed = (uint64_t)getpid() * 0x9E3779B97F4A7C15ull ^ (uint64_t)(now_wall() * 1e6);
+    uint64_t seed = (uint64_t)getpid() * 0x9E3779B97F4A7C15ull ^ (uint64_t)(clock_wall_s() * 1e6);
     int rc = WORKER_FAILED;
     for (int attempt = 1;; attempt++) {
         errbuf[0] = '\0';
@@ -423,7 +417,7 @@ int lambda_invoke(const struct lambda_target *t, const char *job, size_t len, do
         char line[1400];
         bool again = describe_failure(cr, status, &r, errbuf, timeout, line, sizeof line);
         double delay = again ? backoff(attempt, &seed) : 0;
-        if (!again || attempt >= LAMBDA_ATTEMPTS || now_wall() + delay >= retry_until) {
+        if (!again || attempt >= LAMBDA_ATTEMPTS || clock_wall_s() + delay >= retry_until) {
             char last[1600];
             snprintf(last, sizeof last, "%s%s", line,
                      !again ? "" : attempt >= LAMBDA_ATTEMPTS ? " (throttled: gave up after the last attempt)"

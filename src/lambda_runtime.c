@@ -4,6 +4,7 @@
  * posts the results document as the response, or an error with one of a
  * few documented errorTypes, and asks again (README, "AWS Lambda"). */
 #include "lambda_runtime.h"
+#include "clock.h"
 #include "lambda_invoke.h"
 #include "buf.h"
 #include "exitcodes.h"
@@ -54,13 +55,6 @@ struct invocation {
     struct buf event;
     bool too_big;
 };
-
-static double wall_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* ---------------------------------------------------------------- JSON */
 
@@ -329,7 +323,7 @@ static void deadline_watch(const struct invocation *inv, struct job_ctl *ctl)
     *ctl = (struct job_ctl){0};
     if (inv->deadline <= 0)
         return;
-    double left = inv->deadline - wall_now();
+    double left = inv->deadline - clock_wall_s();
     double margin = left * MARGIN_SHARE;
     margin = margin < MARGIN_MIN ? MARGIN_MIN : margin > MARGIN_MAX ? MARGIN_MAX : margin;
     ctl->stop_at = inv->deadline - margin;
@@ -382,12 +376,12 @@ static void run_invocation(struct runtime *rt, const struct invocation *inv)
     } else {
         struct capture cap;
         bool captured = capture_begin(&cap);
-        double t0 = wall_now();
+        double t0 = clock_wall_s();
         worker_run_job(inv->event.data ? inv->event.data : "", inv->event.len, rt->sig, &ctl, &res);
         if (captured)
             capture_end(&cap, said, sizeof said);
         fprintf(stderr, "tide lambda: invocation %s: exit %d after %.1fs, results %zu bytes\n", inv->id, res.rc,
-                wall_now() - t0, res.doc ? res.len : 0);
+                clock_wall_s() - t0, res.doc ? res.len : 0);
     }
     answer(rt, inv, &res, said);
     free(res.doc);

@@ -1,5 +1,6 @@
 /* Watching a load on the run API: progress, aborting thresholds, Ctrl-C. */
 #include "load.h"
+#include "clock.h"
 #include "live.h"
 #include "metrics.h"
 #include "report.h"
@@ -80,13 +81,6 @@ bool load_input_ended(void)
     return read(0, buf, sizeof buf) <= 0;
 }
 
-static double wall_clock(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* The job's own reasons to stop, beside Ctrl-C: its coordinator gone (1),
  * the invocation's deadline near (1), then at hand (2). Returns the stop
  * level reached so far, never lower than before. */
@@ -98,7 +92,7 @@ static int watch_job(const struct load_watch *w, struct runner *r, int level)
         fprintf(stderr, "tide worker: standard input closed (the coordinator is gone): stopping\n");
         want = 1;
     }
-    double now = job->stop_at > 0 ? wall_clock() : 0;
+    double now = job->stop_at > 0 ? clock_wall_s() : 0;
     if (job->stop_at > 0 && now >= job->stop_at && want < 1) {
         fprintf(stderr, "tide lambda: stopping the load ahead of the invocation's deadline; running "
                         "iterations are cut in %.1fs\n", job->cut_at > now ? job->cut_at - now : 0.0);

@@ -201,13 +201,6 @@ static void to_stderr(void *ud, enum sink_kind kind, const char *text)
     fprintf(stderr, "tide: %s\n", text);
 }
 
-static double wall_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Waiting for --start-at: a Ctrl-C gives up the wait (the run is interrupted),
  * as do a worker's coordinator gone and an invocation's deadline near. */
 static bool start_cancelled(void *ud)
@@ -215,14 +208,14 @@ static bool start_cancelled(void *ud)
     struct session *s = ud;
     const struct job_ctl *job = s->job;
     return s->sig->interrupts() > s->ctx.interrupts_before ||
-           (job && job->watch_input && load_input_ended()) || (job && job->stop_at > 0 && wall_now() >= job->stop_at);
+           (job && job->watch_input && load_input_ended()) || (job && job->stop_at > 0 && clock_wall_s() >= job->stop_at);
 }
 
 /* --start-at: still ahead after setup (or at most START_AT_SLACK behind);
  * one line says how long the wait is. 0 or EXIT_USAGE. */
 static int announce_start(struct session *s)
 {
-    double left = s->cli.start_at - wall_now();
+    double left = s->cli.start_at - clock_wall_s();
     if (left < -START_AT_SLACK) {
         fprintf(stderr, "tide run: --start-at '%s' passed %.1fs ago, while setup ran; no load started\n",
                 s->cli.start_at_text, -left);

@@ -2,6 +2,7 @@
  * environment, and the option overrides (checked now, applied over the
  * scenario's own options once it is loaded). */
 #include "run_args.h"
+#include "clock.h"
 #include "exitcodes.h"
 #include "lambda_invoke.h"
 #include "redact.h"
@@ -275,9 +276,7 @@ static int parse_start_at(struct run_args *a, const char *v)
     if (!t)
         return run_usage_error("--start-at: expected a UTC time as 2026-12-04T22:30:00Z or Unix "
                                "seconds (got '%s')", v);
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    if (t < (double)now.tv_sec + now.tv_nsec / 1e9 - START_AT_SLACK)
+    if (t < clock_wall_s() - START_AT_SLACK)
         return run_usage_error("--start-at: '%s' is in the past", v);
     a->start_at = t;
     a->start_at_text = v;

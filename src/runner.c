@@ -25,13 +25,6 @@ struct runner {
     bool spawned_joined;        /* runner_finish joined the threads */
 };
 
-static double wall_clock(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void say_first_failure(struct runner *r, char *err, size_t errlen)
 {
     for (unsigned i = 0; i < r->spawned; i++)
@@ -95,10 +88,10 @@ static bool wait_for_start(const struct run_plan *plan)
     for (;;) {
         if (plan->cancelled && plan->cancelled(plan->cancel_ud))
             return false;
-        double left = plan->start_at - wall_clock();
+        double left = plan->start_at - clock_wall_s();
         if (left <= 0)
             return true;
-        double until = left > step ? wall_clock() + step : plan->start_at;
+        double until = left > step ? clock_wall_s() + step : plan->start_at;
         struct timespec ts = {.tv_sec = (time_t)until, .tv_nsec = (long)((until - (double)(time_t)until) * 1e9)};
         clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &ts, NULL);
     }
@@ -120,7 +113,7 @@ struct runner *runner_start(const struct run_plan *plan, const struct sink *sink
         failed = true;
         snprintf(err, errlen, "cancelled while waiting for the start time");
     }
-    r->started = wall_clock();
+    r->started = clock_wall_s();
     r->run.start_ns = clock_now_ns();
     gate_open(&r->run.gate, failed);
     if (!failed)
@@ -214,7 +207,7 @@ bool runner_finish(struct runner *r, struct metrics *into, struct run_result *re
         engine_join(&r->eng[i]);
     res->elapsed = runner_elapsed(r);
     res->started = r->started;
-    res->finished = wall_clock();
+    res->finished = clock_wall_s();
     points_collect(&r->points);
     bool ok = true;
     for (unsigned i = 0; i < r->spawned; i++)
