@@ -4,6 +4,7 @@
  * session token among them), its answer judged: a results document, a
  * function error, an HTTP error, a throttle (retried), a timeout. */
 #include "lambda_invoke.h"
+#include "redact.h"
 #include "clock.h"
 #include "xmalloc.h"
 
@@ -176,22 +177,14 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
 /* Copies text to out with every occurrence of the secrets blanked. */
 static void scrub(const char *text, const struct lambda_target *t, char *out, size_t len)
 {
-    const char *secrets[] = {t->secret, t->token};
-    size_t o = 0;
-    while (*text && o + 1 < len) {
-        size_t skip = 0;
-        for (int i = 0; i < 2 && !skip; i++)
-            if (secrets[i] && *secrets[i] && strncmp(text, secrets[i], strlen(secrets[i])) == 0)
-                skip = strlen(secrets[i]);
-        if (skip) {
-            o += (size_t)snprintf(out + o, len - o, "***");
-            o = o < len ? o : len - 1;
-            text += skip;
-        } else {
-            out[o++] = *text++;
-        }
+    char *once = malloc(len);
+    if (!once) {
+        snprintf(out, len, "(a message hidden: out of memory)");
+        return;
     }
-    out[o < len ? o : len - 1] = '\0';
+    redact_secret(text, t->secret, once, len);
+    redact_secret(once, t->token, out, len);
+    free(once);
 }
 
 /* A message to one short line: up to its first blank line (what follows in

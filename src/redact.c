@@ -66,16 +66,24 @@ void redact_password(const char *text, const char *dsn, char *out, size_t len)
     }
     memcpy(secret, dsn + at, pwlen);
     secret[pwlen] = '\0';
-    size_t n = 0;
+    redact_secret(text, secret, out, len);
+}
+
+void redact_secret(const char *text, const char *secret, char *out, size_t len)
+{
+    size_t n = 0, slen = secret ? strlen(secret) : 0;
+    if (!len)
+        return;
     for (const char *p = text; *p && n + 1 < len;) {
-        if (strncmp(p, secret, pwlen) == 0) {
+        if (slen && strncmp(p, secret, slen) == 0) {
             n += (size_t)snprintf(out + n, len - n, "***");
-            p += pwlen;
+            n = n < len ? n : len - 1;
+            p += slen;
         } else {
             out[n++] = *p++;
         }
     }
-    out[n < len ? n : len - 1] = '\0';
+    out[n] = '\0';
 }
 
 void redact_url(const char *url, char *out, size_t len)

@@ -9,6 +9,10 @@
  * user name standing alone (http://TOKEN@host/) is a token, its secret too. */
 void redact_password(const char *text, const char *secret_of, char *out, size_t len);
 
+/* Copies text to out with every occurrence of secret (NULL or "": none)
+ * replaced by ***, cut to len bytes. */
+void redact_secret(const char *text, const char *secret, char *out, size_t len);
+
 /* Copies a URL or DSN (well-formed or not) with its secret, as above,
  * replaced by ***, however long. out needs strlen(url) + 4 bytes. */
 void redact_url(const char *url, char *out, size_t len);
