@@ -45,7 +45,7 @@ enum dec_status {
     /* Bytes after the end of a gzip/deflate/br stream (a second gzip
      * member), and brotli's two format errors libcurl does not list
      * (reserved bits, distance): libcurl 7.88's CURLE_WRITE_ERROR, which
-     * tide's curl transport reports as "out of memory" today. */
+     * both transports report as "malformed response". */
     DEC_REJECTED,
     DEC_NOMEM,
     /* decoder_end only: a stream stopped before its end. libcurl 7.88
