@@ -205,7 +205,7 @@ class MisbehavingServer(_SocketServer):
         elif mode == "never":
             self._stall()
         elif mode == "slow":
-            self._drip(conn, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            self._send_split(conn, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 1, pause=1.0)
         elif mode == "endless-chunked":
             self._endless_chunks(conn)
         elif mode == "continue":
@@ -255,19 +255,12 @@ class MisbehavingServer(_SocketServer):
                 return False
         return True
 
-    def _send_split(self, conn, data, piece):
+    def _send_split(self, conn, data, piece, pause=0.001):
         for i in range(0, len(data), piece):
             if self.stopping.is_set():
                 return
             conn.sendall(data[i:i + piece])
-            self._stall(0.001)
-
-    def _drip(self, conn, data):
-        for i in range(len(data)):
-            if self.stopping.is_set():
-                return
-            conn.sendall(data[i:i + 1])
-            self._stall(1.0)
+            self._stall(pause)
 
     def _endless_chunks(self, conn):
         conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
