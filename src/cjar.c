@@ -3,6 +3,7 @@
  * a user could see the difference; tests/unit/test_cjar.c checks them
  * against the libcurl tide links with. */
 #include "cjar.h"
+#include "cookies.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -534,22 +535,13 @@ bool cjar_store(struct cjar *j, const char *value, size_t len, const char *url, 
 
 /* ---------------- the Cookie header ---------------- */
 
-static bool pathmatch(struct span spath, struct span req)
-{
-    if (spath.n == 1)
-        return true;
-    if (req.n < spath.n || memcmp(spath.p, req.p, spath.n) != 0)
-        return false;
-    return req.n == spath.n || req.p[spath.n] == '/';
-}
-
 static bool goes_to(const struct cookie *c, struct span host, bool host_ip, bool secure, struct span path,
                     unsigned char host_bucket)
 {
     if (c->bucket != host_bucket || (c->secure && !secure))
         return false;
     bool domain_ok = c->tailmatch && !host_ip ? tailmatch(c->domain, host) : span_ieq(host, c->domain);
-    return domain_ok && pathmatch(c->spath, path);
+    return domain_ok && cookie_path_matches(path.p, path.n, c->spath.p, c->spath.n);
 }
 
 /* libcurl's cookie_sort: whether a goes before b (the newer of equals). */

@@ -106,14 +106,17 @@ static void request_path(const char *url, const struct turl *u, const char **pat
     *len = n;
 }
 
-/* RFC 6265 5.1.4. */
-static bool path_matches(const char *req, size_t rlen, const char *cpath, size_t clen)
+bool cookie_path_matches(const char *req, size_t rlen, const char *cpath, size_t clen)
 {
-    if (clen == 0)
+    if (clen >= 2 && cpath[0] == '"' && cpath[clen - 1] == '"')
+        cpath++, clen -= 2;
+    if (clen > 1 && cpath[clen - 1] == '/')
+        clen--;
+    if (clen <= 1)
         return true;
     if (rlen < clen || memcmp(req, cpath, clen) != 0)
         return false;
-    return rlen == clen || cpath[clen - 1] == '/' || req[clen] == '/';
+    return rlen == clen || req[clen] == '/';
 }
 
 static bool loopback(const char *host, size_t len)
@@ -132,7 +135,7 @@ bool cookie_matches(const struct jar_cookie *c, const char *url, const struct tu
     if (!domain_matches(host, u->host_len, c->domain, c->domain_len, c->subdomains))
         return false;
     request_path(url, u, &path, &plen);
-    return path_matches(path, plen, c->path, c->path_len);
+    return cookie_path_matches(path, plen, c->path, c->path_len);
 }
 
 bool cookies_for_url(const char *lines, size_t len, const char *url, const struct turl *u, int64_t now,

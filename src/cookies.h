@@ -30,6 +30,11 @@ bool cookie_parse_line(const char *line, size_t len, struct jar_cookie *c);
  * a loopback host (localhost, 127.0.0.1, ::1), as libcurl and browsers do. */
 bool cookie_matches(const struct jar_cookie *c, const char *url, const struct turl *u, int64_t now);
 
+/* Whether a cookie of path cpath goes to request path req, as libcurl 7.88
+ * matches it (RFC 6265 5.1.4 on the path without quotes or a trailing '/':
+ * Path=/a/b/ goes to /a/b). */
+bool cookie_path_matches(const char *req, size_t rlen, const char *cpath, size_t clen);
+
 /* Calls fn for each cookie of lines (a jar's export, '\n'-separated) that
  * goes to url, in the order a request sends them (longer paths first);
  * stops when fn returns false. False when out of memory. */

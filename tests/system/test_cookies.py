@@ -164,6 +164,20 @@ def test_each_user_has_its_own_jar(run_tide, hops):
     assert_clean(res, reqs=3)
 
 
+def test_a_path_with_a_trailing_slash_matches_alike_with_or_without_script_cookies(run_tide, hops):
+    """libcurl matches a cookie's path without its trailing '/' (Path=/a/b/
+    goes to /a/b): the jar's cookies go by that rule whether the transport
+    adds them or tide merges them with the script's own."""
+    res = run_tide(scenario(f"""
+    http.set_cookie("{hops.url}/a/b/", "k", "v", {{ path = "/a/b/" }})
+    http.get("{hops.url}/a/b")
+    http.get("{hops.url}/a/b?mine=1", {{ cookies = {{ mine = "1" }} }})
+"""))
+    assert_clean(res, reqs=2)
+    assert [pairs(h) for h in cookie_headers(hops, "/a/b")] == [["k=v"]], hops.seen
+    assert [pairs(h) for h in cookie_headers(hops, "/a/b?mine=1")] == [["k=v", "mine=1"]], hops.seen
+
+
 def test_a_response_sets_at_most_50_cookies(run_tide, hops):
     """libcurl 7.88 takes the first 50 Set-Cookie lines of a response and
     ignores the rest; both engines keep the same 50, and send them."""
