@@ -36,6 +36,17 @@ static inline bool buf_append(struct buf *b, const void *p, size_t n)
     return true;
 }
 
+/* Appends what of p keeps b within max bytes (a body kept up to max_body);
+ * *cut set when some was left out. False: out of memory. */
+static inline bool buf_append_capped(struct buf *b, const void *p, size_t n, size_t max, bool *cut)
+{
+    size_t room = b->len < max ? max - b->len : 0;
+    size_t keep = n < room ? n : room;
+    if (keep < n)
+        *cut = true;
+    return buf_append(b, p, keep);
+}
+
 static inline void buf_free(struct buf *b)
 {
     free(b->data);

@@ -52,16 +52,8 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
     struct txfer *x = ud;
     const struct treq *q = x->q;
-    struct buf *b = &x->res->body;
-    size_t len = size * n, keep = len;
-    if (q->discard)
-        return len;
-    size_t room = q->max_body > b->len ? q->max_body - b->len : 0;
-    if (keep > room) {
-        keep = room;
-        x->res->truncated = true;
-    }
-    if (keep == 0 || buf_append(b, p, keep))
+    size_t len = size * n;
+    if (q->discard || buf_append_capped(&x->res->body, p, len, q->max_body, &x->res->truncated))
         return len;
     x->fail = TERR_NOMEM;
     return 0;

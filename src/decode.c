@@ -215,15 +215,14 @@ static enum dec_status deliver(struct decoder *d, const char *p, size_t n)
     struct buf *out = d->out;
     if (!out || n == 0)
         return DEC_OK;
-    size_t room = out->len < d->max ? d->max - out->len : 0;
-    size_t keep = n < room ? n : room;
-    if (keep && p == out->data + out->len)
-        out->len += keep;
-    else if (keep && !buf_append(out, p, keep))
-        return DEC_NOMEM;
-    if (keep < n)
-        *d->dropped = true;
-    return DEC_OK;
+    if (p == out->data + out->len) { /* decoded in place, into out's spare room */
+        size_t room = out->len < d->max ? d->max - out->len : 0;
+        if (n > room)
+            *d->dropped = true;
+        out->len += n < room ? n : room;
+        return DEC_OK;
+    }
+    return buf_append_capped(out, p, n, d->max, d->dropped) ? DEC_OK : DEC_NOMEM;
 }
 
 /* Stage i decoded n bytes: on to the next stage or into the body. */

@@ -772,11 +772,7 @@ static int on_body(http_parser *p, const char *at, size_t len)
     }
     if (q->discard)
         return 0;
-    size_t room = q->max_body > res->body.len ? q->max_body - res->body.len : 0;
-    size_t keep = len < room ? len : room;
-    if (keep < len)
-        res->truncated = true;
-    if (keep && !buf_append(&res->body, at, keep))
+    if (!buf_append_capped(&res->body, at, len, q->max_body, &res->truncated))
         x->fail = TERR_NOMEM;
     return x->fail != TERR_NONE;
 }
